@@ -1,0 +1,56 @@
+"""inorder: an ordered, parallel, bounded pipeline for asyncio and trio.
+
+Producers ``await pipe.put(fn, arg)``; the calls run in worker processes; ``async for``
+yields the results in submission order; a bounded window keeps memory flat.
+
+The public names are imported lazily: worker processes import ``inorder._worker``, and
+with it this package, and should not pay for anyio and the pipeline on every start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._errors import InorderError, PipelineClosedError, RemoteTraceback
+    from ._map import MapStream, map
+    from ._pipeline import OrderedPipeline, PipelineOptions
+    from ._stats import PipelineStatistics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InorderError",
+    "MapStream",
+    "OrderedPipeline",
+    "PipelineClosedError",
+    "PipelineOptions",
+    "PipelineStatistics",
+    "RemoteTraceback",
+    "map",
+]
+
+_LOCATIONS = {
+    "InorderError": "._errors",
+    "PipelineClosedError": "._errors",
+    "RemoteTraceback": "._errors",
+    "MapStream": "._map",
+    "map": "._map",
+    "OrderedPipeline": "._pipeline",
+    "PipelineOptions": "._pipeline",
+    "PipelineStatistics": "._stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inorder' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

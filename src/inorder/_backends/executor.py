@@ -1,0 +1,36 @@
+"""Items run in an executor that the caller made and owns (``executor=<Executor>``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+from .._eventloop import LoopBridge
+from .._serialize import Codec, DirectCodec, PickleCodec
+
+
+class BorrowedExecutorBackend:
+    """Uses the caller's executor and never shuts it down.
+
+    Arguments are pickled (and checked at ``put()``) unless the executor is a
+    ``ThreadPoolExecutor``, because any other executor may send them to another process.
+    """
+
+    def __init__(self, executor: concurrent.futures.Executor, workers: int | None) -> None:
+        self._executor = executor
+        self._threads = isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+        size = getattr(executor, "_max_workers", None)
+        self.workers = workers or (size if isinstance(size, int) else os.cpu_count() or 1)
+
+    @property
+    def executor(self) -> concurrent.futures.Executor:
+        return self._executor
+
+    def codec(self) -> Codec:
+        return DirectCodec() if self._threads else PickleCodec()
+
+    async def start(self, bridge: LoopBridge) -> None:
+        pass  # the caller's executor: its start-up is the caller's business
+
+    async def stop(self, *, abandon: bool) -> None:
+        pass  # the pipeline has cancelled its own futures; the executor stays the caller's

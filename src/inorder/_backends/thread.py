@@ -1,0 +1,40 @@
+"""Items run in a thread pool of this process (``executor="thread"``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import anyio
+
+from .._eventloop import LoopBridge
+from .._serialize import Codec, DirectCodec
+
+
+class ThreadBackend:
+    """A ``ThreadPoolExecutor`` owned by the pipeline.
+
+    Threads cannot be killed: when the pipeline stops early, queued items are cancelled
+    and the pipeline waits for the items already running in threads to return.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="inorder-worker"
+        )
+
+    @property
+    def executor(self) -> concurrent.futures.Executor:
+        return self._executor
+
+    def codec(self) -> Codec:
+        return DirectCodec()
+
+    async def start(self, bridge: LoopBridge) -> None:
+        pass  # threads start in microseconds, on the first submissions
+
+    async def stop(self, *, abandon: bool) -> None:
+        await anyio.to_thread.run_sync(self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,144 @@
+"""The few things the pipeline needs from the event loop that anyio does not offer.
+
+* Submitting to an executor with a completion callback that runs on the event-loop thread.
+  On asyncio (and uvloop) that is ``loop.run_in_executor`` plus a done-callback on the
+  asyncio future it returns; on trio, ``executor.submit`` plus a done-callback that hops
+  onto the loop with ``TrioToken.run_sync_soon``. Either way nothing polls and no thread
+  is parked per future; cancelling the returned future cancels a job that has not started.
+* Spawning a task that is owned by a pipeline rather than by a task group, so that a
+  pipeline can be opened in one place and closed in another (``inorder.map`` starts on
+  the first ``__anext__`` and stops in ``aclose()``) without violating cancel-scope
+  nesting. The pipeline cancels and awaits that task itself before it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import anyio
+import anyio.lowlevel
+
+
+class FutureLike(Protocol):
+    """What the pipeline uses of an executor future (asyncio's or concurrent.futures')."""
+
+    def cancel(self) -> bool: ...
+    def cancelled(self) -> bool: ...
+    def result(self) -> Any: ...
+    def exception(self) -> BaseException | None: ...
+
+
+Callback = Callable[[Any], None]
+
+
+class LoopBridge:
+    """Executor submission and task spawning for the event loop running now."""
+
+    def submit(
+        self,
+        executor: concurrent.futures.Executor,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        on_done: Callback,
+    ) -> FutureLike:
+        """Run ``fn(*args)`` in ``executor``; ``on_done(future)`` runs on the loop thread."""
+        raise NotImplementedError
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Start ``fn()`` as a task of its own. It must not raise."""
+        raise NotImplementedError
+
+    async def wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        """Await a concurrent.futures future without parking a thread on it."""
+        done = anyio.Event()
+        self.call_soon_when_done(future, lambda _: done.set())
+        await done.wait()
+        return future.result()
+
+    def call_soon_when_done(self, future: concurrent.futures.Future[Any], fn: Callback) -> None:
+        raise NotImplementedError
+
+
+class _AsyncioBridge(LoopBridge):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(
+        self,
+        executor: concurrent.futures.Executor,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        on_done: Callback,
+    ) -> FutureLike:
+        future = self._loop.run_in_executor(executor, fn, *args)
+        future.add_done_callback(on_done)
+        return future
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        async def runner() -> None:
+            await fn()
+
+        task = self._loop.create_task(runner())
+        # The loop keeps only weak references to tasks.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def call_soon_when_done(self, future: concurrent.futures.Future[Any], fn: Callback) -> None:
+        loop = self._loop
+
+        def relay(f: concurrent.futures.Future[Any]) -> None:
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, f)
+
+        future.add_done_callback(relay)
+
+
+class _TrioBridge(LoopBridge):
+    def __init__(self, token: Any) -> None:
+        self._token = token
+
+    def submit(
+        self,
+        executor: concurrent.futures.Executor,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        on_done: Callback,
+    ) -> FutureLike:
+        future = executor.submit(fn, *args)
+        self.call_soon_when_done(future, on_done)
+        return future
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        import trio
+
+        async def runner() -> None:
+            await fn()
+
+        trio.lowlevel.spawn_system_task(runner, context=contextvars.copy_context())
+
+    def call_soon_when_done(self, future: concurrent.futures.Future[Any], fn: Callback) -> None:
+        import trio
+
+        token = self._token
+
+        def relay(f: concurrent.futures.Future[Any]) -> None:
+            # After the run ended nobody is waiting any more.
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(fn, f)
+
+        future.add_done_callback(relay)
+
+
+def current_bridge() -> LoopBridge:
+    """The bridge for the event loop of the calling task."""
+    native = anyio.lowlevel.current_token().native_token
+    if isinstance(native, asyncio.AbstractEventLoop):
+        return _AsyncioBridge(native)
+    return _TrioBridge(native)

@@ -1,0 +1,105 @@
+"""``inorder.map``: the one-liner for scripts, a pipeline that starts and stops itself."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar, Unpack
+
+from ._pipeline import OrderedPipeline, PipelineOptions, _check_map_arguments
+from ._stats import PipelineStatistics
+
+T = TypeVar("T")
+
+
+class MapStream(Generic[T]):
+    """The async iterator returned by ``inorder.map``.
+
+    Workers start on the first ``__anext__`` (or on ``async with``) and stop when the
+    results run out, on ``aclose()``, or on leaving ``async with``. ``break`` alone does
+    not close an async iterator in Python: use ``async with inorder.map(...) as results``
+    (or ``contextlib.aclosing``) when you may stop early. A stream that is dropped
+    without being closed still has its worker processes killed when it is collected.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., T],
+        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
+        options: PipelineOptions,
+    ) -> None:
+        _check_map_arguments(fn, iterables)
+        self._pipeline = OrderedPipeline(**options)
+        self._fn = fn
+        self._iterables = iterables
+        self._started = False
+        self._finished = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._finished:
+            raise StopAsyncIteration
+        if not self._started:
+            await self._start()
+        try:
+            result: T = await self._pipeline.__anext__()
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        return result
+
+    async def aclose(self) -> None:
+        """Stop the workers and discard what is pending. Safe to call more than once."""
+        self._finished = True
+        await self._pipeline.aclose()
+
+    async def __aenter__(self) -> Self:
+        if not self._started:
+            await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def statistics(self) -> PipelineStatistics:
+        """A frozen snapshot of the underlying pipeline's counters."""
+        return self._pipeline.statistics()
+
+    async def _start(self) -> None:
+        if self._finished:
+            raise RuntimeError("this inorder.map() stream was closed; call inorder.map() again")
+        self._started = True
+        await self._pipeline.__aenter__()
+        try:
+            self._pipeline.map(self._fn, *self._iterables)
+        except BaseException:
+            await self.aclose()
+            raise
+
+
+def map(  # mirrors the builtin on purpose
+    fn: Callable[..., T],
+    /,
+    *iterables: Iterable[Any] | AsyncIterable[Any],
+    **options: Unpack[PipelineOptions],
+) -> MapStream[T]:
+    """Apply ``fn`` to the items of ``iterables`` in parallel; yield results in order.
+
+    Like the builtin ``map``: several iterables are zipped and stop at the shortest;
+    they may be sync or async. Takes the options of ``OrderedPipeline`` (``workers``,
+    ``window``, ``executor``, ``ordered``, ``on_error``)::
+
+        async with inorder.map(transform, rows, workers=4) as results:
+            async for result in results:
+                ...
+
+    Errors in arguments and options are raised here, before anything starts.
+    """
+    return MapStream(fn, iterables, options)

@@ -1,0 +1,706 @@
+"""OrderedPipeline: parallel work, results in submission order, bounded memory.
+
+Data flow (each arrow is synchronous code on the event-loop thread unless marked)::
+
+    producers                                                            consumer
+    put(fn, *args) ──▶ window ──▶ pending ──dispatch──▶ executor        async for
+    map(fn, iter)     (fair,     (accepted,    │       (worker         ▲
+                       bounded)   FIFO)        │        processes)     │
+        markers ──────────────────────────────────────────┐ │          │
+                                               │          ▼ ▼ (thread hop to the loop)
+                                               └─◀── completion ──▶ reorder buffer
+                                                     callback        (heap keyed by seq)
+
+* **window** (``_window.Window``): a slot per item from ``put()`` until the consumer
+  takes its outcome. This bounds memory. ``put()`` waits, first come first served, while
+  all slots are taken.
+* **pending**: accepted items not yet handed to the executor.
+* **dispatch**: at most ``DISPATCHES_PER_WORKER`` executor calls per worker are
+  outstanding: enough to keep every worker busy while a result travels back, few enough
+  that queued items stay cancellable in the parent. This bound is separate from the
+  window, so one slow item holds the stream back only once ``window`` items pile up
+  behind it. Each executor call carries a *batch* of items (one item, for now).
+* **completion callback**: runs on the loop thread (``_eventloop``), files the batch's
+  outcomes in the reorder buffer, dispatches more, wakes the consumer. Nothing polls.
+* **reorder buffer** (``_reorder.ReorderBuffer``): a heap keyed by sequence number;
+  the consumer pops the next item once it and all before it are done.
+
+Layering: ``_window``, ``_reorder`` are pure; ``_serialize`` and ``_worker`` move calls
+and outcomes across the process boundary; ``_backends`` own the executors;
+``_eventloop`` adapts asyncio and trio; this module composes them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import functools
+import logging
+import os
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Literal, Self, TypedDict
+
+import anyio
+import anyio.lowlevel
+
+from ._backends import Backend
+from ._backends.executor import BorrowedExecutorBackend
+from ._backends.process import ProcessBackend
+from ._backends.thread import ThreadBackend
+from ._errors import PipelineClosedError, RemoteTraceback
+from ._eventloop import FutureLike, LoopBridge, current_bridge
+from ._reorder import ReorderBuffer
+from ._serialize import Codec
+from ._stats import PipelineStatistics
+from ._window import Window
+from ._worker import Failure, describe
+
+logger = logging.getLogger("inorder")
+
+OnError = Literal["raise", "return", "skip"]
+ExecutorOption = Literal["process", "thread"] | concurrent.futures.Executor
+
+# Items accepted but not yet yielded. Bounds the parent's memory to about this many
+# arguments plus results; large enough that a slow item rarely stalls the stream.
+DEFAULT_WINDOW = 1024
+
+# Executor calls outstanding per worker: one running, one waiting in the executor's
+# queue so the worker never idles while a result travels back. More only delays
+# cancellation and lets one worker's queue hide work from the others.
+DISPATCHES_PER_WORKER = 2
+
+# map() reads a sync iterable without awaiting per item; it yields to the event loop
+# after this many items so completions and the consumer keep running.
+FEED_CHECKPOINT_EVERY = 256
+
+
+class PipelineOptions(TypedDict, total=False):
+    """Keyword options shared by ``OrderedPipeline`` and ``inorder.map``."""
+
+    workers: int | None
+    window: int
+    executor: ExecutorOption
+    ordered: bool
+    on_error: OnError
+
+
+class _State(enum.Enum):
+    NEW = "new"  # constructed, not entered
+    OPEN = "open"  # accepting items
+    CLOSED = "closed"  # close() called: no more items, results still flow
+    STOPPED = "stopped"  # aclose() or exit: workers released, nothing flows
+
+
+class _Waiter:
+    """A producer waiting for a window slot."""
+
+    __slots__ = ("event", "refused")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.refused = False
+
+
+class _InputFailure:
+    """The iterable given to map() raised: re-raised in its place, then the stream ends."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+class _Feeder:
+    """The task a pipeline owns to read the iterables given to ``map()``."""
+
+    def __init__(self) -> None:
+        self.cancel_scope = anyio.CancelScope()
+        self.done = anyio.Event()
+
+
+_SKIPPED: Any = object()
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+class OrderedPipeline:
+    """Run calls in parallel workers and yield their results in submission order.
+
+    ::
+
+        async with inorder.OrderedPipeline(workers=4, window=1000) as pipe:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce, pipe)   # await pipe.put(fn, item) ...; pipe.close()
+                async for result in pipe:      # in the order the items were put
+                    ...
+
+    Args:
+        workers: How many items run at once. Default: the CPUs this process may use.
+        window: Most items accepted and not yet yielded (default 1024). ``put()`` waits
+            while the window is full, so memory stays flat on endless streams; a slow
+            item holds the stream back only once ``window`` items wait behind it.
+        executor: ``"process"`` (default; a process pool started with ``forkserver`` on
+            Linux, ``spawn`` elsewhere), ``"thread"`` (a thread pool: no pickling, but
+            Python code holds the GIL), or any ``concurrent.futures.Executor``, which the
+            pipeline uses but never shuts down.
+        ordered: ``False`` yields results as they complete instead (same bounds).
+        on_error: What a failed item yields. ``"raise"`` (default): its exception is
+            raised from the iteration at the item's position, with the worker's
+            traceback as ``__cause__`` and a note naming the item; iteration may go on
+            afterwards. ``"return"``: the exception object is yielded in place.
+            ``"skip"``: the item is dropped and logged on the ``"inorder"`` logger.
+
+    In-flight work (items handed to the executor) is bounded separately from the
+    window, at ``2 * workers`` executor calls, so every worker always has its next item
+    at hand. ``async with`` starts the workers; leaving it by any route, or
+    ``aclose()``, cancels what is pending and stops them.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        window: int = DEFAULT_WINDOW,
+        executor: ExecutorOption = "process",
+        ordered: bool = True,
+        on_error: OnError = "raise",
+    ) -> None:
+        self._workers = _check_workers(workers, executor)
+        self._window: Window[_Waiter] = Window(_check_positive_int("window", window))
+        self._executor_option = _check_executor(executor)
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be a bool, got {ordered!r}")
+        if on_error not in ("raise", "return", "skip"):
+            raise ValueError(f"on_error must be 'raise', 'return' or 'skip', got {on_error!r}")
+        self._on_error: OnError = on_error
+        self._state = _State.NEW
+        self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=ordered)
+        self._pending: deque[tuple[int, Any]] = deque()
+        self._futures: set[FutureLike] = set()
+        self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
+        self._dispatches = 0
+        self._batch_size = 1
+        self._next_seq = 0
+        self._in_flight = 0
+        self._yielded = 0
+        self._skipped = 0
+        self._failed = 0
+        self._consumer_event: anyio.Event | None = None
+        self._feeder: _Feeder | None = None
+        self._backend: Backend | None = None
+        self._codec: Codec | None = None
+        self._bridge: LoopBridge | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.NEW:
+            raise RuntimeError(
+                "this OrderedPipeline was already entered; a pipeline carries one stream, "
+                "so create a new one"
+            )
+        self._bridge = current_bridge()
+        backend = self._backend = self._make_backend()
+        self._codec = backend.codec()
+        self._state = _State.OPEN
+        try:
+            await backend.start(self._bridge)
+        except BaseException:
+            self._state = _State.STOPPED
+            with anyio.CancelScope(shield=True):
+                await backend.stop(abandon=True)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop: cancel pending work, release the workers, wake every waiter.
+
+        Results not yet yielded are discarded; items running in worker processes are
+        stopped (threads cannot be stopped: the call waits for running thread items).
+        Producers waiting in ``put()`` and a consumer waiting for a result get
+        ``PipelineClosedError``. Safe to call more than once; shielded from cancellation.
+        """
+        if self._state is _State.STOPPED:
+            return
+        started = self._state is not _State.NEW
+        self._state = _State.STOPPED
+        if not started:
+            return
+        self._refuse_waiters()
+        self._wake_consumer()
+        abandon = bool(self._futures or self._pending)
+        for future in list(self._futures):
+            future.cancel()
+        self._pending.clear()
+        self._buffer.clear()
+        with anyio.CancelScope(shield=True):
+            if self._feeder is not None:
+                self._feeder.cancel_scope.cancel()
+                await self._feeder.done.wait()
+            assert self._backend is not None
+            await self._backend.stop(abandon=abandon)
+
+    def close(self) -> None:
+        """No more items: iteration ends once every accepted item has been yielded.
+
+        Producers still waiting in ``put()`` get ``PipelineClosedError``. Idempotent.
+        """
+        if self._state is _State.NEW:
+            raise RuntimeError("close() called before the pipeline was entered with async with")
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSED
+            self._refuse_waiters()
+            self._wake_consumer()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the pipeline has stopped accepting items."""
+        return self._state is not _State.OPEN
+
+    # -- producing ----------------------------------------------------------------------
+
+    async def put(self, fn: Any, /, *args: Any, **kwargs: Any) -> int:
+        """Submit ``fn(*args, **kwargs)``; return its sequence number (0, 1, 2, ...).
+
+        Waits while the window is full; waiting producers are served first come, first
+        served. Returns without suspending when there is room.
+
+        ``put(marker)`` with a single non-callable argument submits a *marker*: it takes
+        its place in the order and is yielded unchanged, without visiting a worker.
+
+        Raises:
+            TypeError: ``fn`` is not callable but arguments were given, or an argument
+                (or ``fn``) cannot be pickled for a worker process. Nothing was
+                accepted; the pipeline stays usable.
+            PipelineClosedError: after ``close()``, or the pipeline closed while waiting.
+        """
+        if self._state is not _State.OPEN:
+            raise self._closed_error("put()")
+        if callable(fn):
+            assert self._codec is not None
+            call = self._codec.prepare(fn, args, kwargs)
+            if not self._window.try_acquire():
+                await self._wait_for_slot()
+            return self._accept_call(call)
+        if args or kwargs:
+            raise TypeError(
+                f"put() takes a callable and its arguments, or a single marker object; got a "
+                f"non-callable {type(fn).__qualname__} ({fn!r:.60}) with "
+                f"{len(args)} positional and {len(kwargs)} keyword argument(s)"
+            )
+        if not self._window.try_acquire():
+            await self._wait_for_slot()
+        return self._accept_outcome(fn)
+
+    def map(
+        self, fn: Callable[..., Any], /, *iterables: Iterable[Any] | AsyncIterable[Any]
+    ) -> Self:
+        """Feed ``fn(*items)`` for items drawn from ``iterables`` (like the builtin ``map``).
+
+        The pipeline reads the iterables from a task it owns (sync iterables without an
+        ``await`` per item), closes itself when the shortest runs out, and returns
+        itself for ``async for``. If an iterable raises, the exception is raised by the
+        iteration after the results of the items before it, and the stream ends.
+        An item whose arguments cannot be pickled fails at its own position (handled
+        by ``on_error``). Can be called once per pipeline.
+        """
+        if self._state is not _State.OPEN:
+            raise self._closed_error("map()")
+        if self._feeder is not None:
+            raise RuntimeError("map() was already called on this pipeline; it carries one stream")
+        _check_map_arguments(fn, iterables)
+        assert self._codec is not None
+        assert self._bridge is not None
+        self._codec.prepare(fn, (), {})  # an unpicklable function fails here, not per item
+        feeder = self._feeder = _Feeder()
+        self._bridge.spawn(functools.partial(self._feed, fn, iterables, feeder))
+        return self
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._consumer_event is not None:
+            raise RuntimeError(
+                "another task is already iterating over this pipeline; a pipeline has "
+                "one consumer (share results through a memory object stream instead)"
+            )
+        while True:
+            popped = self._buffer.pop()
+            if popped is not None:
+                outcome = self._deliver(*popped)
+                if outcome is _SKIPPED:
+                    continue
+                return outcome
+            if self._state is _State.CLOSED and self._yielded + self._skipped == self._next_seq:
+                raise StopAsyncIteration
+            if self._state is _State.NEW:
+                raise RuntimeError(
+                    "iterate over the pipeline inside 'async with OrderedPipeline(...) as pipe:'"
+                )
+            if self._state is _State.STOPPED:
+                raise self._closed_error("iteration")
+            event = self._consumer_event = anyio.Event()
+            try:
+                await event.wait()
+            finally:
+                self._consumer_event = None
+
+    def statistics(self) -> PipelineStatistics:
+        """A frozen snapshot of the pipeline's counters."""
+        return PipelineStatistics(
+            accepted=self._next_seq,
+            queued=len(self._pending),
+            in_flight=self._in_flight,
+            buffered=len(self._buffer),
+            yielded=self._yielded,
+            skipped=self._skipped,
+            failed=self._failed,
+            workers=self._workers,
+            window=self._window.capacity,
+        )
+
+    # -- internals: admission -----------------------------------------------------------
+
+    async def _wait_for_slot(self) -> None:
+        waiter = _Waiter()
+        self._window.enqueue(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            self._wake(self._window.withdraw(waiter))
+            raise
+        if waiter.refused:
+            raise self._closed_error("put()")
+        self._wake(self._window.confirm(waiter))
+
+    def _refuse_waiters(self) -> None:
+        for waiter in self._window.drain():
+            waiter.refused = True
+            waiter.event.set()
+
+    @staticmethod
+    def _wake(waiter: _Waiter | None) -> None:
+        if waiter is not None:
+            waiter.event.set()
+
+    def _accept_call(self, call: Any) -> int:
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        self._pending.append((seq, call))
+        if self._dispatches < self._max_dispatches:
+            self._dispatch()
+        return seq
+
+    def _accept_outcome(self, outcome: Any) -> int:
+        """Accept an item whose outcome is known already (a marker, a failure)."""
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        self._buffer.add(seq, (outcome,))
+        self._wake_consumer()
+        return seq
+
+    # -- internals: dispatch and completion ---------------------------------------------
+
+    def _dispatch(self) -> None:
+        assert self._backend is not None
+        assert self._codec is not None
+        assert self._bridge is not None
+        pending = self._pending
+        while pending and self._dispatches < self._max_dispatches:
+            count = min(self._batch_size, len(pending))
+            batch = [pending.popleft() for _ in range(count)]
+            seqs = [seq for seq, _ in batch]
+            job = self._codec.job([call for _, call in batch])
+            self._dispatches += 1
+            self._in_flight += count
+            try:
+                future = self._bridge.submit(
+                    self._backend.executor,
+                    job.function,
+                    job.args,
+                    functools.partial(self._job_done, seqs),
+                )
+            except Exception as exc:  # noqa: BLE001 - e.g. the caller shut their executor down
+                self._dispatches -= 1
+                self._in_flight -= count
+                self._store(seqs, [Failure(exc, "<dispatch>")] * count)
+                continue
+            self._futures.add(future)
+
+    def _job_done(self, seqs: list[int], future: FutureLike) -> None:
+        self._futures.discard(future)
+        self._dispatches -= 1
+        self._in_flight -= len(seqs)
+        if self._state is _State.STOPPED:
+            return
+        assert self._codec is not None
+        if future.cancelled():
+            error: BaseException | None = concurrent.futures.CancelledError(
+                "the executor cancelled this item (was it shut down while the pipeline ran?)"
+            )
+        else:
+            error = future.exception()
+        if error is not None:
+            self._store(seqs, [Failure(error, "<executor>")] * len(seqs))
+        else:
+            self._store(seqs, self._codec.outcomes(future.result(), len(seqs)))
+        self._dispatch()
+
+    def _store(self, seqs: list[int], outcomes: Any) -> None:
+        start = seqs[0]
+        if seqs[-1] - start + 1 == len(seqs):
+            self._buffer.add(start, outcomes)
+        else:  # markers interleaved: file each item on its own
+            for index, seq in enumerate(seqs):
+                self._buffer.add(seq, (outcomes[index],))
+        self._wake_consumer()
+
+    def _wake_consumer(self) -> None:
+        event = self._consumer_event
+        if event is not None:
+            event.set()
+
+    # -- internals: delivery ------------------------------------------------------------
+
+    def _deliver(self, seq: int, outcome: Any) -> Any:
+        self._wake(self._window.release())
+        kind = type(outcome)
+        if kind is not Failure:
+            self._yielded += 1
+            if kind is _InputFailure:
+                raise outcome.exception
+            return outcome
+        self._failed += 1
+        error = _as_exception(seq, outcome)
+        if self._on_error == "skip":
+            self._skipped += 1
+            logger.warning(
+                "item %d failed in %s and was skipped (on_error='skip')",
+                seq,
+                outcome.function,
+                exc_info=error,
+            )
+            return _SKIPPED
+        self._yielded += 1
+        if self._on_error == "return":
+            return error
+        raise error
+
+    # -- internals: the map() feeder ----------------------------------------------------
+
+    async def _feed(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
+        feeder: _Feeder,
+    ) -> None:
+        iterators: list[Iterator[Any] | AsyncIterator[Any]] = []
+        try:
+            with feeder.cancel_scope:
+                try:
+                    iterators = [
+                        aiter(it) if isinstance(it, AsyncIterable) else iter(it)
+                        for it in iterables
+                    ]
+                    if all(isinstance(it, Iterator) for it in iterators):
+                        await self._feed_items(fn, zip(*iterators, strict=False))
+                    else:
+                        await self._feed_items_async(fn, iterators)
+                except PipelineClosedError:
+                    pass  # stopped while feeding: nothing more to read
+                except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
+                    await self._fail_input(exc)
+                else:
+                    self.close()
+        except Exception:  # a bug in inorder: the task must not fail silently, nor crash trio
+            logger.exception("the map() feeder task of an inorder pipeline failed")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close_iterators(iterators)
+            feeder.done.set()
+
+    async def _feed_items(self, fn: Callable[..., Any], items: Iterable[tuple[Any, ...]]) -> None:
+        assert self._codec is not None
+        prepare = self._codec.prepare
+        window = self._window
+        empty: dict[str, Any] = {}
+        for count, args in enumerate(items, start=1):
+            if self._state is not _State.OPEN:
+                return
+            if window.try_acquire():
+                self._accept_fed(fn, args, empty, prepare)
+            else:
+                await self._wait_then_accept(fn, args, empty, prepare)
+            if count % FEED_CHECKPOINT_EVERY == 0:
+                await anyio.lowlevel.checkpoint()
+
+    async def _feed_items_async(
+        self, fn: Callable[..., Any], iterators: list[Iterator[Any] | AsyncIterator[Any]]
+    ) -> None:
+        assert self._codec is not None
+        prepare = self._codec.prepare
+        empty: dict[str, Any] = {}
+        while self._state is _State.OPEN:
+            row = []
+            for it in iterators:
+                try:
+                    row.append(await anext(it) if isinstance(it, AsyncIterator) else next(it))
+                except (StopIteration, StopAsyncIteration):
+                    return
+            await self._wait_then_accept(fn, tuple(row), empty, prepare, fast=True)
+
+    async def _wait_then_accept(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        prepare: Callable[..., Any],
+        fast: bool = False,
+    ) -> None:
+        if not (fast and self._window.try_acquire()):
+            await self._wait_for_slot()
+        self._accept_fed(fn, args, kwargs, prepare)
+
+    def _accept_fed(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        prepare: Callable[..., Any],
+    ) -> None:
+        try:
+            call = prepare(fn, args, kwargs)
+        except TypeError as exc:  # this item's arguments cannot travel: its own failure
+            self._accept_outcome(Failure(exc, describe(fn)))
+            return
+        self._accept_call(call)
+
+    async def _fail_input(self, exc: Exception) -> None:
+        exc.add_note(
+            f"inorder: map() stopped reading its input after {self._next_seq} item(s) "
+            "because the iterable raised this"
+        )
+        try:
+            if not self._window.try_acquire():
+                await self._wait_for_slot()
+        except PipelineClosedError:
+            return  # nobody will read the error: the stream was shut down meanwhile
+        self._accept_outcome(_InputFailure(exc))
+        self.close()
+
+    # -- internals: helpers -------------------------------------------------------------
+
+    def _make_backend(self) -> Backend:
+        option = self._executor_option
+        if option == "process":
+            return ProcessBackend(self._workers)
+        if option == "thread":
+            return ThreadBackend(self._workers)
+        assert isinstance(option, concurrent.futures.Executor)
+        return BorrowedExecutorBackend(option, self._workers)
+
+    def _closed_error(self, what: str) -> Exception:
+        if self._state is _State.NEW:
+            return RuntimeError(
+                f"{what} on a pipeline that was not entered; use "
+                "'async with OrderedPipeline(...) as pipe:'"
+            )
+        if self._state is _State.CLOSED:
+            return PipelineClosedError(
+                f"{what}: the pipeline was closed with close() and accepts no more items"
+            )
+        return PipelineClosedError(
+            f"{what}: the pipeline has been shut down (aclose() or leaving 'async with'); "
+            "create a new OrderedPipeline for another stream"
+        )
+
+
+def _as_exception(seq: int, failure: Failure) -> BaseException:
+    """The exception a failed item raises in the parent: the user's own, annotated."""
+    error = failure.exception
+    if failure.traceback is not None:
+        error.__cause__ = RemoteTraceback(failure.traceback)
+    where = f" (worker process {failure.pid})" if failure.pid else ""
+    error.add_note(f"inorder: item {seq} failed in {failure.function}{where}")
+    if not isinstance(error, Exception):
+        # SystemExit, KeyboardInterrupt and friends from a worker must not end the parent.
+        wrapped = RuntimeError(
+            f"item {seq} raised {type(error).__name__}({error}) in {failure.function}{where}"
+        )
+        wrapped.__cause__ = error
+        return wrapped
+    return error
+
+
+async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) -> None:
+    """Close what map() opened, so generators run their ``finally`` blocks."""
+    for it in iterators:
+        try:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+        except Exception:  # logged; the other iterables still get closed
+            logger.exception("closing an iterable given to map() failed")
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__qualname__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _check_workers(workers: object, executor: object) -> int:
+    if workers is None:
+        if isinstance(executor, concurrent.futures.Executor):
+            size = getattr(executor, "_max_workers", None)
+            if isinstance(size, int) and size > 0:
+                return size
+        return usable_cpu_count()
+    return _check_positive_int("workers", workers)
+
+
+def _check_executor(executor: object) -> ExecutorOption:
+    if executor in ("process", "thread") or isinstance(executor, concurrent.futures.Executor):
+        return executor
+    raise ValueError(
+        f"executor must be 'process', 'thread' or a concurrent.futures.Executor, got {executor!r}"
+    )
+
+
+def _check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
+    if not callable(fn):
+        raise TypeError(f"map() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}")
+    if not iterables:
+        raise TypeError("map() needs at least one iterable after the function")
+    for position, iterable in enumerate(iterables, start=1):
+        if not isinstance(iterable, (Iterable, AsyncIterable)):
+            raise TypeError(
+                f"map() argument {position + 1} must be an iterable or an async iterable, "
+                f"got {type(iterable).__qualname__}"
+            )

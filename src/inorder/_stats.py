@@ -1,0 +1,34 @@
+"""The statistics snapshot returned by ``OrderedPipeline.statistics()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStatistics:
+    """A frozen snapshot of a pipeline's counters.
+
+    Every accepted item is in exactly one of the stages, so at any moment::
+
+        accepted == queued + in_flight + buffered + yielded + skipped
+    """
+
+    accepted: int
+    """Items (and markers) accepted by ``put()`` or ``map()``: the sequence numbers issued."""
+    queued: int
+    """Accepted items waiting for a free worker."""
+    in_flight: int
+    """Items handed to the executor and not finished yet."""
+    buffered: int
+    """Finished items not yet yielded: waiting for an earlier item, or for the consumer."""
+    yielded: int
+    """Outcomes handed to the consumer: results, markers, and errors raised or returned."""
+    skipped: int
+    """Failed items dropped by ``on_error="skip"``."""
+    failed: int
+    """Items whose call raised, whatever the ``on_error`` policy (counted when yielded)."""
+    workers: int
+    """How many items can run at once."""
+    window: int
+    """The window: most items accepted and not yet yielded."""

@@ -1,0 +1,186 @@
+"""What runs inside a worker: a batch of calls in, a batch of outcomes out.
+
+Every worker process imports this module, so it imports only the standard library and
+cloudpickle (``inorder/__init__.py`` imports the rest lazily for the same reason).
+
+Wire format of a process batch (built by ``_serialize.PickleCodec``)::
+
+    functions: {digest: cloudpickle bytes}   each callable once per batch
+    calls:     [(digest, pickled (args, kwargs)), ...]
+    returns:   pickled [outcome, ...]         a value, or a Failure
+
+A callable is unpickled once per worker process and cached by digest, so a lambda sent
+with every batch costs its unpickling only once per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, cast
+
+import cloudpickle
+
+# Callables kept unpickled per worker. Big enough for any realistic mix of functions in
+# one stream; bounded so a stream of fresh lambdas cannot grow a worker without limit.
+FUNCTION_CACHE_SIZE = 256
+
+_functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+
+Call = tuple[bytes, bytes]
+DirectCall = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class Failure:
+    """An item's exception on its way back to the parent.
+
+    ``traceback`` is the formatted worker traceback (``None`` when the item ran in a
+    thread of the parent, where the exception keeps its live traceback).
+    """
+
+    __slots__ = ("exception", "function", "pid", "traceback")
+
+    def __init__(
+        self,
+        exception: BaseException,
+        function: str,
+        traceback: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.exception = exception
+        self.function = function
+        self.traceback = traceback
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Failure, (self.exception, self.function, self.traceback, self.pid))
+
+    def __repr__(self) -> str:
+        return f"Failure({self.exception!r}, function={self.function!r}, pid={self.pid})"
+
+
+def initialize_process() -> None:
+    """Per-process set-up, run once in every worker process before any task."""
+    # Ctrl-C goes to the whole process group. The parent owns shutdown: it cancels the
+    # stream and stops the workers itself, so a worker must not die half-way through an
+    # item with a KeyboardInterrupt that would be reported as that item's error.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def ping() -> int:
+    """A no-op task used to start the workers before the first item."""
+    return os.getpid()
+
+
+def describe(fn: object) -> str:
+    """A short name for a callable, for error notes."""
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return repr(fn)
+    return f"{module}.{name}" if module and module != "builtins" else str(name)
+
+
+def run_pickled(functions: dict[bytes, bytes], calls: list[Call]) -> bytes:
+    """Run a batch that crossed a process boundary; return its pickled outcomes."""
+    pid = os.getpid()
+    resolved = {digest: _load_function(digest, blob, pid) for digest, blob in functions.items()}
+    outcomes: list[Any] = []
+    append = outcomes.append
+    for digest, payload in calls:
+        fn = resolved[digest]
+        if isinstance(fn, Failure):
+            append(fn)
+            continue
+        try:
+            args, kwargs = pickle.loads(payload)
+            append(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the parent
+            append(Failure(exc, describe(fn), _format(exc), pid))
+    return dump_outcomes(outcomes)
+
+
+def run_direct(calls: list[DirectCall]) -> list[Any]:
+    """Run a batch in a thread of the parent: no pickling, live tracebacks."""
+    outcomes: list[Any] = []
+    append = outcomes.append
+    for fn, args, kwargs in calls:
+        try:
+            append(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
+            append(Failure(exc, describe(fn)))
+    return outcomes
+
+
+def dump_outcomes(outcomes: list[Any]) -> bytes:
+    """Pickle a batch of outcomes; one that cannot be pickled becomes that item's error."""
+    try:
+        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - find which outcome is to blame, below
+        pass
+    return pickle.dumps([_picklable(o) for o in outcomes], pickle.HIGHEST_PROTOCOL)
+
+
+def _picklable(outcome: Any) -> Any:
+    """``outcome`` itself if it can cross to the parent, else a Failure that explains why."""
+    try:
+        pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        return outcome
+    except Exception:  # noqa: BLE001 - plain pickle refused; cloudpickle may still manage
+        pass
+    try:
+        # Results that plain pickle refuses (a lambda, a local class) may still travel
+        # by value; pickle.loads in the parent reads cloudpickle's output.
+        return _CloudPickled(cloudpickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:  # noqa: BLE001 - reported as the item's outcome
+        reason = f"{type(exc).__name__}: {exc}"
+    if type(outcome) is Failure:
+        replacement = TypeError(
+            f"the item raised {type(outcome.exception).__qualname__}: {outcome.exception}, "
+            f"but that exception could not be pickled to send it to the parent ({reason}); "
+            "the worker traceback is attached"
+        )
+        return Failure(replacement, outcome.function, outcome.traceback, outcome.pid)
+    replacement = TypeError(
+        f"the result, a {type(outcome).__qualname__}, could not be pickled to send it to "
+        f"the parent ({reason}); return plain data from the function"
+    )
+    return Failure(replacement, "<result pickling>", None, os.getpid())
+
+
+class _CloudPickled:
+    """A result that only cloudpickle could serialise, unwrapped on unpickling."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (pickle.loads, (self.blob,))
+
+
+def _load_function(digest: bytes, blob: bytes, pid: int) -> Callable[..., Any] | Failure:
+    fn = _functions.get(digest)
+    if fn is not None:
+        _functions.move_to_end(digest)
+        return fn
+    try:
+        fn = cast("Callable[..., Any]", pickle.loads(blob))
+    except BaseException as exc:  # noqa: BLE001 - each call of this function reports it
+        error = RuntimeError(
+            f"could not unpickle the function in worker process {pid}: "
+            f"{type(exc).__name__}: {exc}. Is its module importable in the worker?"
+        )
+        error.__cause__ = exc
+        return Failure(error, "<function unpickling>", _format(exc), pid)
+    _functions[digest] = fn
+    if len(_functions) > FUNCTION_CACHE_SIZE:
+        _functions.popitem(last=False)
+    return fn
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
