@@ -321,10 +321,10 @@ class OrderedPipeline:
         An item whose arguments cannot be pickled fails at its own position (handled
         by ``on_error``). Can be called once per pipeline.
         """
-        if self._state is not _State.OPEN:
-            raise self._closed_error("map()")
         if self._feeder is not None:
             raise RuntimeError("map() was already called on this pipeline; it carries one stream")
+        if self._state is not _State.OPEN:
+            raise self._closed_error("map()")
         _check_map_arguments(fn, iterables)
         assert self._codec is not None
         assert self._bridge is not None

@@ -1,0 +1,57 @@
+"""Test helpers: waiting for conditions, finding worker processes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import anyio
+import psutil
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds. The timeout only guards against hangs."""
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.005)
+
+
+def _is_helper(process: psutil.Process) -> bool:
+    """multiprocessing's own long-lived helpers (not workers) started for this session."""
+    try:
+        cmdline = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return (
+        "multiprocessing.forkserver" in cmdline
+        and process.ppid() == psutil.Process().pid
+        or ("multiprocessing.resource_tracker" in cmdline)
+    )
+
+
+def worker_processes() -> set[int]:
+    """Live descendant processes of this test process that are pool workers."""
+    pids = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE or _is_helper(child):
+                continue
+        except psutil.Error:
+            continue
+        pids.add(child.pid)
+    return pids
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                living.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return living
+
+
+def worker_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("inorder-worker")]

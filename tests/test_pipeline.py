@@ -1,0 +1,520 @@
+"""OrderedPipeline behaviour, on every event loop and with processes and threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import inorder
+from inorder import OrderedPipeline, PipelineClosedError, RemoteTraceback
+
+from . import workloads
+from .helpers import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def collect(pipe: OrderedPipeline) -> list[Any]:
+    return [result async for result in pipe]
+
+
+async def test_results_come_back_in_submission_order(executor: str) -> None:
+    async with OrderedPipeline(workers=2, window=8, executor=executor) as pipe:
+
+        async def produce() -> None:
+            for i in range(40):
+                # Later items finish first: item i sleeps longer the smaller i is.
+                await pipe.put(workloads.sleep_then_return, i, (40 - i) * 0.0005)
+            pipe.close()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            results = await collect(pipe)
+    assert results == list(range(40))
+
+
+async def test_put_returns_sequence_numbers_in_acceptance_order(executor: str) -> None:
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        seqs = [await pipe.put(workloads.square, i) for i in range(5)]
+        seqs.append(await pipe.put("marker"))
+        pipe.close()
+        assert seqs == [0, 1, 2, 3, 4, 5]
+        assert await collect(pipe) == [0, 1, 4, 9, 16, "marker"]
+
+
+async def test_concurrent_producers_are_served_first_come_first_served(executor: str) -> None:
+    """With the window full, blocked producers are admitted in the order they arrived."""
+    async with OrderedPipeline(workers=2, window=1, executor=executor) as pipe:
+        assert await pipe.put("first") == 0
+        order: list[tuple[str, int]] = []
+
+        async def producer(name: str) -> None:
+            order.append((name, await pipe.put(name)))
+
+        async with anyio.create_task_group() as tg:
+            for name in "abcde":
+                tg.start_soon(producer, name)
+                await wait_until(
+                    lambda: pipe._window.waiting == len(order) + "abcde".index(name) + 1
+                )
+            results = [await anext(pipe) for _ in range(6)]
+        assert results == ["first", *"abcde"]
+        assert order == [(name, i) for i, name in enumerate("abcde", start=1)]
+
+
+async def test_markers_keep_their_place_without_visiting_a_worker(executor: str) -> None:
+    class BatchDone(int):
+        pass
+
+    marker = BatchDone(3)
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        for batch in range(2):
+            for i in range(3):
+                await pipe.put(workloads.pid_of_worker)
+            await pipe.put(marker if batch == 0 else None)
+        pipe.close()
+        results = await collect(pipe)
+    assert results[3] is marker  # the very object: it was never pickled
+    assert results[7] is None
+    assert all(isinstance(r, int) and not isinstance(r, BatchDone) for r in results[:3])
+
+
+async def test_non_callable_with_arguments_is_a_type_error(executor: str) -> None:
+    async with OrderedPipeline(workers=1, executor=executor) as pipe:
+        with pytest.raises(TypeError, match=r"non-callable int \(42\) with 1 positional"):
+            await pipe.put(42, "extra")
+        with pytest.raises(TypeError, match="1 keyword"):
+            await pipe.put("text", key=1)
+        assert pipe.statistics().accepted == 0
+
+
+async def test_lambdas_and_closures_run_in_workers(executor: str) -> None:
+    offset = 100
+
+    def add_offset(x: int) -> int:  # a closure, defined inside the test
+        return x + offset
+
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        await pipe.put(lambda x: x * 3, 5)
+        await pipe.put(add_offset, 1)
+        await pipe.put(workloads.add, 2, y=3)
+        pipe.close()
+        assert await collect(pipe) == [15, 101, 5]
+
+
+async def test_a_function_is_serialised_once_not_per_item(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2) as pipe:
+        calls = 0
+        codec = pipe._codec
+        real = codec.function  # type: ignore[union-attr]
+        import cloudpickle
+
+        original_dumps = cloudpickle.dumps
+
+        def counting_dumps(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+            nonlocal calls
+            if callable(obj):
+                calls += 1
+            return original_dumps(obj, *args, **kwargs)
+
+        cloudpickle.dumps = counting_dumps
+        try:
+            fn = lambda x: x + 1  # noqa: E731 - a lambda goes by value
+            for i in range(20):
+                await pipe.put(fn, i)
+        finally:
+            cloudpickle.dumps = original_dumps
+        pipe.close()
+        assert await collect(pipe) == list(range(1, 21))
+        assert real(fn) is real(fn)
+    assert calls == 1
+
+
+async def test_unpicklable_argument_fails_at_put_and_pipeline_stays_usable(
+    anyio_backend: Any,
+) -> None:
+    async with OrderedPipeline(workers=2) as pipe:
+        await pipe.put(workloads.square, 2)
+        with pytest.raises(TypeError, match=r"argument 1 to tests\.workloads\.add, a lock"):
+            await pipe.put(workloads.add, 1, threading.Lock())
+        with pytest.raises(TypeError, match=r"keyword argument 'y'.*a generator"):
+            await pipe.put(workloads.add, 1, y=(i for i in range(3)))
+        await pipe.put(workloads.square, 3)
+        pipe.close()
+        assert await collect(pipe) == [4, 9]
+        assert pipe.statistics().accepted == 2
+
+
+async def test_threads_take_unpicklable_arguments_as_they_are(anyio_backend: Any) -> None:
+    lock = threading.Lock()
+    async with OrderedPipeline(workers=2, executor="thread") as pipe:
+        await pipe.put(lambda held: held is lock, lock)
+        pipe.close()
+        assert await collect(pipe) == [True]
+
+
+async def test_error_keeps_its_type_with_worker_traceback_and_note(executor: str) -> None:
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        for i in range(5):
+            await pipe.put(workloads.fail_if, i, {2})
+        pipe.close()
+        results: list[Any] = []
+        with pytest.raises(ValueError, match="item 2 is bad") as caught:
+            async for result in pipe:
+                results.append(result)
+        assert results == [0, 1]
+        error = caught.value
+        assert "inorder: item 2 failed in tests.workloads.fail_if" in error.__notes__[0]
+        if executor == "process":
+            assert "worker process" in error.__notes__[0]
+            assert isinstance(error.__cause__, RemoteTraceback)
+            assert 'in fail_if\n    raise ValueError(f"item {x} is bad")' in str(error.__cause__)
+        else:  # a thread keeps the live traceback
+            assert error.__traceback__ is not None
+        # The consumer may catch the error and keep iterating.
+        assert await collect(pipe) == [3, 4]
+        stats = pipe.statistics()
+        assert (stats.failed, stats.yielded, stats.skipped) == (1, 5, 0)
+
+
+async def test_custom_exception_type_survives_the_trip(executor: str) -> None:
+    async with OrderedPipeline(workers=1, executor=executor) as pipe:
+        await pipe.put(workloads.raise_custom, 7)
+        pipe.close()
+        with pytest.raises(workloads.CustomError) as caught:
+            await collect(pipe)
+    assert caught.value.code == 7
+
+
+async def test_on_error_return_yields_the_exception_in_place(executor: str) -> None:
+    async with OrderedPipeline(workers=2, executor=executor, on_error="return") as pipe:
+        for i in range(4):
+            await pipe.put(workloads.fail_if, i, {0, 3})
+        pipe.close()
+        results = await collect(pipe)
+    assert [type(r) for r in results] == [ValueError, int, int, ValueError]
+    assert results[1:3] == [1, 2]
+    assert "inorder: item 3 failed" in results[3].__notes__[0]
+
+
+async def test_on_error_skip_drops_and_logs(
+    executor: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="inorder")
+    async with OrderedPipeline(workers=2, executor=executor, on_error="skip") as pipe:
+        for i in range(5):
+            await pipe.put(workloads.fail_if, i, {1, 2})
+        pipe.close()
+        assert await collect(pipe) == [0, 3, 4]
+        stats = pipe.statistics()
+    assert (stats.failed, stats.skipped, stats.yielded, stats.accepted) == (2, 2, 3, 5)
+    records = [r for r in caplog.records if r.name == "inorder"]
+    assert [r.getMessage() for r in records] == [
+        "item 1 failed in tests.workloads.fail_if and was skipped (on_error='skip')",
+        "item 2 failed in tests.workloads.fail_if and was skipped (on_error='skip')",
+    ]
+    assert records[0].exc_info is not None
+    assert isinstance(records[0].exc_info[1], ValueError)
+
+
+async def test_system_exit_in_an_item_does_not_end_the_parent(executor: str) -> None:
+    async with OrderedPipeline(workers=1, executor=executor) as pipe:
+        await pipe.put(workloads.exit_item, 3)
+        await pipe.put(workloads.square, 3)
+        pipe.close()
+        with pytest.raises(RuntimeError, match=r"item 0 raised SystemExit\(3\)") as caught:
+            await anext(pipe)
+        assert isinstance(caught.value.__cause__, SystemExit)
+        assert await collect(pipe) == [9]
+
+
+async def test_unpicklable_result_and_exception_fail_at_their_position(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2, on_error="return") as pipe:
+        await pipe.put(workloads.square, 1)
+        await pipe.put(workloads.returns_unpicklable, None)
+        await pipe.put(workloads.raise_unpicklable_error, None)
+        await pipe.put(workloads.square, 2)
+        pipe.close()
+        results = await collect(pipe)
+    assert results[0] == 1
+    assert results[3] == 4
+    assert isinstance(results[1], TypeError)
+    assert "the result, a Unpicklable, could not be pickled" in str(results[1])
+    assert isinstance(results[2], TypeError)
+    assert "raised RuntimeError: holds a lock" in str(results[2])
+    assert "raise error" in str(results[2].__cause__)  # the worker traceback survived
+
+
+async def test_put_after_close_raises_pipeline_closed(executor: str) -> None:
+    async with OrderedPipeline(workers=1, executor=executor) as pipe:
+        await pipe.put(workloads.square, 4)
+        pipe.close()
+        pipe.close()  # idempotent
+        with pytest.raises(PipelineClosedError, match=r"closed with close\(\)"):
+            await pipe.put(workloads.square, 5)
+        with pytest.raises(PipelineClosedError):
+            await pipe.put("marker")
+        assert await collect(pipe) == [16]
+        assert await collect(pipe) == []  # exhausted stays exhausted
+
+
+async def test_close_refuses_producers_waiting_for_room(executor: str) -> None:
+    async with OrderedPipeline(workers=1, window=1, executor=executor) as pipe:
+        await pipe.put("only")
+        refused = anyio.Event()
+
+        async def blocked_producer() -> None:
+            with pytest.raises(PipelineClosedError):
+                await pipe.put("never")
+            refused.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocked_producer)
+            await wait_until(lambda: pipe._window.waiting == 1)
+            pipe.close()
+            await refused.wait()
+        assert await collect(pipe) == ["only"]
+
+
+async def test_unordered_yields_in_completion_order(executor: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    async with OrderedPipeline(workers=2, executor=executor, ordered=False) as pipe:
+        await pipe.put(workloads.wait_for_file, 0, str(gate))  # held until we open the gate
+        for i in range(1, 6):
+            await pipe.put(workloads.square, i)
+        pipe.close()
+        first = [await anext(pipe) for _ in range(5)]
+        gate.touch()
+        rest = await collect(pipe)
+    assert sorted(first) == [1, 4, 9, 16, 25]
+    assert rest == [0]
+
+
+async def test_ordered_stream_waits_for_a_slow_head_only(executor: str, tmp_path: Path) -> None:
+    """Items behind a slow head still run and finish: only yielding waits for the head."""
+    gate = tmp_path / "gate"
+    async with OrderedPipeline(workers=2, window=6, executor=executor) as pipe:
+        await pipe.put(workloads.wait_for_file, 0, str(gate))
+        for i in range(1, 6):
+            await pipe.put(workloads.square, i)
+        await wait_until(lambda: pipe.statistics().buffered == 5)
+        stats = pipe.statistics()
+        assert (stats.in_flight, stats.buffered, stats.yielded) == (1, 5, 0)
+        gate.touch()
+        pipe.close()
+        assert await collect(pipe) == [0, 1, 4, 9, 16, 25]
+
+
+async def test_backpressure_window_plus_one_put_waits_for_consumption(executor: str) -> None:
+    window = 4
+    async with OrderedPipeline(workers=2, window=window, executor=executor) as pipe:
+        for i in range(window):
+            await pipe.put(workloads.square, i)
+        admitted = anyio.Event()
+
+        async def one_more() -> None:
+            await pipe.put(workloads.square, window)
+            admitted.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one_more)
+            # Every accepted item finishes and waits in the buffer; the window is full.
+            await wait_until(lambda: pipe.statistics().buffered == window)
+            await wait_until(lambda: pipe._window.waiting == 1)
+            assert not admitted.is_set()
+            assert pipe.statistics().accepted == window
+            assert await anext(pipe) == 0
+            await admitted.wait()
+        pipe.close()
+        assert await collect(pipe) == [1, 4, 9, 16]
+
+
+async def test_buffered_never_exceeds_window_with_a_paused_consumer(executor: str) -> None:
+    window = 5
+    peak = 0
+    async with OrderedPipeline(workers=2, window=window, executor=executor) as pipe:
+
+        async def produce() -> None:
+            for i in range(30):
+                await pipe.put(workloads.square, i)
+            pipe.close()
+
+        results = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            async for result in pipe:
+                results.append(result)
+                if len(results) % 7 == 0:  # pause, so the buffer fills up
+                    await wait_until(lambda: pipe.statistics().in_flight == 0)
+                stats = pipe.statistics()
+                peak = max(peak, stats.buffered + stats.in_flight + stats.queued)
+                assert stats.accepted - stats.yielded <= window
+    assert results == [i * i for i in range(30)]
+    assert peak <= window
+
+
+async def test_statistics_snapshot_is_frozen_and_adds_up(executor: str) -> None:
+    async with OrderedPipeline(workers=2, window=10, executor=executor) as pipe:
+        for i in range(6):
+            await pipe.put(workloads.square, i)
+        await pipe.put("m")
+        stats = pipe.statistics()
+        assert stats.accepted == 7
+        assert stats.workers == 2
+        assert stats.window == 10
+        assert (
+            stats.queued + stats.in_flight + stats.buffered + stats.yielded + stats.skipped
+            == stats.accepted
+        )
+        with pytest.raises(AttributeError):
+            stats.accepted = 0  # type: ignore[misc]
+        pipe.close()
+        await collect(pipe)
+        assert pipe.statistics().yielded == 7
+
+
+# -- misuse ------------------------------------------------------------------------------
+
+
+async def test_misuse_raises_runtime_error_with_one_clear_sentence(executor: str) -> None:
+    pipe = OrderedPipeline(workers=1, executor=executor)
+    with pytest.raises(RuntimeError, match="not entered"):
+        await pipe.put(workloads.square, 1)
+    with pytest.raises(RuntimeError, match="inside 'async with"):
+        await anext(pipe)
+    async with pipe:
+        with pytest.raises(RuntimeError, match="already entered"):
+            await pipe.__aenter__()
+    with pytest.raises(PipelineClosedError, match="shut down"):
+        await pipe.put(workloads.square, 1)
+    with pytest.raises(RuntimeError, match="shut down"):
+        await anext(pipe)
+    with pytest.raises(RuntimeError, match="already entered"):
+        async with pipe:
+            pass
+
+
+async def test_two_concurrent_consumers_are_refused(executor: str, tmp_path: Path) -> None:
+    async with OrderedPipeline(workers=1, executor=executor) as pipe:
+        await pipe.put(workloads.wait_for_file, 0, str(tmp_path / "gate"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anext, pipe)
+            await wait_until(lambda: pipe._consumer_event is not None)
+            with pytest.raises(RuntimeError, match="another task is already iterating"):
+                await anext(pipe)
+            (tmp_path / "gate").touch()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"workers": 0}, ValueError, "workers must be at least 1, got 0"),
+        ({"workers": 2.0}, TypeError, "workers must be an int, got float 2.0"),
+        ({"window": 0}, ValueError, "window must be at least 1, got 0"),
+        ({"window": True}, TypeError, "window must be an int, got bool True"),
+        ({"executor": "gpu"}, ValueError, "executor must be 'process', 'thread' or a"),
+        ({"on_error": "ignore"}, ValueError, "on_error must be 'raise', 'return' or 'skip'"),
+        ({"ordered": "yes"}, TypeError, "ordered must be a bool"),
+    ],
+)
+def test_bad_options_fail_at_construction(options: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        OrderedPipeline(**options)
+    with pytest.raises(error, match=message):
+        inorder.map(workloads.square, [1], **options)
+
+
+# -- map ---------------------------------------------------------------------------------
+
+
+async def test_pipe_map_feeds_from_an_owned_task_and_closes(executor: str) -> None:
+    async with OrderedPipeline(workers=2, window=16, executor=executor) as pipe:
+        results = await collect(pipe.map(workloads.square, range(100)))
+        assert results == [i * i for i in range(100)]
+        assert pipe.closed
+        with pytest.raises(RuntimeError, match="already called"):
+            pipe.map(workloads.square, range(3))
+
+
+async def test_map_zips_sync_and_async_iterables_to_the_shortest(executor: str) -> None:
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            await anyio.sleep(0)
+            yield i
+
+    results = [
+        r
+        async for r in inorder.map(
+            workloads.add, numbers(50), range(10, 30), workers=2, executor=executor
+        )
+    ]
+    assert results == [i + 10 + i for i in range(20)]
+
+
+async def test_map_raises_an_input_error_in_place_then_ends(executor: str) -> None:
+    def rows() -> Any:
+        yield from range(3)
+        raise OSError("disk on fire")
+
+    stream = inorder.map(workloads.square, rows(), workers=2, executor=executor)
+    got = []
+    with pytest.raises(OSError, match="disk on fire") as caught:
+        async for result in stream:
+            got.append(result)
+    assert got == [0, 1, 4]
+    assert "stopped reading its input after 3 item(s)" in caught.value.__notes__[0]
+    assert [r async for r in stream] == []
+
+
+async def test_map_item_with_unpicklable_arguments_fails_in_place(anyio_backend: Any) -> None:
+    rows = [1, threading.Lock(), 3]
+    results = [r async for r in inorder.map(workloads.square, rows, workers=2, on_error="return")]
+    assert results[0] == 1
+    assert results[2] == 9
+    assert isinstance(results[1], TypeError)
+    assert "argument 0 to tests.workloads.square, a lock" in str(results[1])
+
+
+async def test_map_rejects_bad_arguments_before_starting() -> None:
+    with pytest.raises(TypeError, match="needs a callable first"):
+        inorder.map(3, [1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="at least one iterable"):
+        inorder.map(workloads.square)
+    with pytest.raises(TypeError, match="argument 3 must be an iterable or an async iterable"):
+        inorder.map(workloads.add, [1], 5)  # type: ignore[arg-type]
+
+
+async def test_map_closes_the_generators_it_was_given(executor: str) -> None:
+    closed = []
+
+    def rows() -> Any:
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+
+    async with inorder.map(workloads.square, rows(), workers=1, window=4, executor=executor) as s:
+        assert await anext(s) == 0
+    assert closed == [True]
+
+
+async def test_map_stream_is_scoped_and_reports_statistics(executor: str) -> None:
+    async with inorder.map(workloads.square, range(10), workers=2, executor=executor) as stream:
+        assert [r async for r in stream] == [i * i for i in range(10)]
+        assert stream.statistics().yielded == 10
+    assert [r async for r in stream] == []
+
+
+async def test_borrowed_executor_is_used_but_not_shut_down(anyio_backend: Any) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        async with OrderedPipeline(executor=pool) as pipe:
+            assert pipe.statistics().workers == 2
+            assert await collect(pipe.map(workloads.square, range(5))) == [0, 1, 4, 9, 16]
+        assert pool.submit(workloads.square, 3).result() == 9
