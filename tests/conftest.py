@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,9 +37,8 @@ def executor(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _bytecode_for_workers() -> Iterator[None]:
+def _bytecode_for_workers() -> None:
     # Worker processes re-import inorder and the test helpers; without bytecode caching
     # every worker start recompiles them (see FIELD-NOTES: start-up 3-6x slower).
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.dont_write_bytecode = False
-    yield

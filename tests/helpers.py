@@ -9,10 +9,14 @@ import anyio
 import psutil
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``condition`` until it holds. The timeout only guards against hangs."""
-    with anyio.fail_after(timeout):
-        while not condition():
+async def wait_until(condition: Callable[[], bool], limit: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; ``limit`` seconds only guards against hangs.
+
+    Tests observe the pipeline from outside, where no event signals these states, so
+    polling is the honest way to wait for them. The pipeline itself never polls.
+    """
+    with anyio.fail_after(limit):
+        while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
 
 
@@ -22,11 +26,8 @@ def _is_helper(process: psutil.Process) -> bool:
         cmdline = " ".join(process.cmdline())
     except psutil.Error:
         return False
-    return (
-        "multiprocessing.forkserver" in cmdline
-        and process.ppid() == psutil.Process().pid
-        or ("multiprocessing.resource_tracker" in cmdline)
-    )
+    forkserver = "multiprocessing.forkserver" in cmdline and process.ppid() == psutil.Process().pid
+    return forkserver or "multiprocessing.resource_tracker" in cmdline
 
 
 def worker_processes() -> set[int]:

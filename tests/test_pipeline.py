@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import inorder
@@ -57,11 +58,10 @@ async def test_concurrent_producers_are_served_first_come_first_served(executor:
             order.append((name, await pipe.put(name)))
 
         async with anyio.create_task_group() as tg:
-            for name in "abcde":
+            for queued, name in enumerate("abcde", start=1):
                 tg.start_soon(producer, name)
-                await wait_until(
-                    lambda: pipe._window.waiting == len(order) + "abcde".index(name) + 1
-                )
+                # Let each producer queue up before the next one arrives.
+                await wait_until(lambda n=queued: pipe._window.waiting == n)  # type: ignore[misc]
             results = [await anext(pipe) for _ in range(6)]
         assert results == ["first", *"abcde"]
         assert order == [(name, i) for i, name in enumerate("abcde", start=1)]
@@ -74,7 +74,7 @@ async def test_markers_keep_their_place_without_visiting_a_worker(executor: str)
     marker = BatchDone(3)
     async with OrderedPipeline(workers=2, executor=executor) as pipe:
         for batch in range(2):
-            for i in range(3):
+            for _ in range(3):
                 await pipe.put(workloads.pid_of_worker)
             await pipe.put(marker if batch == 0 else None)
         pipe.close()
@@ -163,11 +163,9 @@ async def test_error_keeps_its_type_with_worker_traceback_and_note(executor: str
         for i in range(5):
             await pipe.put(workloads.fail_if, i, {2})
         pipe.close()
-        results: list[Any] = []
+        assert [await anext(pipe), await anext(pipe)] == [0, 1]
         with pytest.raises(ValueError, match="item 2 is bad") as caught:
-            async for result in pipe:
-                results.append(result)
-        assert results == [0, 1]
+            await anext(pipe)
         error = caught.value
         assert "inorder: item 2 failed in tests.workloads.fail_if" in error.__notes__[0]
         if executor == "process":
@@ -444,7 +442,7 @@ async def test_pipe_map_feeds_from_an_owned_task_and_closes(executor: str) -> No
 async def test_map_zips_sync_and_async_iterables_to_the_shortest(executor: str) -> None:
     async def numbers(n: int) -> Any:
         for i in range(n):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             yield i
 
     results = [
@@ -462,11 +460,9 @@ async def test_map_raises_an_input_error_in_place_then_ends(executor: str) -> No
         raise OSError("disk on fire")
 
     stream = inorder.map(workloads.square, rows(), workers=2, executor=executor)
-    got = []
+    assert [await anext(stream) for _ in range(3)] == [0, 1, 4]
     with pytest.raises(OSError, match="disk on fire") as caught:
-        async for result in stream:
-            got.append(result)
-    assert got == [0, 1, 4]
+        await anext(stream)
     assert "stopped reading its input after 3 item(s)" in caught.value.__notes__[0]
     assert [r async for r in stream] == []
 

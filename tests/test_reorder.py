@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ def runs_in_arrival_order(draw: st.DrawFn) -> list[tuple[int, list[int]]]:
     n = draw(st.integers(0, 200))
     cuts = sorted(draw(st.sets(st.integers(1, max(n - 1, 1)), max_size=n)) - {n}) if n else []
     bounds = [0, *cuts, n] if n else [0]
-    runs = [(a, list(range(a, b))) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    runs = [(a, list(range(a, b))) for a, b in itertools.pairwise(bounds) if b > a]
     return draw(st.permutations(runs))
 
 
