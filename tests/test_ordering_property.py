@@ -1,0 +1,182 @@
+"""Property: whatever the durations, window, workers and failures, the output is the input
+order, with exactly one outcome per item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inorder import OrderedPipeline
+
+from . import workloads
+
+pytestmark = pytest.mark.anyio
+
+
+def job(index: int, seconds: float, fail: bool) -> int:
+    if fail:
+        raise ValueError(index)
+    if seconds:
+        import time
+
+        time.sleep(seconds)
+    return index
+
+
+items_strategy = st.lists(
+    st.tuples(st.sampled_from([0.0, 0.0, 0.0005, 0.002, 0.004]), st.booleans()),
+    max_size=40,
+)
+
+
+async def run_stream(
+    items: list[tuple[float, bool]],
+    *,
+    workers: int,
+    window: int,
+    executor: str,
+    ordered: bool,
+    producers: int,
+    markers: bool,
+) -> list[Any]:
+    expected_markers = []
+    async with OrderedPipeline(
+        workers=workers, window=window, executor=executor, ordered=ordered, on_error="return"
+    ) as pipe:
+
+        async def produce(share: list[tuple[int, tuple[float, bool]]]) -> None:
+            for index, (seconds, fail) in share:
+                await pipe.put(job, index, seconds, fail)
+
+        outcomes: list[Any] = []
+        async with anyio.create_task_group() as tg:
+            if producers == 1:
+
+                async def single() -> None:
+                    for index, (seconds, fail) in enumerate(items):
+                        await pipe.put(job, index, seconds, fail)
+                        if markers and index % 7 == 6:
+                            expected_markers.append(f"marker-{index}")
+                            await pipe.put(f"marker-{index}")
+                    pipe.close()
+
+                tg.start_soon(single)
+            else:
+                # Several producers: sequence numbers decide the order, so record them.
+                async def several() -> None:
+                    async with anyio.create_task_group() as inner:
+                        for k in range(producers):
+                            inner.start_soon(produce, list(enumerate(items))[k::producers])
+                    pipe.close()
+
+                tg.start_soon(several)
+            async for outcome in pipe:
+                outcomes.append(outcome)
+    return outcomes
+
+
+def check(
+    outcomes: list[Any], items: list[tuple[float, bool]], ordered: bool, markers: bool
+) -> None:
+    indices = []
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            continue
+        if isinstance(outcome, ValueError):
+            index = outcome.args[0]
+            assert items[index][1], f"item {index} failed but should not have"
+        else:
+            index = outcome
+            assert not items[index][1], f"item {index} succeeded but should have failed"
+        indices.append(index)
+    assert sorted(indices) == list(range(len(items))), "lost or duplicated items"
+    if ordered:
+        # With one producer, acceptance order is input order.
+        assert indices == list(range(len(items)))
+        if markers:
+            positions = [i for i, o in enumerate(outcomes) if isinstance(o, str)]
+            for position in positions:
+                before = outcomes[position - 1]
+                number = int(outcomes[position].split("-")[1])
+                assert (before.args[0] if isinstance(before, ValueError) else before) == number
+
+
+@settings(max_examples=40)
+@given(
+    items=items_strategy,
+    workers=st.integers(1, 4),
+    window=st.integers(1, 12),
+    ordered=st.booleans(),
+    markers=st.booleans(),
+)
+async def test_threads_order_and_exactly_once(
+    anyio_backend: Any,
+    items: list[tuple[float, bool]],
+    workers: int,
+    window: int,
+    ordered: bool,
+    markers: bool,
+) -> None:
+    outcomes = await run_stream(
+        items,
+        workers=workers,
+        window=window,
+        executor="thread",
+        ordered=ordered,
+        producers=1,
+        markers=markers,
+    )
+    check(outcomes, items, ordered, markers)
+
+
+@settings(max_examples=8)
+@given(items=items_strategy, workers=st.integers(1, 3), window=st.integers(1, 12))
+async def test_processes_order_and_exactly_once(
+    anyio_backend: Any, items: list[tuple[float, bool]], workers: int, window: int
+) -> None:
+    outcomes = await run_stream(
+        items,
+        workers=workers,
+        window=window,
+        executor="process",
+        ordered=True,
+        producers=1,
+        markers=True,
+    )
+    check(outcomes, items, ordered=True, markers=True)
+
+
+@settings(max_examples=25)
+@given(items=items_strategy, window=st.integers(1, 6), producers=st.integers(2, 4))
+async def test_many_producers_lose_and_duplicate_nothing(
+    anyio_backend: Any, items: list[tuple[float, bool]], window: int, producers: int
+) -> None:
+    outcomes = await run_stream(
+        items,
+        workers=2,
+        window=window,
+        executor="thread",
+        ordered=True,
+        producers=producers,
+        markers=False,
+    )
+    check(outcomes, items, ordered=False, markers=False)
+
+
+@settings(max_examples=25)
+@given(
+    values=st.lists(st.integers(-1000, 1000), max_size=60),
+    window=st.integers(1, 10),
+    ordered=st.booleans(),
+)
+async def test_map_equals_builtin_map(
+    anyio_backend: Any, values: list[int], window: int, ordered: bool
+) -> None:
+    async with OrderedPipeline(workers=3, window=window, executor="thread", ordered=ordered) as p:
+        results = [r async for r in p.map(workloads.square, values)]
+    expected = [v * v for v in values]
+    assert results == expected if ordered else sorted(results) == sorted(expected)

@@ -1,0 +1,40 @@
+"""The public surface: what ``inorder`` exports, and what workers import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import inorder
+
+
+def test_all_names_resolve_and_nothing_private_leaks() -> None:
+    for name in inorder.__all__:
+        assert getattr(inorder, name) is not None, name
+    public = {n for n in dir(inorder) if not n.startswith("_")}
+    modules = {"annotations", "importlib", "TYPE_CHECKING", "Any"}
+    assert public - modules == set(inorder.__all__)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'no_such_thing'"):
+        inorder.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_exception_tree() -> None:
+    assert issubclass(inorder.PipelineClosedError, inorder.InorderError)
+    assert issubclass(inorder.PipelineClosedError, RuntimeError)
+    assert issubclass(inorder.RemoteTraceback, Exception)
+
+
+def test_worker_module_imports_only_stdlib_and_cloudpickle() -> None:
+    """Every worker process imports inorder._worker: it must stay light."""
+    code = (
+        "import sys, inorder._worker\n"
+        "heavy = {'anyio', 'trio', 'asyncio', 'inorder._pipeline', 'sniffio'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
