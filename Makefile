@@ -1,0 +1,45 @@
+# Everything runs in .venv, created on first use from $(PYTHON) (3.11 or newer).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# Worker processes re-import inorder when they start; without bytecode caching every
+# start recompiles it (3-6x slower start-up, see docs/design.md).
+unexport PYTHONDONTWRITEBYTECODE
+
+.PHONY: demo test lint typecheck format clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
+	@touch $@
+
+## demo: stream the bundled sample texts through worker processes (word-count ETL)
+demo: $(VENV)/.installed-runtime
+	$(BIN)/python examples/wordcount.py
+
+## test: lint, format check, mypy --strict on src, then the test suite
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format src tests examples
+	$(BIN)/ruff check --fix src tests examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/output

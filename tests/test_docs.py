@@ -1,0 +1,46 @@
+"""The docs' examples are programs: run each one and compare with the output shown."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLE = re.compile(r"```python\n(.*?)```\n(?:\nOutput:\n\n```text\n(.*?)```)?", re.S)
+
+
+def examples() -> list[object]:
+    found = []
+    for doc in DOCS:
+        for number, match in enumerate(EXAMPLE.finditer(doc.read_text()), start=1):
+            found.append(pytest.param(match[1], match[2], id=f"{doc.name}-{number}"))
+    return found
+
+
+def normalise(text: str) -> str:
+    text = re.sub(r"worker process \d+", "worker process PID", text)
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+@pytest.mark.parametrize(("code", "expected"), examples())
+def test_example_runs_and_prints_what_the_docs_show(
+    code: str, expected: str | None, tmp_path: Path
+) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    if expected is not None:
+        assert normalise(done.stdout) == normalise(expected)
+
+
+def test_every_readme_example_shows_its_output() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("```python") == len([m for m in EXAMPLE.finditer(readme) if m[2]])
