@@ -245,16 +245,15 @@ class OrderedPipeline:
             return
         self._refuse_waiters()
         self._wake_consumer()
+        assert self._backend is not None
         abandon = bool(self._futures or self._pending)
-        for future in list(self._futures):
-            future.cancel()
+        self._backend.cancel(list(self._futures))
         self._pending.clear()
         self._buffer.clear()
         with anyio.CancelScope(shield=True):
             if self._feeder is not None:
                 self._feeder.cancel_scope.cancel()
                 await self._feeder.done.wait()
-            assert self._backend is not None
             await self._backend.stop(abandon=abandon)
 
     def close(self) -> None:
@@ -452,6 +451,8 @@ class OrderedPipeline:
         self._dispatches -= 1
         self._in_flight -= len(seqs)
         if self._state is _State.STOPPED:
+            if not future.cancelled():
+                future.exception()  # retrieved: asyncio would log it as never retrieved
             return
         assert self._codec is not None
         if future.cancelled():

@@ -8,9 +8,10 @@ need: calls crossing a process boundary are pickled, calls to threads are not.
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Collection
 from typing import Protocol
 
-from .._eventloop import LoopBridge
+from .._eventloop import FutureLike, LoopBridge
 from .._serialize import Codec
 
 
@@ -27,6 +28,10 @@ class Backend(Protocol):
 
     async def start(self, bridge: LoopBridge) -> None:
         """Make the workers ready, so that the first item does not pay for their start."""
+        ...
+
+    def cancel(self, futures: Collection[FutureLike]) -> None:
+        """Cancel the pipeline's outstanding jobs that have not started."""
         ...
 
     async def stop(self, *, abandon: bool) -> None:

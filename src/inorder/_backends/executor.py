@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+from collections.abc import Collection
 
-from .._eventloop import LoopBridge
+from .._eventloop import FutureLike, LoopBridge
 from .._serialize import Codec, DirectCodec, PickleCodec
 
 
@@ -32,5 +33,9 @@ class BorrowedExecutorBackend:
     async def start(self, bridge: LoopBridge) -> None:
         pass  # the caller's executor: its start-up is the caller's business
 
+    def cancel(self, futures: Collection[FutureLike]) -> None:
+        for future in futures:
+            future.cancel()
+
     async def stop(self, *, abandon: bool) -> None:
-        pass  # the pipeline has cancelled its own futures; the executor stays the caller's
+        pass  # its own futures are cancelled; the executor stays the caller's

@@ -18,12 +18,13 @@ import multiprocessing
 import multiprocessing.context
 import sys
 import weakref
+from collections.abc import Collection
 from typing import Any
 
 import anyio
 
 from .. import _worker
-from .._eventloop import LoopBridge
+from .._eventloop import FutureLike, LoopBridge
 from .._serialize import Codec, PickleCodec
 
 # How long terminated workers get to exit before they are killed.
@@ -73,6 +74,14 @@ class ProcessBackend:
                 "above on stderr."
             ) from exc
 
+    def cancel(self, futures: Collection[FutureLike]) -> None:
+        # Deliberately not future.cancel(): on Python 3.11 a pool that breaks later (as
+        # it does when stop() terminates the workers) calls set_exception() on every
+        # future still in its table, cancelled or not, and its manager thread dies with
+        # InvalidStateError (3.12 guards this). stop() cancels queued jobs through
+        # shutdown(cancel_futures=True), which removes them from that table first.
+        pass
+
     async def stop(self, *, abandon: bool) -> None:
         self._finalizer.detach()
         await anyio.to_thread.run_sync(_shutdown_pool, self._executor, abandon)
@@ -89,11 +98,19 @@ def _processes(executor: concurrent.futures.ProcessPoolExecutor) -> list[Any]:
 
 
 def _shutdown_pool(executor: concurrent.futures.ProcessPoolExecutor, abandon: bool) -> None:
+    if not abandon:
+        executor.shutdown(wait=True, cancel_futures=True)
+        return
     processes = _processes(executor)
-    if abandon:
-        for process in processes:
-            process.terminate()
-    executor.shutdown(wait=True, cancel_futures=True)
+    # shutdown(wait=False) forgets the manager thread, so keep it to join it below.
+    manager = getattr(executor, "_executor_manager_thread", None)
+    # Queued jobs are cancelled (by the manager thread) before the workers die, so the
+    # broken pool fails only the jobs that were running.
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    if manager is not None:
+        manager.join()
     for process in processes:
         process.join(TERMINATE_GRACE_SECONDS)
         if process.is_alive():

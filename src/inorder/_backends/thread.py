@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Collection
 
 import anyio
 
-from .._eventloop import LoopBridge
+from .._eventloop import FutureLike, LoopBridge
 from .._serialize import Codec, DirectCodec
 
 
@@ -32,6 +33,10 @@ class ThreadBackend:
 
     async def start(self, bridge: LoopBridge) -> None:
         pass  # threads start in microseconds, on the first submissions
+
+    def cancel(self, futures: Collection[FutureLike]) -> None:
+        for future in futures:
+            future.cancel()
 
     async def stop(self, *, abandon: bool) -> None:
         await anyio.to_thread.run_sync(self._shutdown)
