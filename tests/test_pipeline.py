@@ -514,3 +514,19 @@ async def test_borrowed_executor_is_used_but_not_shut_down(anyio_backend: Any) -
             assert pipe.statistics().workers == 2
             assert await collect(pipe.map(workloads.square, range(5))) == [0, 1, 4, 9, 16]
         assert pool.submit(workloads.square, 3).result() == 9
+
+
+async def test_unordered_marker_waits_for_everything_put_before_it(
+    executor: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    async with OrderedPipeline(workers=2, executor=executor, ordered=False) as pipe:
+        await pipe.put(workloads.wait_for_file, 0, str(gate))
+        await pipe.put(workloads.square, 1)
+        await pipe.put("done with 0 and 1")
+        await pipe.put(workloads.square, 3)
+        pipe.close()
+        early = [await anext(pipe), await anext(pipe)]
+        assert sorted(early) == [1, 9]  # item 3 may pass the marker, the marker waits
+        gate.touch()
+        assert await collect(pipe) == [0, "done with 0 and 1"]

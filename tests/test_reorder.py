@@ -90,3 +90,27 @@ def test_clear_drops_everything() -> None:
     assert buffer.clear() == 2
     assert buffer.pop() is None
     assert len(buffer) == 0
+
+
+@given(runs_in_arrival_order(), st.data())
+def test_unordered_barriers_wait_for_everything_before_them(
+    runs: list[tuple[int, list[int]]], data: st.DataObject
+) -> None:
+    buffer: ReorderBuffer[int] = ReorderBuffer(ordered=False)
+    single = [start for start, items in runs if len(items) == 1]
+    barriers = set(data.draw(st.lists(st.sampled_from(single), unique=True))) if single else set()
+    popped: list[int] = []
+    for start, items in runs:
+        buffer.add(start, items, barrier=start in barriers)
+        for _ in range(data.draw(st.integers(0, 5))):
+            got = buffer.pop()
+            if got is None:
+                break
+            popped.append(got[0])
+    while (got := buffer.pop()) is not None:
+        popped.append(got[0])
+    total = sum(len(items) for _, items in runs)
+    assert sorted(popped) == list(range(total))
+    for barrier in barriers:
+        assert set(popped[: popped.index(barrier)]) >= set(range(barrier))
+    assert buffer.next_seq == total

@@ -282,7 +282,8 @@ class OrderedPipeline:
         served. Returns without suspending when there is room.
 
         ``put(marker)`` with a single non-callable argument submits a *marker*: it takes
-        its place in the order and is yielded unchanged, without visiting a worker.
+        its place in the order and is yielded unchanged, without visiting a worker, once
+        every item put before it has been yielded (with ``ordered=False`` too).
 
         Raises:
             TypeError: ``fn`` is not callable but arguments were given, or an argument
@@ -306,7 +307,7 @@ class OrderedPipeline:
             )
         if not self._window.try_acquire():
             await self._wait_for_slot()
-        return self._accept_outcome(fn)
+        return self._accept_outcome(fn, barrier=True)
 
     def map(
         self, fn: Callable[..., Any], /, *iterables: Iterable[Any] | AsyncIterable[Any]
@@ -410,11 +411,14 @@ class OrderedPipeline:
             self._dispatch()
         return seq
 
-    def _accept_outcome(self, outcome: Any) -> int:
-        """Accept an item whose outcome is known already (a marker, a failure)."""
+    def _accept_outcome(self, outcome: Any, *, barrier: bool = False) -> int:
+        """Accept an item whose outcome is known already (a marker, a failure).
+
+        ``barrier``: yield it only after every earlier item, even when unordered.
+        """
         seq = self._next_seq
         self._next_seq = seq + 1
-        self._buffer.add(seq, (outcome,))
+        self._buffer.add(seq, (outcome,), barrier=barrier)
         self._wake_consumer()
         return seq
 
@@ -606,7 +610,7 @@ class OrderedPipeline:
                 await self._wait_for_slot()
         except PipelineClosedError:
             return  # nobody will read the error: the stream was shut down meanwhile
-        self._accept_outcome(_InputFailure(exc))
+        self._accept_outcome(_InputFailure(exc), barrier=True)
         self.close()
 
     # -- internals: helpers -------------------------------------------------------------

@@ -6,8 +6,10 @@ Results arrive in *runs*: a batch of consecutive sequence numbers that a worker 
 together. Keeping a run as one heap entry makes the cost per batch, not per item, and lets
 the pipeline decode a batch's results lazily, when its first item is about to be yielded.
 
-In ordered mode an item is *ready* when every item before it has been popped; in unordered
-mode every item is ready as soon as it arrives, in arrival order.
+In ordered mode an item is *ready* when every item before it has been popped. In
+unordered mode an item is ready as soon as it arrives, in arrival order, except for
+*barriers* (markers): a barrier is ready only once every item before it has been popped,
+so a marker means "everything put before me is done" in both modes.
 """
 
 from __future__ import annotations
@@ -19,27 +21,42 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+Run = tuple[int, Sequence[T]]
+
 
 class ReorderBuffer(Generic[T]):
     """Holds finished items until they may be popped.
 
     ``add(start, items)`` stores ``items[i]`` as sequence number ``start + i``. Every
-    sequence number must be added exactly once; in ordered mode they must start at 0.
+    sequence number must be added exactly once; sequence numbers start at 0.
     ``pop()`` returns ``(seq, item)`` for the next ready item, or ``None``.
     """
 
-    __slots__ = ("_count", "_head", "_head_index", "_head_start", "_heap", "_next", "ordered")
+    __slots__ = (
+        "_arrived",
+        "_barriers",
+        "_count",
+        "_done",
+        "_head",
+        "_head_index",
+        "_head_start",
+        "_heap",
+        "_next",
+        "ordered",
+    )
 
     def __init__(self, *, ordered: bool = True) -> None:
         self.ordered = ordered
-        # Ordered mode: a min-heap of (start, items); unordered mode: a FIFO of runs.
-        self._heap: list[tuple[int, Sequence[T]]] | deque[tuple[int, Sequence[T]]] = (
-            [] if ordered else deque()
-        )
+        self._heap: list[Run[T]] = []  # ordered mode: runs by start
+        self._arrived: deque[Run[T]] = deque()  # unordered mode: runs by arrival
+        self._barriers: list[Run[T]] = []  # unordered mode: barrier runs by start
+        self._done: list[tuple[int, int]] = []  # unordered mode: popped runs [start, end)
         self._head: Sequence[T] = ()
         self._head_start = 0
         self._head_index = 0
-        self._next = 0  # ordered mode: the sequence number that must be popped next
+        # Ordered mode: the sequence number to pop next. Unordered mode: the low-water
+        # mark, every sequence number below it has been popped.
+        self._next = 0
         self._count = 0
 
     def __len__(self) -> int:
@@ -48,62 +65,86 @@ class ReorderBuffer(Generic[T]):
 
     @property
     def next_seq(self) -> int:
-        """Ordered mode: the sequence number the consumer is waiting for."""
+        """The lowest sequence number not popped yet."""
         return self._next
 
-    def add(self, start: int, items: Sequence[T]) -> None:
-        """Store a run of finished items numbered ``start``, ``start + 1``, ..."""
+    def add(self, start: int, items: Sequence[T], *, barrier: bool = False) -> None:
+        """Store a run of finished items numbered ``start``, ``start + 1``, ...
+
+        ``barrier``: in unordered mode, hold the run until everything before it is
+        popped (ordered mode holds every run that long anyway).
+        """
         n = len(items)
         if n == 0:
             return
+        if start < self._next:
+            raise ValueError(f"sequence number {start} was already popped")
         if self.ordered:
-            if start < self._next:
-                raise ValueError(f"sequence number {start} was already popped")
-            heapq.heappush(self._heap, (start, items))  # type: ignore[arg-type]
+            heapq.heappush(self._heap, (start, items))
+        elif barrier:
+            heapq.heappush(self._barriers, (start, items))
         else:
-            self._heap.append((start, items))
+            self._arrived.append((start, items))
         self._count += n
 
     def ready(self) -> bool:
         """Whether ``pop()`` would return an item now."""
         if self._head_index < len(self._head):
             return True
-        if not self._heap:
-            return False
-        return not self.ordered or self._heap[0][0] == self._next
+        if self.ordered:
+            return bool(self._heap) and self._heap[0][0] == self._next
+        return bool(self._arrived) or self._barrier_ready()
 
     def pop(self) -> tuple[int, T] | None:
         """The next ready ``(seq, item)``, or ``None`` if nothing is ready."""
         index = self._head_index
-        if index >= len(self._head) and not self._advance():
-            return None
-        index = self._head_index
-        item = self._head[index]
+        if index >= len(self._head):
+            if not self._advance():
+                return None
+            index = 0
+        head = self._head
+        item = head[index]
         self._head_index = index + 1
         self._count -= 1
         seq = self._head_start + index
         if self.ordered:
             self._next = seq + 1
+        elif index + 1 == len(head):
+            self._finished(self._head_start, seq + 1)
         return seq, item
 
     def clear(self) -> int:
         """Drop every held item; returns how many were dropped."""
         dropped = self._count
         self._heap.clear()
+        self._arrived.clear()
+        self._barriers.clear()
         self._head = ()
         self._head_index = 0
         self._count = 0
         return dropped
 
     def _advance(self) -> bool:
-        heap = self._heap
-        if not heap:
-            return False
         if self.ordered:
-            if heap[0][0] != self._next:
+            heap = self._heap
+            if not heap or heap[0][0] != self._next:
                 return False
-            self._head_start, self._head = heapq.heappop(heap)  # type: ignore[arg-type]
+            self._head_start, self._head = heapq.heappop(heap)
+        elif self._arrived:
+            self._head_start, self._head = self._arrived.popleft()
+        elif self._barrier_ready():
+            self._head_start, self._head = heapq.heappop(self._barriers)
         else:
-            self._head_start, self._head = heap.popleft()  # type: ignore[union-attr]
+            return False
         self._head_index = 0
         return True
+
+    def _barrier_ready(self) -> bool:
+        return bool(self._barriers) and self._barriers[0][0] == self._next
+
+    def _finished(self, start: int, end: int) -> None:
+        """Unordered mode: ``[start, end)`` is popped; raise the low-water mark."""
+        done = self._done
+        heapq.heappush(done, (start, end))
+        while done and done[0][0] == self._next:
+            self._next = heapq.heappop(done)[1]
