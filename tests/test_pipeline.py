@@ -530,3 +530,29 @@ async def test_unordered_marker_waits_for_everything_put_before_it(
         assert sorted(early) == [1, 9]  # item 3 may pass the marker, the marker waits
         gate.touch()
         assert await collect(pipe) == [0, "done with 0 and 1"]
+
+
+async def test_a_function_is_unpickled_once_per_worker_process(anyio_backend: Any) -> None:
+    counting = workloads.CountingCallable()
+    async with OrderedPipeline(workers=2) as pipe:
+        results = await collect(pipe.map(counting, range(50)))
+    loads_per_worker: dict[int, set[int]] = {}
+    for pid, loads in results:
+        loads_per_worker.setdefault(pid, set()).add(loads)
+    assert all(loads == {1} for loads in loads_per_worker.values()), loads_per_worker
+
+
+async def test_exception_that_cannot_be_unpickled_in_the_parent_fails_in_place(
+    anyio_backend: Any,
+) -> None:
+    async with OrderedPipeline(workers=2, on_error="return") as pipe:
+        await pipe.put(workloads.square, 2)
+        await pipe.put(workloads.raise_needs_two, None)
+        await pipe.put(workloads.square, 3)
+        pipe.close()
+        results = await collect(pipe)
+    assert results[0] == 4
+    assert results[2] == 9
+    assert isinstance(results[1], RuntimeError)
+    assert "could not be unpickled in the parent" in str(results[1])
+    assert isinstance(results[1].__cause__, TypeError)

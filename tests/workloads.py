@@ -70,3 +70,33 @@ def raise_unpicklable_error(_: object) -> None:
 
 def exit_item(code: int) -> None:
     raise SystemExit(code)
+
+
+_UNPICKLED = 0
+
+
+def _rebuild_counting_callable() -> CountingCallable:
+    global _UNPICKLED
+    _UNPICKLED += 1
+    return CountingCallable()
+
+
+class CountingCallable:
+    """Returns how many times a CountingCallable was unpickled in this process."""
+
+    def __reduce__(self) -> object:
+        return (_rebuild_counting_callable, ())
+
+    def __call__(self, _: object) -> tuple[int, int]:
+        return os.getpid(), _UNPICKLED
+
+
+class NeedsTwoArguments(Exception):
+    """Pickles fine, but unpickling calls NeedsTwoArguments(message): TypeError."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a} and {b}")
+
+
+def raise_needs_two(_: object) -> None:
+    raise NeedsTwoArguments(1, 2)
