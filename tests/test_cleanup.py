@@ -171,3 +171,22 @@ async def test_pipeline_that_is_never_entered_holds_nothing(anyio_backend: Any) 
     assert worker_processes() == before
     with pytest.raises(RuntimeError, match="already entered"):
         await pipe.__aenter__()
+
+
+async def test_concurrent_aclose_calls_all_return_after_the_workers_stopped(
+    anyio_backend: Any,
+) -> None:
+    before = worker_processes()
+    pipe = OrderedPipeline(workers=2)
+    await pipe.__aenter__()
+    workers = await start_long_items(pipe, before)
+    returned: list[set[int]] = []
+
+    async def close_and_look() -> None:
+        await pipe.aclose()
+        returned.append(alive(workers))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(close_and_look)
+    assert returned == [set(), set(), set()]

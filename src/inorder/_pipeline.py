@@ -199,6 +199,7 @@ class OrderedPipeline:
         self._backend: Backend | None = None
         self._codec: Codec | None = None
         self._bridge: LoopBridge | None = None
+        self._stopped: anyio.Event | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -238,11 +239,21 @@ class OrderedPipeline:
         ``PipelineClosedError``. Safe to call more than once; shielded from cancellation.
         """
         if self._state is _State.STOPPED:
+            if self._stopped is not None:  # another task is stopping it: wait for that
+                with anyio.CancelScope(shield=True):
+                    await self._stopped.wait()
             return
         started = self._state is not _State.NEW
         self._state = _State.STOPPED
         if not started:
             return
+        self._stopped = anyio.Event()
+        try:
+            await self._stop()
+        finally:
+            self._stopped.set()
+
+    async def _stop(self) -> None:
         self._refuse_waiters()
         self._wake_consumer()
         assert self._backend is not None
