@@ -692,6 +692,7 @@ def _check_positive_int(name: str, value: object) -> int:
 
 
 def _check_workers(workers: object, executor: object) -> int:
+    """The ``workers`` option, or its default: a borrowed executor's size, else the CPUs."""
     if workers is None:
         if isinstance(executor, concurrent.futures.Executor):
             size = getattr(executor, "_max_workers", None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 from collections.abc import Collection
 
 from .._eventloop import FutureLike, LoopBridge
@@ -17,11 +16,10 @@ class BorrowedExecutorBackend:
     ``ThreadPoolExecutor``, because any other executor may send them to another process.
     """
 
-    def __init__(self, executor: concurrent.futures.Executor, workers: int | None) -> None:
+    def __init__(self, executor: concurrent.futures.Executor, workers: int) -> None:
         self._executor = executor
         self._threads = isinstance(executor, concurrent.futures.ThreadPoolExecutor)
-        size = getattr(executor, "_max_workers", None)
-        self.workers = workers or (size if isinstance(size, int) else os.cpu_count() or 1)
+        self.workers = workers
 
     @property
     def executor(self) -> concurrent.futures.Executor:
