@@ -114,3 +114,37 @@ def test_unordered_barriers_wait_for_everything_before_them(
     for barrier in barriers:
         assert set(popped[: popped.index(barrier)]) >= set(range(barrier))
     assert buffer.next_seq == total
+
+
+@given(runs_in_arrival_order(), st.data(), st.booleans())
+def test_pop_run_and_pop_mixed_give_every_item_once(
+    runs: list[tuple[int, list[int]]], data: st.DataObject, ordered: bool
+) -> None:
+    buffer: ReorderBuffer[int] = ReorderBuffer(ordered=ordered)
+    popped: list[int] = []
+
+    def drain_some() -> None:
+        for _ in range(data.draw(st.integers(0, 4))):
+            if data.draw(st.booleans()):
+                got = buffer.pop()
+                if got is None:
+                    return
+                popped.append(got[1])
+            else:
+                run = buffer.pop_run()
+                if run is None:
+                    return
+                start, items = run
+                assert list(items) == list(range(start, start + len(items)))
+                popped.extend(items)
+
+    for start, items in runs:
+        buffer.add(start, items)
+        drain_some()
+    while (run := buffer.pop_run()) is not None:
+        popped.extend(run[1])
+    total = sum(len(items) for _, items in runs)
+    assert sorted(popped) == list(range(total))
+    if ordered:
+        assert popped == list(range(total))
+    assert len(buffer) == 0

@@ -26,6 +26,10 @@ class WindowMachine(RuleBasedStateMachine):
             assert self.granted is None, "two grants outstanding at once"
             self.granted = waiter
 
+    @rule(wanted=st.integers(1, 4))
+    def arrive_in_bulk(self, wanted: int) -> None:
+        self.holding += self.window.try_acquire_many(wanted)
+
     @rule()
     def arrive(self) -> None:
         if self.window.try_acquire():

@@ -14,16 +14,22 @@ Data flow (each arrow is synchronous code on the event-loop thread unless marked
 * **window** (``_window.Window``): a slot per item from ``put()`` until the consumer
   takes its outcome. This bounds memory. ``put()`` waits, first come first served, while
   all slots are taken.
-* **pending**: accepted items not yet handed to the executor.
+* **pending**: accepted items not yet handed to the executor, as *segments*: runs of
+  consecutive items that share a function and a call shape, so that a batch is cut from
+  them with list slices and pickled as one list per segment, never item by item.
 * **dispatch**: at most ``DISPATCHES_PER_WORKER`` executor calls per worker are
   outstanding: enough to keep every worker busy while a result travels back, few enough
   that queued items stay cancellable in the parent. This bound is separate from the
   window, so one slow item holds the stream back only once ``window`` items pile up
-  behind it. Each executor call carries a *batch* of items (one item, for now).
+  behind it. Each executor call carries a *batch*, sized by ``_batching.BatchSizer``
+  from the work time the worker measured for earlier batches. A free worker slot takes
+  what is queued, up to that size: nothing waits for a batch to fill.
 * **completion callback**: runs on the loop thread (``_eventloop``), files the batch's
-  outcomes in the reorder buffer, dispatches more, wakes the consumer. Nothing polls.
-* **reorder buffer** (``_reorder.ReorderBuffer``): a heap keyed by sequence number;
-  the consumer pops the next item once it and all before it are done.
+  outcomes in the reorder buffer as runs (still pickled), dispatches more, wakes the
+  consumer. Nothing polls.
+* **reorder buffer** (``_reorder.ReorderBuffer``): a heap of runs keyed by sequence
+  number; the consumer takes the next run once it and all before it are done, unpickles
+  it in one call and hands its items out from a list.
 
 Layering: ``_window``, ``_reorder`` are pure; ``_serialize`` and ``_worker`` move calls
 and outcomes across the process boundary; ``_backends`` own the executors;
@@ -35,6 +41,7 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 import functools
+import itertools
 import logging
 import os
 from collections import deque
@@ -49,13 +56,14 @@ from ._backends import Backend
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
 from ._backends.thread import ThreadBackend
+from ._batching import BatchSizer
 from ._errors import PipelineClosedError, RemoteTraceback
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._reorder import ReorderBuffer
-from ._serialize import Codec
+from ._serialize import Codec, OutcomeSlice, Part, Prepared, resolve
 from ._stats import PipelineStatistics
 from ._window import Window
-from ._worker import Failure, describe
+from ._worker import ARGS, ONE, Failure
 
 logger = logging.getLogger("inorder")
 
@@ -71,9 +79,7 @@ DEFAULT_WINDOW = 1024
 # cancellation and lets one worker's queue hide work from the others.
 DISPATCHES_PER_WORKER = 2
 
-# map() reads a sync iterable without awaiting per item; it yields to the event loop
-# after this many items so completions and the consumer keep running.
-FEED_CHECKPOINT_EVERY = 256
+BatchOption = int | Literal["auto"]
 
 
 class PipelineOptions(TypedDict, total=False):
@@ -84,6 +90,7 @@ class PipelineOptions(TypedDict, total=False):
     executor: ExecutorOption
     ordered: bool
     on_error: OnError
+    batch: BatchOption
 
 
 class _State(enum.Enum):
@@ -110,6 +117,27 @@ class _InputFailure:
 
     def __init__(self, exception: BaseException) -> None:
         self.exception = exception
+
+
+# Outcomes that are not plain results; everything else is yielded as it is.
+_SPECIAL_OUTCOMES = frozenset({Failure, _InputFailure})
+
+
+class _Segment:
+    """Accepted items ``start``, ``start + 1``, ... that share a function and shape."""
+
+    __slots__ = ("key", "offset", "payloads", "shape", "start")
+
+    def __init__(self, key: Any, shape: int, payloads: list[Any], start: int) -> None:
+        self.key = key
+        self.shape = shape
+        self.payloads = payloads
+        self.start = start  # the sequence number of payloads[offset]
+        self.offset = 0  # payloads before it were dispatched already
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.payloads) - self.offset
 
 
 class _Feeder:
@@ -158,6 +186,9 @@ class OrderedPipeline:
             traceback as ``__cause__`` and a note naming the item; iteration may go on
             afterwards. ``"return"``: the exception object is yielded in place.
             ``"skip"``: the item is dropped and logged on the ``"inorder"`` logger.
+        batch: Items per executor call. ``"auto"`` (default) starts at one item and
+            follows the measured cost of items toward a few milliseconds of work per
+            call; an int fixes the size.
 
     In-flight work (items handed to the executor) is bounded separately from the
     window, at ``2 * workers`` executor calls, so every worker always has its next item
@@ -173,6 +204,7 @@ class OrderedPipeline:
         executor: ExecutorOption = "process",
         ordered: bool = True,
         on_error: OnError = "raise",
+        batch: BatchOption = "auto",
     ) -> None:
         self._workers = _check_workers(workers, executor)
         self._window: Window[_Waiter] = Window(_check_positive_int("window", window))
@@ -184,11 +216,17 @@ class OrderedPipeline:
         self._on_error: OnError = on_error
         self._state = _State.NEW
         self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=ordered)
-        self._pending: deque[tuple[int, Any]] = deque()
+        self._pending: deque[_Segment] = deque()
+        self._queued = 0  # items in self._pending
         self._futures: set[FutureLike] = set()
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
         self._dispatches = 0
-        self._batch_size = 1
+        self._sizer = BatchSizer(_check_batch(batch))
+        # A batch larger than the window's share of dispatches would leave workers idle.
+        self._sizer.limit_to(max(1, self._window.capacity // self._max_dispatches))
+        self._run_start = 0  # the run the consumer is handing out: outcomes and position
+        self._run: list[Any] = []
+        self._run_index = 0
         self._next_seq = 0
         self._in_flight = 0
         self._yielded = 0
@@ -260,7 +298,9 @@ class OrderedPipeline:
         abandon = bool(self._futures or self._pending)
         self._backend.cancel(list(self._futures))
         self._pending.clear()
+        self._queued = 0
         self._buffer.clear()
+        self._run = []
         with anyio.CancelScope(shield=True):
             if self._feeder is not None:
                 self._feeder.cancel_scope.cancel()
@@ -306,10 +346,10 @@ class OrderedPipeline:
             raise self._closed_error("put()")
         if callable(fn):
             assert self._codec is not None
-            call = self._codec.prepare(fn, args, kwargs)
+            prepared = self._codec.prepare(fn, args, kwargs)
             if not self._window.try_acquire():
                 await self._wait_for_slot()
-            return self._accept_call(call)
+            return self._accept_call(prepared)
         if args or kwargs:
             raise TypeError(
                 f"put() takes a callable and its arguments, or a single marker object; got a "
@@ -339,9 +379,9 @@ class OrderedPipeline:
         _check_map_arguments(fn, iterables)
         assert self._codec is not None
         assert self._bridge is not None
-        self._codec.prepare(fn, (), {})  # an unpicklable function fails here, not per item
+        key = self._codec.key(fn)  # an unpicklable function fails here, not per item
         feeder = self._feeder = _Feeder()
-        self._bridge.spawn(functools.partial(self._feed, fn, iterables, feeder))
+        self._bridge.spawn(functools.partial(self._feed, key, iterables, feeder))
         return self
 
     # -- consuming ----------------------------------------------------------------------
@@ -350,44 +390,61 @@ class OrderedPipeline:
         return self
 
     async def __anext__(self) -> Any:
+        while True:
+            # The fast path: the next outcome of the run being handed out.
+            index = self._run_index
+            if index < len(self._run):
+                self._run_index = index + 1
+                outcome = self._run[index]
+                self._wake(self._window.release())
+                if type(outcome) not in _SPECIAL_OUTCOMES:
+                    self._yielded += 1
+                    return outcome
+                outcome = self._deliver_special(self._run_start + index, outcome)
+                if outcome is _SKIPPED:
+                    continue
+                return outcome
+            run = self._buffer.pop_run()
+            if run is not None:
+                self._run_start = run[0]
+                self._run = resolve(run[1])  # unpickles the batch's outcomes in one go
+                self._run_index = 0
+                continue
+            await self._wait_for_outcomes()
+
+    async def _wait_for_outcomes(self) -> None:
         if self._consumer_event is not None:
             raise RuntimeError(
                 "another task is already iterating over this pipeline; a pipeline has "
                 "one consumer (share results through a memory object stream instead)"
             )
-        while True:
-            popped = self._buffer.pop()
-            if popped is not None:
-                outcome = self._deliver(*popped)
-                if outcome is _SKIPPED:
-                    continue
-                return outcome
-            if self._state is _State.CLOSED and self._yielded + self._skipped == self._next_seq:
-                raise StopAsyncIteration
-            if self._state is _State.NEW:
-                raise RuntimeError(
-                    "iterate over the pipeline inside 'async with OrderedPipeline(...) as pipe:'"
-                )
-            if self._state is _State.STOPPED:
-                raise self._closed_error("iteration")
-            event = self._consumer_event = anyio.Event()
-            try:
-                await event.wait()
-            finally:
-                self._consumer_event = None
+        if self._state is _State.CLOSED and self._yielded + self._skipped == self._next_seq:
+            raise StopAsyncIteration
+        if self._state is _State.NEW:
+            raise RuntimeError(
+                "iterate over the pipeline inside 'async with OrderedPipeline(...) as pipe:'"
+            )
+        if self._state is _State.STOPPED:
+            raise self._closed_error("iteration")
+        event = self._consumer_event = anyio.Event()
+        try:
+            await event.wait()
+        finally:
+            self._consumer_event = None
 
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters."""
         return PipelineStatistics(
             accepted=self._next_seq,
-            queued=len(self._pending),
+            queued=self._queued,
             in_flight=self._in_flight,
-            buffered=len(self._buffer),
+            buffered=len(self._buffer) + len(self._run) - self._run_index,
             yielded=self._yielded,
             skipped=self._skipped,
             failed=self._failed,
             workers=self._workers,
             window=self._window.capacity,
+            batch_size=self._sizer.size,
         )
 
     # -- internals: admission -----------------------------------------------------------
@@ -414,13 +471,36 @@ class OrderedPipeline:
         if waiter is not None:
             waiter.event.set()
 
-    def _accept_call(self, call: Any) -> int:
+    def _accept_call(self, prepared: Prepared) -> int:
         seq = self._next_seq
         self._next_seq = seq + 1
-        self._pending.append((seq, call))
+        pending = self._pending
+        last = pending[-1] if pending else None
+        if last is not None and last.key is prepared.key and last.shape == prepared.shape:
+            if last.end == seq:
+                last.payloads.append(prepared.payload)
+            else:  # a marker came in between
+                pending.append(_Segment(prepared.key, prepared.shape, [prepared.payload], seq))
+        else:
+            pending.append(_Segment(prepared.key, prepared.shape, [prepared.payload], seq))
+        self._queued += 1
         if self._dispatches < self._max_dispatches:
             self._dispatch()
         return seq
+
+    def _accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
+        """Accept consecutive items fed by map() (their window slots are taken)."""
+        seq = self._next_seq
+        self._next_seq = seq + len(payloads)
+        pending = self._pending
+        last = pending[-1] if pending else None
+        if last is not None and last.key is key and last.shape == shape and last.end == seq:
+            last.payloads.extend(payloads)
+        else:
+            pending.append(_Segment(key, shape, payloads, seq))
+        self._queued += len(payloads)
+        if self._dispatches < self._max_dispatches:
+            self._dispatch()
 
     def _accept_outcome(self, outcome: Any, *, barrier: bool = False) -> int:
         """Accept an item whose outcome is known already (a marker, a failure).
@@ -429,42 +509,67 @@ class OrderedPipeline:
         """
         seq = self._next_seq
         self._next_seq = seq + 1
-        self._buffer.add(seq, (outcome,), barrier=barrier)
+        self._buffer.add(seq, [outcome], barrier=barrier)
         self._wake_consumer()
         return seq
 
     # -- internals: dispatch and completion ---------------------------------------------
 
     def _dispatch(self) -> None:
+        """Hand batches to the executor while a dispatch slot is free and work queued."""
         assert self._backend is not None
         assert self._codec is not None
         assert self._bridge is not None
-        pending = self._pending
-        while pending and self._dispatches < self._max_dispatches:
-            count = min(self._batch_size, len(pending))
-            batch = [pending.popleft() for _ in range(count)]
-            seqs = [seq for seq, _ in batch]
-            job = self._codec.job([call for _, call in batch])
+        while self._queued and self._dispatches < self._max_dispatches:
+            parts, runs = self._cut_batch(self._sizer.size)
+            count = sum(len(part.payloads) for part in parts)
+            self._queued -= count
             self._dispatches += 1
             self._in_flight += count
+            on_done = functools.partial(self._job_done, runs, count)
             try:
+                job = self._codec.job(parts)
                 future = self._bridge.submit(
-                    self._backend.executor,
-                    job.function,
-                    job.args,
-                    functools.partial(self._job_done, seqs),
+                    self._backend.executor, job.function, job.args, on_done
                 )
             except Exception as exc:  # noqa: BLE001 - e.g. the caller shut their executor down
                 self._dispatches -= 1
                 self._in_flight -= count
-                self._store(seqs, [Failure(exc, "<dispatch>")] * count)
+                self._store(runs, [Failure(exc, "<dispatch>")] * count)
                 continue
             self._futures.add(future)
 
-    def _job_done(self, seqs: list[int], future: FutureLike) -> None:
+    def _cut_batch(self, size: int) -> tuple[list[Part], list[tuple[int, int]]]:
+        """Take up to ``size`` queued items, oldest first, as parts and sequence runs."""
+        pending = self._pending
+        parts: list[Part] = []
+        runs: list[tuple[int, int]] = []  # (start, count), merged where consecutive
+        while size and pending:
+            segment = pending[0]
+            available = len(segment.payloads) - segment.offset
+            take = min(size, available)
+            if take == available:
+                pending.popleft()
+                payloads = (
+                    segment.payloads[segment.offset :] if segment.offset else segment.payloads
+                )
+            else:
+                payloads = segment.payloads[segment.offset : segment.offset + take]
+                segment.offset += take
+            start = segment.start
+            segment.start += take
+            parts.append(Part(segment.key, segment.shape, payloads))
+            if runs and runs[-1][0] + runs[-1][1] == start:
+                runs[-1] = (runs[-1][0], runs[-1][1] + take)
+            else:
+                runs.append((start, take))
+            size -= take
+        return parts, runs
+
+    def _job_done(self, runs: list[tuple[int, int]], count: int, future: FutureLike) -> None:
         self._futures.discard(future)
         self._dispatches -= 1
-        self._in_flight -= len(seqs)
+        self._in_flight -= count
         if self._state is _State.STOPPED:
             if not future.cancelled():
                 future.exception()  # retrieved: asyncio would log it as never retrieved
@@ -477,18 +582,21 @@ class OrderedPipeline:
         else:
             error = future.exception()
         if error is not None:
-            self._store(seqs, [Failure(error, "<executor>")] * len(seqs))
+            self._store(runs, [Failure(error, "<executor>")] * count)
         else:
-            self._store(seqs, self._codec.outcomes(future.result(), len(seqs)))
+            payload, seconds = future.result()
+            self._sizer.observe(count, seconds)
+            self._store(runs, self._codec.outcomes(payload, count))
         self._dispatch()
 
-    def _store(self, seqs: list[int], outcomes: Any) -> None:
-        start = seqs[0]
-        if seqs[-1] - start + 1 == len(seqs):
-            self._buffer.add(start, outcomes)
-        else:  # markers interleaved: file each item on its own
-            for index, seq in enumerate(seqs):
-                self._buffer.add(seq, (outcomes[index],))
+    def _store(self, runs: list[tuple[int, int]], outcomes: Any) -> None:
+        if len(runs) == 1:
+            self._buffer.add(runs[0][0], outcomes)
+        else:  # markers cut the batch's sequence numbers into several runs
+            offset = 0
+            for start, count in runs:
+                self._buffer.add(start, OutcomeSlice(outcomes, offset, count))
+                offset += count
         self._wake_consumer()
 
     def _wake_consumer(self) -> None:
@@ -498,14 +606,11 @@ class OrderedPipeline:
 
     # -- internals: delivery ------------------------------------------------------------
 
-    def _deliver(self, seq: int, outcome: Any) -> Any:
-        self._wake(self._window.release())
-        kind = type(outcome)
-        if kind is not Failure:
+    def _deliver_special(self, seq: int, outcome: Any) -> Any:
+        """A failure or an input error, handled by the ``on_error`` policy."""
+        if type(outcome) is _InputFailure:
             self._yielded += 1
-            if kind is _InputFailure:
-                raise outcome.exception
-            return outcome
+            raise outcome.exception
         self._failed += 1
         error = _as_exception(seq, outcome)
         if self._on_error == "skip":
@@ -526,11 +631,12 @@ class OrderedPipeline:
 
     async def _feed(
         self,
-        fn: Callable[..., Any],
+        key: Any,
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         feeder: _Feeder,
     ) -> None:
         iterators: list[Iterator[Any] | AsyncIterator[Any]] = []
+        shape = ONE if len(iterables) == 1 else ARGS
         try:
             with feeder.cancel_scope:
                 try:
@@ -539,9 +645,14 @@ class OrderedPipeline:
                         for it in iterables
                     ]
                     if all(isinstance(it, Iterator) for it in iterators):
-                        await self._feed_items(fn, zip(*iterators, strict=False))
+                        items: Iterator[Any] = (
+                            iterators[0]  # type: ignore[assignment]
+                            if shape == ONE
+                            else zip(*iterators, strict=False)
+                        )
+                        await self._feed_items(key, shape, items)
                     else:
-                        await self._feed_items_async(fn, iterators)
+                        await self._feed_items_async(key, shape, iterators)
                 except PipelineClosedError:
                     pass  # stopped while feeding: nothing more to read
                 except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
@@ -555,27 +666,31 @@ class OrderedPipeline:
                 await _close_iterators(iterators)
             feeder.done.set()
 
-    async def _feed_items(self, fn: Callable[..., Any], items: Iterable[tuple[Any, ...]]) -> None:
-        assert self._codec is not None
-        prepare = self._codec.prepare
+    async def _feed_items(self, key: Any, shape: int, items: Iterator[Any]) -> None:
+        """Read a sync iterator in chunks as large as the free window: no await per item."""
         window = self._window
-        empty: dict[str, Any] = {}
-        for count, args in enumerate(items, start=1):
-            if self._state is not _State.OPEN:
+        while self._state is _State.OPEN:
+            free = window.try_acquire_many(window.capacity)
+            if not free:
+                await self._wait_for_slot()
+                free = 1 + window.try_acquire_many(window.capacity)
+            chunk: list[Any] = []
+            try:
+                # extend() keeps what was read if the iterator raises part-way.
+                chunk.extend(itertools.islice(items, free))
+            finally:
+                for _ in range(free - len(chunk)):  # the input ended or failed
+                    self._wake(window.release())
+                if chunk:
+                    self._accept_many(key, shape, chunk)
+            if len(chunk) < free:
                 return
-            if window.try_acquire():
-                self._accept_fed(fn, args, empty, prepare)
-            else:
-                await self._wait_then_accept(fn, args, empty, prepare)
-            if count % FEED_CHECKPOINT_EVERY == 0:
-                await anyio.lowlevel.checkpoint()
+            # Let completions and the consumer run before reading the next chunk.
+            await anyio.lowlevel.checkpoint()
 
     async def _feed_items_async(
-        self, fn: Callable[..., Any], iterators: list[Iterator[Any] | AsyncIterator[Any]]
+        self, key: Any, shape: int, iterators: list[Iterator[Any] | AsyncIterator[Any]]
     ) -> None:
-        assert self._codec is not None
-        prepare = self._codec.prepare
-        empty: dict[str, Any] = {}
         while self._state is _State.OPEN:
             row = []
             for it in iterators:
@@ -583,33 +698,9 @@ class OrderedPipeline:
                     row.append(await anext(it) if isinstance(it, AsyncIterator) else next(it))
                 except (StopIteration, StopAsyncIteration):
                     return
-            await self._wait_then_accept(fn, tuple(row), empty, prepare, fast=True)
-
-    async def _wait_then_accept(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        prepare: Callable[..., Any],
-        fast: bool = False,
-    ) -> None:
-        if not (fast and self._window.try_acquire()):
-            await self._wait_for_slot()
-        self._accept_fed(fn, args, kwargs, prepare)
-
-    def _accept_fed(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        prepare: Callable[..., Any],
-    ) -> None:
-        try:
-            call = prepare(fn, args, kwargs)
-        except TypeError as exc:  # this item's arguments cannot travel: its own failure
-            self._accept_outcome(Failure(exc, describe(fn)))
-            return
-        self._accept_call(call)
+            if not self._window.try_acquire():
+                await self._wait_for_slot()
+            self._accept_many(key, shape, [row[0] if shape == ONE else tuple(row)])
 
     async def _fail_input(self, exc: Exception) -> None:
         exc.add_note(
@@ -700,6 +791,15 @@ def _check_workers(workers: object, executor: object) -> int:
                 return size
         return usable_cpu_count()
     return _check_positive_int("workers", workers)
+
+
+def _check_batch(batch: object) -> int | None:
+    """The ``batch`` option as a fixed size, or ``None`` for adaptive batching."""
+    if batch == "auto":
+        return None
+    if isinstance(batch, int) and not isinstance(batch, bool):
+        return _check_positive_int("batch", batch)
+    raise TypeError(f"batch must be 'auto' or an int, got {type(batch).__qualname__} {batch!r}")
 
 
 def _check_executor(executor: object) -> ExecutorOption:

@@ -113,6 +113,30 @@ class ReorderBuffer(Generic[T]):
             self._finished(self._head_start, seq + 1)
         return seq, item
 
+    def pop_run(self) -> Run[T] | None:
+        """The next ready run whole, as ``(start, items)``, or ``None``.
+
+        The consumer takes a run at once and hands its items out itself, which keeps the
+        per-item cost of the buffer at zero. The run counts as popped from here on.
+        """
+        index = self._head_index
+        if index < len(self._head):  # the rest of a run that pop() started on
+            start = self._head_start + index
+            items = self._head[index:]
+        elif self._advance():
+            start, items = self._head_start, self._head
+        else:
+            return None
+        self._head = ()
+        self._head_index = 0
+        end = start + len(items)
+        self._count -= len(items)
+        if self.ordered:
+            self._next = end
+        else:
+            self._finished(start, end)
+        return start, items
+
     def clear(self) -> int:
         """Drop every held item; returns how many were dropped."""
         dropped = self._count

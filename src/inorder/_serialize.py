@@ -39,22 +39,51 @@ class Job(NamedTuple):
     args: tuple[Any, ...]
 
 
+class Prepared(NamedTuple):
+    """An accepted call as it waits for dispatch: items sharing ``key`` and ``shape``
+    travel as one segment."""
+
+    key: Any
+    shape: int
+    payload: Any
+
+
+class Part(NamedTuple):
+    """A slice of consecutive items of one segment, cut for a batch."""
+
+    key: Any
+    shape: int
+    payloads: list[Any]
+
+
 class Codec(Protocol):
     """Turns accepted items into executor jobs and job results into outcomes."""
 
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """The form an item waits in until dispatch. Raises TypeError for bad input."""
+    ) -> Prepared:
+        """An item from ``put()``. Raises TypeError for what cannot reach a worker."""
         ...
 
-    def job(self, calls: Sequence[Any]) -> Job:
-        """One executor call running ``calls`` (prepared items) in order."""
+    def key(self, fn: Callable[..., Any]) -> Any:
+        """The segment key of ``fn``, for items fed by ``map()`` (checked per batch)."""
+        ...
+
+    def job(self, parts: Sequence[Part]) -> Job:
+        """One executor call running ``parts`` in order."""
         ...
 
     def outcomes(self, result: Any, count: int) -> Sequence[Any]:
-        """The per-item outcomes of a finished job (values and ``Failure``s)."""
+        """The per-item outcomes (values and ``Failure``s) of a job's payload."""
         ...
+
+
+def _shape_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, Any]:
+    if kwargs:
+        return _worker.KWARGS, (args, kwargs)
+    if len(args) == 1:
+        return _worker.ONE, args[0]
+    return _worker.ARGS, args
 
 
 class DirectCodec:
@@ -62,11 +91,14 @@ class DirectCodec:
 
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> _worker.DirectCall:
-        return (fn, args, kwargs)
+    ) -> Prepared:
+        return Prepared(fn, *_shape_of(args, kwargs))
 
-    def job(self, calls: Sequence[_worker.DirectCall]) -> Job:
-        return Job(_worker.run_direct, (list(calls),))
+    def key(self, fn: Callable[..., Any]) -> Any:
+        return fn
+
+    def job(self, parts: Sequence[Part]) -> Job:
+        return Job(_worker.run_direct, ([(p.key, p.shape, p.payloads) for p in parts],))
 
     def outcomes(self, result: list[Any], count: int) -> Sequence[Any]:
         return result
@@ -75,10 +107,17 @@ class DirectCodec:
 class SerializedFunction(NamedTuple):
     digest: bytes
     blob: bytes
+    name: str
 
 
 class PickleCodec:
-    """Items run in other processes: each crosses as bytes, checked at ``put()``."""
+    """Items run in other processes: arguments cross as one pickle per segment slice.
+
+    ``put()`` checks each item (plain builtin values need no check; anything else is
+    pickled on its own right away, so the error is raised in the caller's frame). Items
+    fed by ``map()`` are pickled only in their batch; one that fails there becomes its
+    own ``TypeError`` outcome while its neighbours run.
+    """
 
     def __init__(self) -> None:
         self._functions: OrderedDict[int, tuple[Callable[..., Any], SerializedFunction]] = (
@@ -100,24 +139,61 @@ class PickleCodec:
                 f"worker process ({type(exc).__name__}: {exc}); pass a function that "
                 "cloudpickle can serialise, or use executor='thread'"
             ) from exc
-        serialized = SerializedFunction(hashlib.blake2b(blob, digest_size=16).digest(), blob)
+        digest = hashlib.blake2b(blob, digest_size=16).digest()
+        serialized = SerializedFunction(digest, blob, _worker.describe(fn))
         self._functions[key] = (fn, serialized)
         if len(self._functions) > FUNCTION_CACHE_SIZE:
             self._functions.popitem(last=False)
         return serialized
 
+    def key(self, fn: Callable[..., Any]) -> Any:
+        return self.function(fn)
+
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[SerializedFunction, bytes]:
-        return (self.function(fn), dump_arguments(fn, args, kwargs))
+    ) -> Prepared:
+        function = self.function(fn)
+        if not kwargs and all(type(a) in _PLAIN_TYPES for a in args):
+            return Prepared(function, *_shape_of(args, kwargs))
+        return Prepared(function, _worker.PICKLED, dump_arguments(fn, args, kwargs))
 
-    def job(self, calls: Sequence[tuple[SerializedFunction, bytes]]) -> Job:
-        functions = {function.digest: function.blob for function, _ in calls}
-        wire = [(function.digest, payload) for function, payload in calls]
-        return Job(_worker.run_pickled, (functions, wire))
+    def job(self, parts: Sequence[Part]) -> Job:
+        functions: dict[bytes, bytes] = {}
+        segments: list[_worker.WireSegment] = []
+        for key, shape, payloads in parts:
+            functions[key.digest] = key.blob
+            blob, flagged = _dump_payloads(key.name, shape, payloads)
+            segments.append((key.digest, shape, len(payloads), blob, flagged))
+        return Job(_worker.run_pickled, (functions, segments))
 
     def outcomes(self, result: bytes, count: int) -> Sequence[Any]:
         return LazyOutcomes(result, count)
+
+
+def _dump_payloads(name: str, shape: int, payloads: list[Any]) -> tuple[bytes, bool]:
+    """One pickle for a segment's payloads; unpicklable ones become BadArgument."""
+    try:
+        return cloudpickle.dumps(payloads, pickle.HIGHEST_PROTOCOL), False
+    except Exception:  # noqa: BLE001 - find the culprits one by one, below
+        pass
+    checked = []
+    for payload in payloads:
+        try:
+            cloudpickle.dumps(payload, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - __reduce__ may raise anything
+            args, kwargs = _call_of(shape, payload)
+            payload = _worker.BadArgument(str(_unpicklable_argument(name, args, kwargs, exc)))
+        checked.append(payload)
+    return cloudpickle.dumps(checked, pickle.HIGHEST_PROTOCOL), True
+
+
+def _call_of(shape: int, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The ``(args, kwargs)`` that a payload of ``shape`` stands for."""
+    if shape == _worker.ONE:
+        return (payload,), {}
+    if shape == _worker.ARGS:
+        return payload, {}
+    return payload  # type: ignore[no-any-return]
 
 
 class LazyOutcomes(Sequence[Any]):
@@ -139,10 +215,14 @@ class LazyOutcomes(Sequence[Any]):
         return self._count
 
     def __getitem__(self, index: Any) -> Any:
+        return self.resolve()[index]
+
+    def resolve(self) -> list[Any]:
+        """The outcomes as a list, unpickled on the first call."""
         items = self._items
         if items is None:
             items = self._items = self._decode()
-        return items[index]
+        return items
 
     def _decode(self) -> list[Any]:
         try:
@@ -158,6 +238,35 @@ class LazyOutcomes(Sequence[Any]):
         return items
 
 
+class OutcomeSlice(Sequence[Any]):
+    """``count`` outcomes of a batch from ``offset``: one run of a batch cut by markers."""
+
+    __slots__ = ("_count", "_offset", "_source")
+
+    def __init__(self, source: Sequence[Any], offset: int, count: int) -> None:
+        self._source = source
+        self._offset = offset
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.resolve()[index]
+
+    def resolve(self) -> list[Any]:
+        return resolve(self._source)[self._offset : self._offset + self._count]
+
+
+def resolve(outcomes: Sequence[Any]) -> list[Any]:
+    """Outcomes as a plain list, decoding them if they are still pickled."""
+    if type(outcomes) is list:
+        return outcomes
+    if isinstance(outcomes, (LazyOutcomes, OutcomeSlice)):
+        return outcomes.resolve()
+    return list(outcomes)
+
+
 def dump_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """``(args, kwargs)`` as bytes, or a TypeError naming the argument that cannot travel."""
     call = (args, kwargs)
@@ -166,11 +275,11 @@ def dump_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
     try:
         return cloudpickle.dumps(call, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
     except Exception as exc:
-        raise _unpicklable_argument(fn, args, kwargs, exc) from exc
+        raise _unpicklable_argument(_worker.describe(fn), args, kwargs, exc) from exc
 
 
 def _unpicklable_argument(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
 ) -> TypeError:
     named: list[tuple[str, Any]] = [(f"argument {i}", a) for i, a in enumerate(args)]
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
@@ -179,11 +288,11 @@ def _unpicklable_argument(
             cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         except Exception as culprit:  # noqa: BLE001 - __reduce__ may raise anything
             return TypeError(
-                f"{label} to {_worker.describe(fn)}, a {type(value).__qualname__}, cannot be "
+                f"{label} to {name}, a {type(value).__qualname__}, cannot be "
                 f"pickled to send it to a worker process ({type(culprit).__name__}: "
                 f"{culprit}); pass plain data (or use executor='thread')"
             )
     return TypeError(
-        f"the arguments to {_worker.describe(fn)} cannot be pickled to send them to a worker "
+        f"the arguments to {name} cannot be pickled to send them to a worker "
         f"process ({type(exc).__name__}: {exc})"
     )

@@ -32,3 +32,5 @@ class PipelineStatistics:
     """How many items can run at once."""
     window: int
     """The window: most items accepted and not yet yielded."""
+    batch_size: int
+    """How many items the next executor call may carry (adaptive unless fixed)."""

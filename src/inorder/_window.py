@@ -55,6 +55,14 @@ class Window(Generic[W]):
             return True
         return False
 
+    def try_acquire_many(self, wanted: int) -> int:
+        """Take up to ``wanted`` free slots now (none if anybody is queued); how many."""
+        if self._queue or self._granted is not None:
+            return 0
+        taken = min(wanted, self._free)
+        self._free -= taken
+        return taken
+
     def enqueue(self, waiter: W) -> None:
         """Queue ``waiter``; it is woken through the return value of a later call."""
         self._queue.append(waiter)

@@ -3,11 +3,19 @@
 Every worker process imports this module, so it imports only the standard library and
 cloudpickle (``inorder/__init__.py`` imports the rest lazily for the same reason).
 
-Wire format of a process batch (built by ``_serialize.PickleCodec``)::
+A batch is a list of *segments*: consecutive items that share a function and a call
+shape. Wire format of a process batch (built by ``_serialize.PickleCodec``)::
 
-    functions: {digest: cloudpickle bytes}   each callable once per batch
-    calls:     [(digest, pickled (args, kwargs)), ...]
-    returns:   pickled [outcome, ...]         a value, or a Failure
+    functions: {digest: cloudpickle bytes}            each callable once per batch
+    segments:  [(digest, shape, count, payloads, flagged), ...]
+               payloads: one pickle of the segment's list of arguments
+    returns:   (pickled [outcome, ...], seconds of work)
+
+Shapes: ``ONE`` calls ``fn(x)``, ``ARGS`` calls ``fn(*args)``, ``KWARGS`` calls
+``fn(*args, **kwargs)`` from an ``(args, kwargs)`` pair, and ``PICKLED`` does the same
+from that pair pickled on its own (by ``put()``, which checks picklability item by item).
+``flagged`` segments hold ``BadArgument`` placeholders for items that could not be
+pickled, each of which becomes that item's ``TypeError``.
 
 A callable is unpickled once per worker process and cached by digest, so a lambda sent
 with every batch costs its unpickling only once per worker.
@@ -18,6 +26,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,8 +40,11 @@ FUNCTION_CACHE_SIZE = 256
 
 _functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
 
-Call = tuple[bytes, bytes]
-DirectCall = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+# Call shapes: how a segment's payloads are applied to its function.
+ONE, ARGS, KWARGS, PICKLED = 0, 1, 2, 3
+
+WireSegment = tuple[bytes, int, int, bytes, bool]
+DirectSegment = tuple[Callable[..., Any], int, list[Any]]
 
 
 class Failure:
@@ -85,35 +97,98 @@ def describe(fn: object) -> str:
     return f"{module}.{name}" if module and module != "builtins" else str(name)
 
 
-def run_pickled(functions: dict[bytes, bytes], calls: list[Call]) -> bytes:
+class BadArgument:
+    """Stands in for an item whose arguments could not be pickled in the parent."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BadArgument, (self.message,))
+
+
+def run_pickled(functions: dict[bytes, bytes], segments: list[WireSegment]) -> tuple[bytes, float]:
     """Run a batch that crossed a process boundary; return its pickled outcomes."""
+    started = time.perf_counter()
     pid = os.getpid()
-    resolved = {digest: _load_function(digest, blob, pid) for digest, blob in functions.items()}
     outcomes: list[Any] = []
-    append = outcomes.append
-    for digest, payload in calls:
-        fn = resolved[digest]
+    for digest, shape, count, blob, flagged in segments:
+        fn = _load_function(digest, functions[digest], pid)
         if isinstance(fn, Failure):
-            append(fn)
+            outcomes.extend([fn] * count)
             continue
         try:
-            args, kwargs = pickle.loads(payload)
-            append(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the parent
-            append(Failure(exc, describe(fn), _format(exc), pid))
-    return dump_outcomes(outcomes)
+            payloads = pickle.loads(blob)
+        except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
+            failure = Failure(exc, describe(fn), _format(exc), pid)
+            outcomes.extend([failure] * count)
+            continue
+        if flagged:
+            _call_flagged(fn, shape, payloads, outcomes, pid)
+        else:
+            _call_all(fn, shape, payloads, outcomes, pid)
+    elapsed = time.perf_counter() - started
+    return dump_outcomes(outcomes), elapsed
 
 
-def run_direct(calls: list[DirectCall]) -> list[Any]:
+def run_direct(segments: list[DirectSegment]) -> tuple[list[Any], float]:
     """Run a batch in a thread of the parent: no pickling, live tracebacks."""
+    started = time.perf_counter()
     outcomes: list[Any] = []
+    for fn, shape, payloads in segments:
+        _call_all(fn, shape, payloads, outcomes, None)
+    return outcomes, time.perf_counter() - started
+
+
+def _call_all(
+    fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int | None
+) -> None:
+    # One loop per shape, so the per-item path has no branches. A try block costs
+    # nothing until something raises (Python 3.11+).
     append = outcomes.append
-    for fn, args, kwargs in calls:
-        try:
-            append(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the caller
-            append(Failure(exc, describe(fn)))
-    return outcomes
+    if shape == ONE:
+        for x in payloads:
+            try:
+                append(fn(x))
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back
+                append(_failure(exc, fn, pid))
+    elif shape == ARGS:
+        for args in payloads:
+            try:
+                append(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back
+                append(_failure(exc, fn, pid))
+    elif shape == KWARGS:
+        for args, kwargs in payloads:
+            try:
+                append(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back
+                append(_failure(exc, fn, pid))
+    else:
+        for payload in payloads:
+            try:
+                args, kwargs = pickle.loads(payload)
+                append(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back
+                append(_failure(exc, fn, pid))
+
+
+def _call_flagged(
+    fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int
+) -> None:
+    for payload in payloads:
+        if type(payload) is BadArgument:
+            outcomes.append(Failure(TypeError(payload.message), describe(fn)))
+        else:
+            _call_all(fn, shape, [payload], outcomes, pid)
+
+
+def _failure(exc: BaseException, fn: Callable[..., Any], pid: int | None) -> Failure:
+    if pid is None:  # a thread of the parent: the exception keeps its live traceback
+        return Failure(exc, describe(fn))
+    return Failure(exc, describe(fn), _format(exc), pid)
 
 
 def dump_outcomes(outcomes: list[Any]) -> bytes:
