@@ -60,7 +60,7 @@ from ._batching import BatchSizer
 from ._errors import PipelineClosedError, RemoteTraceback
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._reorder import ReorderBuffer
-from ._serialize import Codec, OutcomeSlice, Part, Prepared, resolve
+from ._serialize import Codec, Outcomes, OutcomeSlice, Part, Prepared, resolve
 from ._stats import PipelineStatistics
 from ._window import Window
 from ._worker import ARGS, ONE, Failure
@@ -224,9 +224,14 @@ class OrderedPipeline:
         self._sizer = BatchSizer(_check_batch(batch))
         # A batch larger than the window's share of dispatches would leave workers idle.
         self._sizer.limit_to(max(1, self._window.capacity // self._max_dispatches))
-        self._run_start = 0  # the run the consumer is handing out: outcomes and position
+        # The run the consumer is handing out: its outcomes, whether none is a failure,
+        # the next index, and how many were settled (counted, window slots freed).
+        self._run_start = 0
         self._run: list[Any] = []
+        self._run_clean = True
+        self._run_length = 0
         self._run_index = 0
+        self._settled = 0
         self._next_seq = 0
         self._in_flight = 0
         self._yielded = 0
@@ -301,6 +306,7 @@ class OrderedPipeline:
         self._queued = 0
         self._buffer.clear()
         self._run = []
+        self._run_length = self._run_index = self._settled = 0
         with anyio.CancelScope(shield=True):
             if self._feeder is not None:
                 self._feeder.cancel_scope.cancel()
@@ -391,26 +397,43 @@ class OrderedPipeline:
 
     async def __anext__(self) -> Any:
         while True:
-            # The fast path: the next outcome of the run being handed out.
             index = self._run_index
-            if index < len(self._run):
+            if index < self._run_length:
                 self._run_index = index + 1
+                if self._run_clean:
+                    # The fast path: a run without failures is handed out by indexing;
+                    # slots and counters are settled in bulk, at once if a producer waits.
+                    if self._window.queue:
+                        self._settle()
+                    return self._run[index]
                 outcome = self._run[index]
-                self._wake(self._window.release())
+                self._settle()
                 if type(outcome) not in _SPECIAL_OUTCOMES:
-                    self._yielded += 1
                     return outcome
                 outcome = self._deliver_special(self._run_start + index, outcome)
                 if outcome is _SKIPPED:
                     continue
                 return outcome
+            self._settle()
             run = self._buffer.pop_run()
             if run is not None:
                 self._run_start = run[0]
-                self._run = resolve(run[1])  # unpickles the batch's outcomes in one go
-                self._run_index = 0
+                # Unpickles the batch's outcomes in one call.
+                self._run, self._run_clean = resolve(run[1])
+                self._run_length = len(self._run)
+                self._run_index = self._settled = 0
                 continue
             await self._wait_for_outcomes()
+
+    def _settle(self) -> None:
+        """Count the outcomes handed out since the last call as yielded; free their slots."""
+        handed = self._run_index - self._settled
+        if handed:
+            self._settled = self._run_index
+            self._yielded += handed
+            waiter = self._window.release_many(handed)
+            if waiter is not None:
+                waiter.event.set()
 
     async def _wait_for_outcomes(self) -> None:
         if self._consumer_event is not None:
@@ -438,8 +461,8 @@ class OrderedPipeline:
             accepted=self._next_seq,
             queued=self._queued,
             in_flight=self._in_flight,
-            buffered=len(self._buffer) + len(self._run) - self._run_index,
-            yielded=self._yielded,
+            buffered=len(self._buffer) + self._run_length - self._run_index,
+            yielded=self._yielded + self._run_index - self._settled,
             skipped=self._skipped,
             failed=self._failed,
             workers=self._workers,
@@ -509,7 +532,7 @@ class OrderedPipeline:
         """
         seq = self._next_seq
         self._next_seq = seq + 1
-        self._buffer.add(seq, [outcome], barrier=barrier)
+        self._buffer.add(seq, [outcome], barrier=barrier)  # a list: checked item by item
         self._wake_consumer()
         return seq
 
@@ -535,7 +558,7 @@ class OrderedPipeline:
             except Exception as exc:  # noqa: BLE001 - e.g. the caller shut their executor down
                 self._dispatches -= 1
                 self._in_flight -= count
-                self._store(runs, [Failure(exc, "<dispatch>")] * count)
+                self._store(runs, Outcomes([Failure(exc, "<dispatch>")] * count, count))
                 continue
             self._futures.add(future)
 
@@ -582,14 +605,14 @@ class OrderedPipeline:
         else:
             error = future.exception()
         if error is not None:
-            self._store(runs, [Failure(error, "<executor>")] * count)
+            self._store(runs, Outcomes([Failure(error, "<executor>")] * count, count))
         else:
-            payload, seconds = future.result()
+            payload, seconds, failures = future.result()
             self._sizer.observe(count, seconds)
-            self._store(runs, self._codec.outcomes(payload, count))
+            self._store(runs, self._codec.outcomes(payload, count, failures))
         self._dispatch()
 
-    def _store(self, runs: list[tuple[int, int]], outcomes: Any) -> None:
+    def _store(self, runs: list[tuple[int, int]], outcomes: Outcomes) -> None:
         if len(runs) == 1:
             self._buffer.add(runs[0][0], outcomes)
         else:  # markers cut the batch's sequence numbers into several runs
@@ -607,13 +630,13 @@ class OrderedPipeline:
     # -- internals: delivery ------------------------------------------------------------
 
     def _deliver_special(self, seq: int, outcome: Any) -> Any:
-        """A failure or an input error, handled by the ``on_error`` policy."""
+        """A failure or an input error (already settled as yielded), by ``on_error``."""
         if type(outcome) is _InputFailure:
-            self._yielded += 1
             raise outcome.exception
         self._failed += 1
         error = _as_exception(seq, outcome)
         if self._on_error == "skip":
+            self._yielded -= 1
             self._skipped += 1
             logger.warning(
                 "item %d failed in %s and was skipped (on_error='skip')",
@@ -622,7 +645,6 @@ class OrderedPipeline:
                 exc_info=error,
             )
             return _SKIPPED
-        self._yielded += 1
         if self._on_error == "return":
             return error
         raise error

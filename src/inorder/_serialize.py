@@ -73,7 +73,7 @@ class Codec(Protocol):
         """One executor call running ``parts`` in order."""
         ...
 
-    def outcomes(self, result: Any, count: int) -> Sequence[Any]:
+    def outcomes(self, payload: Any, count: int, failures: int) -> Outcomes:
         """The per-item outcomes (values and ``Failure``s) of a job's payload."""
         ...
 
@@ -100,8 +100,8 @@ class DirectCodec:
     def job(self, parts: Sequence[Part]) -> Job:
         return Job(_worker.run_direct, ([(p.key, p.shape, p.payloads) for p in parts],))
 
-    def outcomes(self, result: list[Any], count: int) -> Sequence[Any]:
-        return result
+    def outcomes(self, payload: list[Any], count: int, failures: int) -> Outcomes:
+        return Outcomes(payload, failures)
 
 
 class SerializedFunction(NamedTuple):
@@ -166,8 +166,8 @@ class PickleCodec:
             segments.append((key.digest, shape, len(payloads), blob, flagged))
         return Job(_worker.run_pickled, (functions, segments))
 
-    def outcomes(self, result: bytes, count: int) -> Sequence[Any]:
-        return LazyOutcomes(result, count)
+    def outcomes(self, payload: bytes, count: int, failures: int) -> Outcomes:
+        return LazyOutcomes(payload, count, failures)
 
 
 def _dump_payloads(name: str, shape: int, payloads: list[Any]) -> tuple[bytes, bool]:
@@ -196,7 +196,33 @@ def _call_of(shape: int, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]]
     return payload  # type: ignore[no-any-return]
 
 
-class LazyOutcomes(Sequence[Any]):
+class Outcomes(Sequence[Any]):
+    """A batch's outcomes as they wait in the reorder buffer.
+
+    ``failures`` counts the ``Failure``s among them: the consumer hands out a batch
+    without any by plain indexing, with no per-item checks.
+    """
+
+    __slots__ = ("_count", "_items", "failures")
+
+    def __init__(self, items: list[Any] | None, failures: int, count: int | None = None) -> None:
+        self._items = items
+        self._count = len(items) if items is not None else (count or 0)
+        self.failures = failures
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.resolve()[index]
+
+    def resolve(self) -> list[Any]:
+        """The outcomes as a list."""
+        assert self._items is not None
+        return self._items
+
+
+class LazyOutcomes(Outcomes):
     """A batch's pickled outcomes, unpickled when the first of them is about to be yielded.
 
     Decoding late keeps results compact while they wait in the reorder buffer and moves
@@ -204,18 +230,11 @@ class LazyOutcomes(Sequence[Any]):
     cannot be unpickled in the parent, every item of the batch yields that error.
     """
 
-    __slots__ = ("_blob", "_count", "_items")
+    __slots__ = ("_blob",)
 
-    def __init__(self, blob: bytes, count: int) -> None:
+    def __init__(self, blob: bytes, count: int, failures: int) -> None:
+        super().__init__(None, failures, count)
         self._blob = blob
-        self._count = count
-        self._items: list[Any] | None = None
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.resolve()[index]
 
     def resolve(self) -> list[Any]:
         """The outcomes as a list, unpickled on the first call."""
@@ -234,37 +253,33 @@ class LazyOutcomes(Sequence[Any]):
             )
             error.__cause__ = exc
             items = [_worker.Failure(error, "<result unpickling>")] * self._count
+            self.failures = self._count
         self._blob = b""
         return items
 
 
-class OutcomeSlice(Sequence[Any]):
+class OutcomeSlice(Outcomes):
     """``count`` outcomes of a batch from ``offset``: one run of a batch cut by markers."""
 
-    __slots__ = ("_count", "_offset", "_source")
+    __slots__ = ("_offset", "_source")
 
-    def __init__(self, source: Sequence[Any], offset: int, count: int) -> None:
+    def __init__(self, source: Outcomes, offset: int, count: int) -> None:
+        super().__init__(None, source.failures, count)
         self._source = source
         self._offset = offset
-        self._count = count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.resolve()[index]
 
     def resolve(self) -> list[Any]:
-        return resolve(self._source)[self._offset : self._offset + self._count]
+        items = self._source.resolve()[self._offset : self._offset + self._count]
+        self.failures = self._source.failures  # conservative: any failure in the batch
+        return items
 
 
-def resolve(outcomes: Sequence[Any]) -> list[Any]:
-    """Outcomes as a plain list, decoding them if they are still pickled."""
-    if type(outcomes) is list:
-        return outcomes
-    if isinstance(outcomes, (LazyOutcomes, OutcomeSlice)):
-        return outcomes.resolve()
-    return list(outcomes)
+def resolve(outcomes: Sequence[Any]) -> tuple[list[Any], bool]:
+    """Outcomes as a plain list, decoded if still pickled, and whether all are results."""
+    if isinstance(outcomes, Outcomes):
+        items = outcomes.resolve()
+        return items, outcomes.failures == 0
+    return list(outcomes), False  # markers and input errors: check each
 
 
 def dump_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:

@@ -28,14 +28,16 @@ class Window(Generic[W]):
     ``confirm``s (keeps it) or ``withdraw``s (gives it back).
     """
 
-    __slots__ = ("_free", "_granted", "_queue", "capacity")
+    __slots__ = ("_free", "_granted", "capacity", "queue")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"window capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self._free = capacity
-        self._queue: deque[W] = deque()
+        # Read-only outside this class: its truth value tells the consumer's fast path
+        # whether a producer is waiting for room.
+        self.queue: deque[W] = deque()
         self._granted: W | None = None
 
     @property
@@ -46,18 +48,18 @@ class Window(Generic[W]):
     @property
     def waiting(self) -> int:
         """Waiters queued for a slot (not counting a granted one)."""
-        return len(self._queue)
+        return len(self.queue)
 
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody is ahead in the queue."""
-        if self._free and not self._queue and self._granted is None:
+        if self._free and not self.queue and self._granted is None:
             self._free -= 1
             return True
         return False
 
     def try_acquire_many(self, wanted: int) -> int:
         """Take up to ``wanted`` free slots now (none if anybody is queued); how many."""
-        if self._queue or self._granted is not None:
+        if self.queue or self._granted is not None:
             return 0
         taken = min(wanted, self._free)
         self._free -= taken
@@ -65,14 +67,31 @@ class Window(Generic[W]):
 
     def enqueue(self, waiter: W) -> None:
         """Queue ``waiter``; it is woken through the return value of a later call."""
-        self._queue.append(waiter)
+        self.queue.append(waiter)
 
     def release(self) -> W | None:
-        """Free one slot. Returns the waiter that was granted it, which must be woken."""
-        if self._free >= self.capacity:
+        """Free one slot. Returns the waiter that was granted it, which must be woken.
+
+        Called once per yielded item: the common case (nobody waiting) is kept short.
+        """
+        free = self._free
+        if free >= self.capacity:
             raise RuntimeError("Window.release() called with no slot occupied")
-        self._free += 1
-        return self._grant_next()
+        self._free = free + 1
+        if self.queue and self._granted is None:
+            return self._grant_next()
+        return None
+
+    def release_many(self, count: int) -> W | None:
+        """Free ``count`` slots at once. Returns the waiter granted one, to be woken;
+        the next grants follow, one at a time, as each granted waiter confirms."""
+        free = self._free + count
+        if free > self.capacity:
+            raise RuntimeError("Window.release_many() freed more slots than were occupied")
+        self._free = free
+        if self.queue and self._granted is None:
+            return self._grant_next()
+        return None
 
     def confirm(self, waiter: W) -> W | None:
         """The granted ``waiter`` resumed and keeps its slot. Returns the next to wake."""
@@ -88,13 +107,13 @@ class Window(Generic[W]):
             self._free += 1
             return self._grant_next()
         with contextlib.suppress(ValueError):  # already dropped by drain()
-            self._queue.remove(waiter)
+            self.queue.remove(waiter)
         return None
 
     def drain(self) -> list[W]:
         """Remove every queued waiter (the window is closing) and return them."""
-        drained = list(self._queue)
-        self._queue.clear()
+        drained = list(self.queue)
+        self.queue.clear()
         if self._granted is not None:
             drained.insert(0, self._granted)
             self._granted = None
@@ -102,8 +121,8 @@ class Window(Generic[W]):
         return drained
 
     def _grant_next(self) -> W | None:
-        if self._granted is None and self._free and self._queue:
+        if self._granted is None and self._free and self.queue:
             self._free -= 1
-            self._granted = self._queue.popleft()
+            self._granted = self.queue.popleft()
             return self._granted
         return None

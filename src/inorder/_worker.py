@@ -109,63 +109,77 @@ class BadArgument:
         return (BadArgument, (self.message,))
 
 
-def run_pickled(functions: dict[bytes, bytes], segments: list[WireSegment]) -> tuple[bytes, float]:
-    """Run a batch that crossed a process boundary; return its pickled outcomes."""
+def run_pickled(
+    functions: dict[bytes, bytes], segments: list[WireSegment]
+) -> tuple[bytes, float, int]:
+    """Run a batch that crossed a process boundary.
+
+    Returns its pickled outcomes, the seconds of work, and how many outcomes are
+    failures (a batch without any is handed out by the parent without per-item checks).
+    """
     started = time.perf_counter()
     pid = os.getpid()
     outcomes: list[Any] = []
+    failures = 0
     for digest, shape, count, blob, flagged in segments:
         fn = _load_function(digest, functions[digest], pid)
         if isinstance(fn, Failure):
             outcomes.extend([fn] * count)
+            failures += count
             continue
         try:
             payloads = pickle.loads(blob)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
-            failure = Failure(exc, describe(fn), _format(exc), pid)
-            outcomes.extend([failure] * count)
+            outcomes.extend([Failure(exc, describe(fn), _format(exc), pid)] * count)
+            failures += count
             continue
         if flagged:
-            _call_flagged(fn, shape, payloads, outcomes, pid)
+            failures += _call_flagged(fn, shape, payloads, outcomes, pid)
         else:
-            _call_all(fn, shape, payloads, outcomes, pid)
-    elapsed = time.perf_counter() - started
-    return dump_outcomes(outcomes), elapsed
+            failures += _call_all(fn, shape, payloads, outcomes, pid)
+    blob, unpicklable = dump_outcomes(outcomes)
+    return blob, time.perf_counter() - started, failures + unpicklable
 
 
-def run_direct(segments: list[DirectSegment]) -> tuple[list[Any], float]:
+def run_direct(segments: list[DirectSegment]) -> tuple[list[Any], float, int]:
     """Run a batch in a thread of the parent: no pickling, live tracebacks."""
     started = time.perf_counter()
     outcomes: list[Any] = []
+    failures = 0
     for fn, shape, payloads in segments:
-        _call_all(fn, shape, payloads, outcomes, None)
-    return outcomes, time.perf_counter() - started
+        failures += _call_all(fn, shape, payloads, outcomes, None)
+    return outcomes, time.perf_counter() - started, failures
 
 
 def _call_all(
     fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int | None
-) -> None:
+) -> int:
+    """Call ``fn`` on every payload, appending outcomes; returns how many failed."""
     # One loop per shape, so the per-item path has no branches. A try block costs
     # nothing until something raises (Python 3.11+).
     append = outcomes.append
+    failures = 0
     if shape == ONE:
         for x in payloads:
             try:
                 append(fn(x))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back
                 append(_failure(exc, fn, pid))
+                failures += 1
     elif shape == ARGS:
         for args in payloads:
             try:
                 append(fn(*args))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back
                 append(_failure(exc, fn, pid))
+                failures += 1
     elif shape == KWARGS:
         for args, kwargs in payloads:
             try:
                 append(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back
                 append(_failure(exc, fn, pid))
+                failures += 1
     else:
         for payload in payloads:
             try:
@@ -173,16 +187,21 @@ def _call_all(
                 append(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back
                 append(_failure(exc, fn, pid))
+                failures += 1
+    return failures
 
 
 def _call_flagged(
     fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int
-) -> None:
+) -> int:
+    failures = 0
     for payload in payloads:
         if type(payload) is BadArgument:
             outcomes.append(Failure(TypeError(payload.message), describe(fn)))
+            failures += 1
         else:
-            _call_all(fn, shape, [payload], outcomes, pid)
+            failures += _call_all(fn, shape, [payload], outcomes, pid)
+    return failures
 
 
 def _failure(exc: BaseException, fn: Callable[..., Any], pid: int | None) -> Failure:
@@ -191,13 +210,21 @@ def _failure(exc: BaseException, fn: Callable[..., Any], pid: int | None) -> Fai
     return Failure(exc, describe(fn), _format(exc), pid)
 
 
-def dump_outcomes(outcomes: list[Any]) -> bytes:
-    """Pickle a batch of outcomes; one that cannot be pickled becomes that item's error."""
+def dump_outcomes(outcomes: list[Any]) -> tuple[bytes, int]:
+    """Pickle a batch of outcomes; one that cannot be pickled becomes that item's error.
+
+    Returns the pickle and how many results had to be replaced by a failure.
+    """
     try:
-        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL), 0
     except Exception:  # noqa: BLE001 - find which outcome is to blame, below
         pass
-    return pickle.dumps([_picklable(o) for o in outcomes], pickle.HIGHEST_PROTOCOL)
+    checked = [_picklable(o) for o in outcomes]
+    replaced = sum(
+        type(c) is Failure and type(o) is not Failure
+        for o, c in zip(outcomes, checked, strict=True)
+    )
+    return pickle.dumps(checked, pickle.HIGHEST_PROTOCOL), replaced
 
 
 def _picklable(outcome: Any) -> Any:
