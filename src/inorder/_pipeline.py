@@ -124,20 +124,17 @@ _SPECIAL_OUTCOMES = frozenset({Failure, _InputFailure})
 
 
 class _Segment:
-    """Accepted items ``start``, ``start + 1``, ... that share a function and shape."""
+    """Accepted items ``start`` to ``end - 1`` that share a function and a call shape."""
 
-    __slots__ = ("key", "offset", "payloads", "shape", "start")
+    __slots__ = ("end", "key", "offset", "payloads", "shape", "start")
 
     def __init__(self, key: Any, shape: int, payloads: list[Any], start: int) -> None:
         self.key = key
         self.shape = shape
         self.payloads = payloads
         self.start = start  # the sequence number of payloads[offset]
+        self.end = start + len(payloads)  # one past the last item's sequence number
         self.offset = 0  # payloads before it were dispatched already
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.payloads) - self.offset
 
 
 class _Feeder:
@@ -208,6 +205,7 @@ class OrderedPipeline:
     ) -> None:
         self._workers = _check_workers(workers, executor)
         self._window: Window[_Waiter] = Window(_check_positive_int("window", window))
+        self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
@@ -228,8 +226,8 @@ class OrderedPipeline:
         # the next index, and how many were settled (counted, window slots freed).
         self._run_start = 0
         self._run: list[Any] = []
-        self._run_clean = True
         self._run_length = 0
+        self._clean_end = 0  # the run's length if it has no failures, else 0
         self._run_index = 0
         self._settled = 0
         self._next_seq = 0
@@ -306,7 +304,7 @@ class OrderedPipeline:
         self._queued = 0
         self._buffer.clear()
         self._run = []
-        self._run_length = self._run_index = self._settled = 0
+        self._run_length = self._clean_end = self._run_index = self._settled = 0
         with anyio.CancelScope(shield=True):
             if self._feeder is not None:
                 self._feeder.cancel_scope.cancel()
@@ -396,16 +394,21 @@ class OrderedPipeline:
         return self
 
     async def __anext__(self) -> Any:
+        index = self._run_index
+        if index < self._clean_end:
+            # The fast path, taken for every item of a batch without failures: plain
+            # indexing; slots and counters settle in bulk, at once if a producer waits.
+            self._run_index = index + 1
+            if self._waiters:
+                self._settle()
+            return self._run[index]
+        return await self._next_slow()
+
+    async def _next_slow(self) -> Any:
         while True:
             index = self._run_index
             if index < self._run_length:
                 self._run_index = index + 1
-                if self._run_clean:
-                    # The fast path: a run without failures is handed out by indexing;
-                    # slots and counters are settled in bulk, at once if a producer waits.
-                    if self._window.queue:
-                        self._settle()
-                    return self._run[index]
                 outcome = self._run[index]
                 self._settle()
                 if type(outcome) not in _SPECIAL_OUTCOMES:
@@ -419,9 +422,15 @@ class OrderedPipeline:
             if run is not None:
                 self._run_start = run[0]
                 # Unpickles the batch's outcomes in one call.
-                self._run, self._run_clean = resolve(run[1])
+                self._run, clean = resolve(run[1])
                 self._run_length = len(self._run)
+                self._clean_end = self._run_length if clean else 0
                 self._run_index = self._settled = 0
+                # One checkpoint per run, not per item: lets the map() feeder refill the
+                # window just settled and completions come in while this run is handed out.
+                await anyio.lowlevel.checkpoint()
+                if clean:
+                    return await self.__anext__()
                 continue
             await self._wait_for_outcomes()
 
@@ -497,15 +506,17 @@ class OrderedPipeline:
     def _accept_call(self, prepared: Prepared) -> int:
         seq = self._next_seq
         self._next_seq = seq + 1
+        key, shape, payload = prepared
         pending = self._pending
-        last = pending[-1] if pending else None
-        if last is not None and last.key is prepared.key and last.shape == prepared.shape:
-            if last.end == seq:
-                last.payloads.append(prepared.payload)
-            else:  # a marker came in between
-                pending.append(_Segment(prepared.key, prepared.shape, [prepared.payload], seq))
+        if pending:
+            last = pending[-1]
+            if last.end == seq and last.key is key and last.shape == shape:
+                last.payloads.append(payload)
+                last.end = seq + 1
+            else:  # another function or shape, or a marker came in between
+                pending.append(_Segment(key, shape, [payload], seq))
         else:
-            pending.append(_Segment(prepared.key, prepared.shape, [prepared.payload], seq))
+            pending.append(_Segment(key, shape, [payload], seq))
         self._queued += 1
         if self._dispatches < self._max_dispatches:
             self._dispatch()
@@ -517,8 +528,9 @@ class OrderedPipeline:
         self._next_seq = seq + len(payloads)
         pending = self._pending
         last = pending[-1] if pending else None
-        if last is not None and last.key is key and last.shape == shape and last.end == seq:
+        if last is not None and last.end == seq and last.key is key and last.shape == shape:
             last.payloads.extend(payloads)
+            last.end = self._next_seq
         else:
             pending.append(_Segment(key, shape, payloads, seq))
         self._queued += len(payloads)

@@ -39,13 +39,9 @@ class Job(NamedTuple):
     args: tuple[Any, ...]
 
 
-class Prepared(NamedTuple):
-    """An accepted call as it waits for dispatch: items sharing ``key`` and ``shape``
-    travel as one segment."""
-
-    key: Any
-    shape: int
-    payload: Any
+# An accepted call as it waits for dispatch, ``(key, shape, payload)``: items sharing
+# ``key`` and ``shape`` travel as one segment. A plain tuple: it is built once per put().
+Prepared = tuple[Any, int, Any]
 
 
 class Part(NamedTuple):
@@ -92,7 +88,7 @@ class DirectCodec:
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Prepared:
-        return Prepared(fn, *_shape_of(args, kwargs))
+        return (fn, *_shape_of(args, kwargs))
 
     def key(self, fn: Callable[..., Any]) -> Any:
         return fn
@@ -123,13 +119,18 @@ class PickleCodec:
         self._functions: OrderedDict[int, tuple[Callable[..., Any], SerializedFunction]] = (
             OrderedDict()
         )
+        self._last_fn: Callable[..., Any] | None = None
+        self._last = SerializedFunction(b"", b"", "")
 
     def function(self, fn: Callable[..., Any]) -> SerializedFunction:
         """``fn`` serialised, from the cache when it was seen before."""
+        if fn is self._last_fn:  # a stream of puts mostly repeats the same function
+            return self._last
         key = id(fn)
         entry = self._functions.get(key)
         if entry is not None and entry[0] is fn:
             self._functions.move_to_end(key)
+            self._last_fn, self._last = fn, entry[1]
             return entry[1]
         try:
             blob = cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
@@ -144,6 +145,7 @@ class PickleCodec:
         self._functions[key] = (fn, serialized)
         if len(self._functions) > FUNCTION_CACHE_SIZE:
             self._functions.popitem(last=False)
+        self._last_fn, self._last = fn, serialized
         return serialized
 
     def key(self, fn: Callable[..., Any]) -> Any:
@@ -153,9 +155,13 @@ class PickleCodec:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Prepared:
         function = self.function(fn)
-        if not kwargs and all(type(a) in _PLAIN_TYPES for a in args):
-            return Prepared(function, *_shape_of(args, kwargs))
-        return Prepared(function, _worker.PICKLED, dump_arguments(fn, args, kwargs))
+        if not kwargs:
+            if len(args) == 1:  # the common case, kept free of loops and generators
+                if type(args[0]) in _PLAIN_TYPES:
+                    return (function, _worker.ONE, args[0])
+            elif all(type(a) in _PLAIN_TYPES for a in args):
+                return (function, _worker.ARGS, args)
+        return (function, _worker.PICKLED, dump_arguments(fn, args, kwargs))
 
     def job(self, parts: Sequence[Part]) -> Job:
         functions: dict[bytes, bytes] = {}
