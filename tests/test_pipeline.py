@@ -418,6 +418,8 @@ async def test_two_concurrent_consumers_are_refused(executor: str, tmp_path: Pat
         ({"executor": "gpu"}, ValueError, "executor must be 'process', 'thread' or a"),
         ({"on_error": "ignore"}, ValueError, "on_error must be 'raise', 'return' or 'skip'"),
         ({"ordered": "yes"}, TypeError, "ordered must be a bool"),
+        ({"batch": 0}, ValueError, "batch must be at least 1, got 0"),
+        ({"batch": "big"}, TypeError, "batch must be 'auto' or an int, got str 'big'"),
     ],
 )
 def test_bad_options_fail_at_construction(options: Any, error: type, message: str) -> None:

@@ -1,0 +1,115 @@
+"""The adaptive batch-size controller as pure code, and batching in the pipeline."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inorder import OrderedPipeline
+from inorder._batching import GROWTH, TARGET_BATCH_SECONDS, BatchSizer
+
+from . import workloads
+
+costs = st.floats(min_value=1e-8, max_value=1.0, allow_nan=False)
+
+
+@given(st.lists(st.tuples(st.integers(1, 5000), costs), max_size=60), st.integers(1, 5000))
+def test_size_stays_between_one_and_the_limit(
+    batches: list[tuple[int, float]], limit: int
+) -> None:
+    sizer = BatchSizer(limit=limit)
+    assert sizer.size == 1  # the first batch carries one item: lowest latency
+    for items, per_item in batches:
+        sizer.observe(items, items * per_item)
+        assert 1 <= sizer.size <= limit
+
+
+@given(costs)
+def test_growth_is_gradual_and_reaches_the_target(per_item: float) -> None:
+    sizer = BatchSizer(limit=10_000)
+    ideal = max(1, min(10_000, int(TARGET_BATCH_SECONDS / per_item)))
+    sizes = [sizer.size]
+    for _ in range(40):
+        full = sizer.size
+        sizer.observe(full, full * per_item)
+        sizes.append(sizer.size)
+    for before, after in itertools.pairwise(sizes):
+        assert after <= max(before, int(before * GROWTH))
+    # It settles within one step of the ideal size (integer rounding).
+    assert abs(sizes[-1] - ideal) <= max(1, ideal // 50)
+
+
+@given(st.floats(1e-7, 1e-5), st.floats(1e-3, 1.0))
+def test_shrinks_at_once_when_items_get_slow(cheap: float, slow: float) -> None:
+    sizer = BatchSizer(limit=100_000)
+    for _ in range(30):
+        sizer.observe(sizer.size, sizer.size * cheap)
+    big = sizer.size
+    sizer.observe(big, big * slow)
+    assert abs(sizer.size - max(1, TARGET_BATCH_SECONDS / slow)) <= 1  # integer rounding
+
+
+def test_a_short_batch_does_not_grow_the_size() -> None:
+    sizer = BatchSizer(limit=1000)
+    for _ in range(5):
+        sizer.observe(sizer.size, sizer.size * 1e-6)
+    size = sizer.size
+    sizer.observe(1, 1e-6)  # little was queued: says nothing about larger batches
+    assert sizer.size == size
+
+
+def test_fixed_size_ignores_measurements() -> None:
+    sizer = BatchSizer(7)
+    sizer.observe(7, 10.0)
+    sizer.observe(7, 1e-9)
+    assert sizer.size == 7
+    with pytest.raises(ValueError, match="at least 1"):
+        BatchSizer(0)
+
+
+@pytest.mark.anyio
+async def test_a_lone_item_is_not_held_back_to_fill_a_batch(executor: str) -> None:
+    async with OrderedPipeline(workers=2, batch=100, executor=executor) as pipe:
+        await pipe.put(workloads.square, 12)
+        # Nothing else is put: the item must still come back.
+        assert await anext(pipe) == 144
+        assert pipe.statistics().batch_size == 100
+
+
+@pytest.mark.anyio
+async def test_cheap_items_travel_in_growing_batches(executor: str) -> None:
+    async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
+        results = [r async for r in pipe.map(workloads.square, range(20_000))]
+        assert results == [i * i for i in range(20_000)]
+        assert pipe.statistics().batch_size > 16
+
+
+@pytest.mark.anyio
+async def test_slow_items_keep_batches_small(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2, window=64) as pipe:
+        results = [r async for r in pipe.map(workloads.sleep_then_return, range(12), [0.02] * 12)]
+        assert results == list(range(12))
+        # 20 ms per item is past the target batch time: one item per batch.
+        assert pipe.statistics().batch_size == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("batch", [1, 3, 1000])
+async def test_fixed_batch_sizes_keep_order_and_markers(executor: str, batch: int) -> None:
+    async with OrderedPipeline(workers=2, window=50, batch=batch, executor=executor) as pipe:
+        for i in range(40):
+            await pipe.put(workloads.square, i)
+            if i % 9 == 8:
+                await pipe.put(f"marker {i}")
+        pipe.close()
+        results = [r async for r in pipe]
+    expected: list[Any] = []
+    for i in range(40):
+        expected.append(i * i)
+        if i % 9 == 8:
+            expected.append(f"marker {i}")
+    assert results == expected
