@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # start recompiles it (3-6x slower start-up, see docs/design.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint typecheck format clean
+.PHONY: demo test bench lint typecheck format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
@@ -29,6 +29,14 @@ demo: $(VENV)/.installed-runtime
 ## test: lint, format check, mypy --strict on src, then the test suite
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	@touch $@
+
+## bench: inorder against its peers on every workload; writes docs/performance.md (~30 min)
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/suite.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests examples

@@ -1,9 +1,11 @@
-"""Baseline throughput and latency of the core, before adaptive batching (issue 3).
+"""Throughput and first-result latency of the core on tiny items.
 
-Tiny items (``x + 1``) through 2 worker processes, three ways, medians of 3 runs, with
-naive ``run_in_executor`` per item (semaphore window) measured side by side:
+Tiny items (``x + 1``) through 2 worker processes: ``await put()`` per item,
+``pipe.map`` over a range, and, side by side in the same run, naive
+``run_in_executor`` per item (semaphore of 64) and ``multiprocessing.Pool.imap`` at
+chunksize 1024. Medians of 3 runs. The full peer suite is issue 3's ``make bench``.
 
-    python benchmarks/baseline.py [--items N] [--loop asyncio|uvloop|trio]
+    python benchmarks/baseline.py [--items N] [--window N] [--loop asyncio|uvloop|trio]
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ def inc(x: int) -> int:
     return x + 1
 
 
+WINDOW = inorder.OrderedPipeline().statistics().window
+
+
 async def via_put(n: int) -> float:
-    async with inorder.OrderedPipeline(workers=2) as pipe:
+    async with inorder.OrderedPipeline(workers=2, window=WINDOW) as pipe:
 
         async def produce() -> None:
             for i in range(n):
@@ -45,7 +50,7 @@ async def via_put(n: int) -> float:
 
 
 async def via_pipe_map(n: int) -> float:
-    async with inorder.OrderedPipeline(workers=2) as pipe:
+    async with inorder.OrderedPipeline(workers=2, window=WINDOW) as pipe:
         started = time.perf_counter()
         results = [r async for r in pipe.map(inc, range(n))]
         elapsed = time.perf_counter() - started
@@ -54,7 +59,7 @@ async def via_pipe_map(n: int) -> float:
 
 
 async def first_result(_: int) -> float:
-    async with inorder.OrderedPipeline(workers=2) as pipe:
+    async with inorder.OrderedPipeline(workers=2, window=WINDOW) as pipe:
         started = time.perf_counter()
         await pipe.put(inc, 1)
         await anext(pipe)
@@ -79,6 +84,16 @@ async def naive_run_in_executor(n: int) -> float:
     return elapsed
 
 
+async def pool_imap(n: int) -> float:
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        list(pool.imap(inc, range(1000), chunksize=16))
+        started = time.perf_counter()
+        total = sum(pool.imap(inc, range(n), chunksize=1024))
+        elapsed = time.perf_counter() - started
+    assert total == n * (n + 1) // 2
+    return elapsed
+
+
 def median_of(runs: int, fn: Callable[[int], Awaitable[float]], n: int, loop: str) -> float:
     backend = "trio" if loop == "trio" else "asyncio"
     options = {"use_uvloop": True} if loop == "uvloop" else {}
@@ -88,16 +103,20 @@ def median_of(runs: int, fn: Callable[[int], Awaitable[float]], n: int, loop: st
 
 
 def main() -> None:
+    global WINDOW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=WINDOW)
     parser.add_argument("--loop", choices=["asyncio", "uvloop", "trio"], default="asyncio")
     args = parser.parse_args()
+    WINDOW = args.window
     n = args.items
-    print(f"{n} tiny items, 2 worker processes, loop {args.loop}, median of 3")
+    print(f"{n} tiny items, 2 worker processes, window {WINDOW}, loop {args.loop}, median of 3")
     print("| path | items/s | µs per item |\n| --- | --- | --- |")
     cases = [("await put() per item", via_put), ("pipe.map(range)", via_pipe_map)]
     if args.loop != "trio":
         cases.append(("naive run_in_executor + semaphore", naive_run_in_executor))
+    cases.append(("Pool.imap, chunksize 1024 (sync)", pool_imap))
     for name, fn in cases:
         seconds = median_of(3, fn, n, args.loop)
         print(f"| {name} | {n / seconds:,.0f} | {seconds / n * 1e6:.1f} |")

@@ -1,0 +1,404 @@
+"""inorder against its peers on the same workloads, side by side in one run.
+
+Every (workload, peer) pair runs in a fresh subprocess, so memory figures are not
+polluted by earlier runs. Pools are created and warmed before the clock starts (except
+``inorder.map (cold)``, which includes start-up). Every peer's results go through the
+same Python consumer loop, which checks each value and its order. Medians of ``--runs``.
+
+    python benchmarks/suite.py                      # everything, writes docs/performance.md
+    python benchmarks/suite.py --workloads trivial,cpu --peers "inorder*,Pool.imap*"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import fnmatch
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from workloads import WORKLOADS, Workload, inc
+
+ROOT = Path(__file__).parent.parent
+WORKERS = 2
+CHUNKSIZES = (1, 16, 128, 1024)
+Mark = Callable[[], None]
+Consume = Callable[[Any], None]
+Runner = Callable[[Workload, Consume, Mark], None]
+
+
+def _forkserver() -> Any:
+    return multiprocessing.get_context("forkserver")
+
+
+# -- peers -------------------------------------------------------------------------------
+
+
+def pool_imap(chunksize: int) -> Runner:
+    def run(w: Workload, consume: Consume, mark: Mark) -> None:
+        with _forkserver().Pool(WORKERS) as pool:
+            list(pool.imap(inc, range(64)))
+            mark()
+            for result in pool.imap(w.fn, w.items(w.count), chunksize=chunksize):
+                consume(result)
+
+    return run
+
+
+def executor_map(chunksize: int) -> Runner:
+    def run(w: Workload, consume: Consume, mark: Mark) -> None:
+        with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=_forkserver()) as ex:
+            list(ex.map(inc, range(64)))
+            mark()
+            for result in ex.map(w.fn, w.items(w.count), chunksize=chunksize):
+                consume(result)
+
+    return run
+
+
+def joblib_generator(w: Workload, consume: Consume, mark: Mark) -> None:
+    from joblib import Parallel, delayed
+
+    with Parallel(n_jobs=WORKERS, return_as="generator") as parallel:
+        list(parallel(delayed(inc)(i) for i in range(64)))
+        mark()
+        for result in parallel(delayed(w.fn)(x) for x in w.items(w.count)):
+            consume(result)
+
+
+def mpire_imap(w: Workload, consume: Consume, mark: Mark) -> None:
+    from mpire import WorkerPool
+
+    with WorkerPool(n_jobs=WORKERS, start_method="forkserver") as pool:
+        list(pool.imap(inc, range(64)))
+        mark()
+        for result in pool.imap(w.fn, w.items(w.count)):
+            consume(result)
+
+
+def pebble_map(w: Workload, consume: Consume, mark: Mark) -> None:
+    import pebble
+
+    with pebble.ProcessPool(max_workers=WORKERS, context=_forkserver()) as pool:
+        list(pool.map(inc, range(64)).result())
+        mark()
+        for result in pool.map(w.fn, w.items(w.count)).result():
+            consume(result)
+
+
+def aiomultiprocess_map(w: Workload, consume: Consume, mark: Mark) -> None:
+    import aiomultiprocess
+
+    async def main() -> None:
+        async with aiomultiprocess.Pool(processes=WORKERS) as pool:
+            await pool.map(inc, range(4))
+            mark()
+            async for result in pool.map(w.fn, w.items(w.count)):
+                consume(result)
+
+    asyncio.run(main())
+
+
+def naive_run_in_executor(w: Workload, consume: Consume, mark: Mark) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=_forkserver()) as ex:
+            await asyncio.gather(*(loop.run_in_executor(ex, inc, i) for i in range(8)))
+            mark()
+            window: collections.deque[asyncio.Future[Any]] = collections.deque()
+            for item in w.items(w.count):
+                window.append(loop.run_in_executor(ex, w.fn, item))
+                if len(window) >= 64:
+                    consume(await window.popleft())
+            while window:
+                consume(await window.popleft())
+
+    asyncio.run(main())
+
+
+def _anyio_run(main: Callable[[], Any], loop: str) -> None:
+    import anyio
+
+    options = {"use_uvloop": True} if loop == "uvloop" else {}
+    anyio.run(main, backend="asyncio", backend_options=options)
+
+
+def inorder_pipe_map(loop: str = "asyncio") -> Runner:
+    def run(w: Workload, consume: Consume, mark: Mark) -> None:
+        import inorder
+
+        async def main() -> None:
+            async with inorder.OrderedPipeline(workers=WORKERS) as pipe:
+                mark()
+                async for result in pipe.map(w.fn, w.items(w.count)):
+                    consume(result)
+
+        _anyio_run(main, loop)
+
+    return run
+
+
+def inorder_put(loop: str = "asyncio") -> Runner:
+    def run(w: Workload, consume: Consume, mark: Mark) -> None:
+        import anyio
+
+        import inorder
+
+        async def main() -> None:
+            async with inorder.OrderedPipeline(workers=WORKERS) as pipe:
+
+                async def produce() -> None:
+                    for item in w.items(w.count):
+                        await pipe.put(w.fn, item)
+                    pipe.close()
+
+                mark()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(produce)
+                    async for result in pipe:
+                        consume(result)
+
+        _anyio_run(main, loop)
+
+    return run
+
+
+def inorder_map_cold(w: Workload, consume: Consume, mark: Mark) -> None:
+    import inorder
+
+    async def main() -> None:
+        mark()
+        async with inorder.map(w.fn, w.items(w.count), workers=WORKERS) as results:
+            async for result in results:
+                consume(result)
+
+    _anyio_run(main, "asyncio")
+
+
+PEERS: dict[str, Runner] = {
+    "inorder pipe.map": inorder_pipe_map(),
+    "inorder put()": inorder_put(),
+    "inorder.map (cold)": inorder_map_cold,
+    "inorder pipe.map, uvloop": inorder_pipe_map("uvloop"),
+    "inorder put(), uvloop": inorder_put("uvloop"),
+    **{f"Pool.imap chunksize={c}": pool_imap(c) for c in CHUNKSIZES},
+    **{f"ProcessPoolExecutor.map chunksize={c}": executor_map(c) for c in CHUNKSIZES},
+    "run_in_executor per item, 64 in flight": naive_run_in_executor,
+    "joblib generator": joblib_generator,
+    "mpire imap": mpire_imap,
+    "pebble map": pebble_map,
+    "aiomultiprocess map": aiomultiprocess_map,
+}
+
+
+# -- one measurement, in a subprocess ----------------------------------------------------
+
+
+def measure(workload: str, peer: str) -> dict[str, Any]:
+    import psutil
+
+    w = WORKLOADS[workload]
+    me = psutil.Process()
+    state: dict[str, Any] = {"index": 0, "first": None, "ok": True, "peak": 0}
+    started = threading.Event()
+    finished = threading.Event()
+
+    def sample() -> None:
+        started.wait()
+        while not finished.wait(0.002):
+            state["peak"] = max(state["peak"], me.memory_info().rss)
+
+    def mark() -> None:
+        state["baseline"] = me.memory_info().rss
+        state["peak"] = state["baseline"]
+        state["t0"] = time.perf_counter()
+        started.set()
+
+    def consume(result: Any) -> None:
+        index = state["index"]
+        if state["first"] is None:
+            state["first"] = time.perf_counter() - state["t0"]
+        if not w.check(index, result):
+            state["ok"] = False
+        state["index"] = index + 1
+        if w.consumer_delay:
+            time.sleep(w.consumer_delay)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    PEERS[peer](w, consume, mark)
+    elapsed = time.perf_counter() - state["t0"]
+    finished.set()
+    sampler.join()
+    return {
+        "elapsed": elapsed,
+        "first": state["first"],
+        "ok": state["ok"] and state["index"] == w.count,
+        "rss_growth_mib": (state["peak"] - state["baseline"]) / 2**20,
+    }
+
+
+def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any] | None:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", workload, peer],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        print(f"  {peer}: failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# -- orchestration and report ------------------------------------------------------------
+
+
+def summarise(workload: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    elapsed = statistics.median(r["elapsed"] for r in runs)
+    summary: dict[str, Any] = {
+        "elapsed": elapsed,
+        "items_per_s": workload.count / elapsed,
+        "first_ms": statistics.median(r["first"] for r in runs) * 1e3,
+        "rss_mib": statistics.median(r["rss_growth_mib"] for r in runs),
+        "ok": all(r["ok"] for r in runs),
+    }
+    if workload.serial_seconds:
+        summary["efficiency"] = workload.serial_seconds / (elapsed * WORKERS)
+    if workload.name.startswith("payload"):
+        summary["mib_per_s"] = workload.count / elapsed
+    return summary
+
+
+def headline(workload: Workload, s: dict[str, Any]) -> str:
+    if s is None:
+        return "did not finish"
+    check = "" if s["ok"] else " (WRONG RESULTS)"
+    if workload.name in ("cpu", "skew"):
+        return f"efficiency {s['efficiency']:.2f}{check}"
+    if workload.name.startswith("payload"):
+        return f"{s['mib_per_s']:,.0f} MiB/s{check}"
+    if workload.name == "latency":
+        return f"{s['first_ms']:.1f} ms to first{check}"
+    if workload.name in ("stream", "slow_consumer"):
+        return f"{s['items_per_s']:,.0f} items/s, +{s['rss_mib']:,.0f} MiB RSS{check}"
+    return f"{s['items_per_s']:,.0f} items/s{check}"
+
+
+def score(workload: Workload, s: dict[str, Any] | None) -> float:
+    """Higher is better, for picking a peer's best chunksize and computing ratios."""
+    if s is None:
+        return 0.0
+    if workload.name == "latency":
+        return 1.0 / s["first_ms"]
+    return 1.0 / s["elapsed"]
+
+
+def machine() -> str:
+    import psutil
+
+    freq = psutil.cpu_freq()
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs"
+        + (f" at up to {freq.max:.0f} MHz" if freq and freq.max else "")
+        + f", {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--peers", default="*", help="comma-separated glob patterns")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(*args.one)))
+        return
+
+    patterns = args.peers.split(",")
+    peers = [p for p in PEERS if any(fnmatch.fnmatch(p, pat) for pat in patterns)]
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.workloads.split(","):
+        workload = WORKLOADS[name]
+        print(f"{name}: {workload.description}", file=sys.stderr)
+        results[name] = {}
+        for peer in peers:
+            runs = []
+            for _ in range(args.runs):
+                run = run_isolated(name, peer, args.timeout)
+                if run is None:
+                    runs = []
+                    break
+                runs.append(run)
+            summary = summarise(workload, runs) if runs else None
+            results[name][peer] = summary
+            print(f"  {peer:42} {headline(workload, summary)}", file=sys.stderr)
+    write_report(results, args, peers)
+
+
+def write_report(
+    results: dict[str, dict[str, Any]], args: argparse.Namespace, peers: list[str]
+) -> None:
+    command = "python benchmarks/suite.py " + " ".join(
+        a if " " not in a else repr(a) for a in sys.argv[1:]
+    )
+    lines = [
+        "# Performance",
+        "",
+        "inorder against its peers, side by side in one run of",
+        f"`{command.strip()}` (`make bench` runs the full suite).",
+        "",
+        f"Machine: {machine()}. {WORKERS} workers everywhere; medians of {args.runs} runs; "
+        "each run in a fresh process; pools warmed before timing except `inorder.map "
+        "(cold)`; every result checked for value and order by the same consumer loop.",
+        "Ratios compare with `Pool.imap` at its best chunksize for that workload "
+        "(higher is better). Written " + time.strftime("%Y-%m-%d") + ".",
+        "",
+    ]
+    for name, by_peer in results.items():
+        workload = WORKLOADS[name]
+        imap = [p for p in by_peer if p.startswith("Pool.imap")]
+        best_imap = max(imap, key=lambda p: score(workload, by_peer[p]), default=None)
+        reference = score(workload, by_peer[best_imap]) if best_imap else 0.0
+        lines += [
+            f"## {name}: {workload.description}",
+            "",
+            "| peer | result | vs Pool.imap best |",
+            "| --- | --- | --- |",
+        ]
+        for peer in peers:
+            s = by_peer.get(peer)
+            ratio = f"{score(workload, s) / reference:.2f}x" if reference and s else "-"
+            marker = " (best Pool.imap)" if peer == best_imap else ""
+            lines.append(f"| {peer}{marker} | {headline(workload, s)} | {ratio} |")
+        lines.append("")
+    args.output.write_text("\n".join(lines))
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The functions the benchmark runs in workers, and the workloads built from them.
+
+CPU-bound items burn a fixed amount of *CPU time* (``time.process_time``), not a fixed
+loop count: this machine's CPU speed wobbles between two levels about 1.7x apart, and a
+fixed loop would make "4 ms" mean different things from one item to the next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+MIB = 1 << 20
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def burn(index: int, seconds: float) -> int:
+    """Spend ``seconds`` of CPU time in pure Python; return ``index``."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return index
+
+
+def burn_skewed(index: int) -> int:
+    """1 ms of CPU, except every 100th item: 50 ms."""
+    return burn(index, 0.05 if index % 100 == 99 else 0.001)
+
+
+def burn_4ms(index: int) -> int:
+    return burn(index, 0.004)
+
+
+def burn_1ms(index: int) -> int:
+    return burn(index, 0.001)
+
+
+def size_of(payload: bytes) -> int:
+    return len(payload)
+
+
+def make_payload(index: int) -> bytes:
+    return index.to_bytes(4, "little") * (MIB // 4)
+
+
+def small_result(index: int) -> bytes:
+    return index.to_bytes(4, "little") * (32 * 1024 // 4)  # 32 KiB
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    fn: Callable[..., Any]
+    count: int
+    items: Callable[[int], Iterator[Any]]
+    check: Callable[[int, Any], bool]
+    serial_seconds: float = 0.0  # CPU seconds of work in all items, for efficiency
+    consumer_delay: float = 0.0  # seconds the consumer spends per result (slow consumer)
+    description: str = ""
+
+
+def _range(n: int) -> Iterator[int]:
+    return iter(range(n))
+
+
+def _payloads(n: int) -> Iterator[bytes]:
+    return (make_payload(i) for i in range(n))
+
+
+WORKLOADS = {
+    w.name: w
+    for w in [
+        Workload(
+            "trivial",
+            inc,
+            200_000,
+            _range,
+            lambda i, r: r == i + 1,
+            description="200k x `x + 1`: pure overhead",
+        ),
+        Workload(
+            "cpu",
+            burn_4ms,
+            400,
+            _range,
+            lambda i, r: r == i,
+            serial_seconds=400 * 0.004,
+            description="400 x 4 ms of pure-Python CPU",
+        ),
+        Workload(
+            "skew",
+            burn_skewed,
+            2_000,
+            _range,
+            lambda i, r: r == i,
+            serial_seconds=1_980 * 0.001 + 20 * 0.05,
+            description="2,000 x 1 ms, every 100th item 50 ms",
+        ),
+        Workload(
+            "payload_in",
+            size_of,
+            300,
+            _payloads,
+            lambda i, r: r == MIB,
+            description="300 x 1 MiB argument",
+        ),
+        Workload(
+            "payload_out",
+            make_payload,
+            300,
+            _range,
+            lambda i, r: len(r) == MIB and r[:4] == i.to_bytes(4, "little"),
+            description="300 x 1 MiB result",
+        ),
+        Workload(
+            "stream",
+            inc,
+            2_000_000,
+            _range,
+            lambda i, r: r == i + 1,
+            description="2M tiny items from a generator: items/s and parent peak RSS growth",
+        ),
+        Workload(
+            "latency",
+            burn_1ms,
+            200,
+            _range,
+            lambda i, r: r == i,
+            description="time to the first result of 1 ms items on a warm pool",
+        ),
+        Workload(
+            "slow_consumer",
+            small_result,
+            20_000,
+            _range,
+            lambda i, r: r[:4] == i.to_bytes(4, "little"),
+            consumer_delay=0.0001,
+            description="20k x 32 KiB results, consumer busy 0.1 ms per result: parent RSS",
+        ),
+    ]
+}
