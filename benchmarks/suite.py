@@ -31,9 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload, inc
+from workloads import WORKLOADS, Workload, call_async, inc
 
 ROOT = Path(__file__).parent.parent
+RESULTS = Path(__file__).parent / "results.json"
 WORKERS = 2
 CHUNKSIZES = (1, 16, 128, 1024)
 Mark = Callable[[], None]
@@ -105,9 +106,9 @@ def aiomultiprocess_map(w: Workload, consume: Consume, mark: Mark) -> None:
 
     async def main() -> None:
         async with aiomultiprocess.Pool(processes=WORKERS) as pool:
-            await pool.map(inc, range(4))
+            await pool.starmap(call_async, [(inc, i) for i in range(4)])
             mark()
-            async for result in pool.map(w.fn, w.items(w.count)):
+            async for result in pool.starmap(call_async, ((w.fn, x) for x in w.items(w.count))):
                 consume(result)
 
     asyncio.run(main())
@@ -290,9 +291,11 @@ def summarise(workload: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def headline(workload: Workload, s: dict[str, Any]) -> str:
+def headline(workload: Workload, s: dict[str, Any] | None) -> str:
     if s is None:
-        return "did not finish"
+        return "not run"
+    if "error" in s:
+        return str(s["error"])
     check = "" if s["ok"] else " (WRONG RESULTS)"
     if workload.name in ("cpu", "skew"):
         return f"efficiency {s['efficiency']:.2f}{check}"
@@ -307,7 +310,7 @@ def headline(workload: Workload, s: dict[str, Any]) -> str:
 
 def score(workload: Workload, s: dict[str, Any] | None) -> float:
     """Higher is better, for picking a peer's best chunksize and computing ratios."""
-    if s is None:
+    if s is None or "error" in s:
         return 0.0
     if workload.name == "latency":
         return 1.0 / s["first_ms"]
@@ -334,6 +337,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="update the saved results (benchmarks/results.json) instead of starting afresh",
+    )
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(*args.one)))
@@ -341,41 +349,51 @@ def main() -> None:
 
     patterns = args.peers.split(",")
     peers = [p for p in PEERS if any(fnmatch.fnmatch(p, pat) for pat in patterns)]
-    results: dict[str, dict[str, Any]] = {}
+    saved = {"commands": [], "results": {}}
+    if args.merge and RESULTS.exists():
+        saved = json.loads(RESULTS.read_text())
+    results: dict[str, dict[str, Any]] = saved["results"]
     for name in args.workloads.split(","):
         workload = WORKLOADS[name]
         print(f"{name}: {workload.description}", file=sys.stderr)
-        results[name] = {}
+        results.setdefault(name, {})
         for peer in peers:
             runs = []
             for _ in range(args.runs):
                 run = run_isolated(name, peer, args.timeout)
-                if run is None:
-                    runs = []
+                if "error" in run:
+                    runs = [run]
                     break
                 runs.append(run)
-            summary = summarise(workload, runs) if runs else None
+            summary = runs[0] if "error" in runs[0] else summarise(workload, runs)
             results[name][peer] = summary
             print(f"  {peer:42} {headline(workload, summary)}", file=sys.stderr)
-    write_report(results, args, peers)
+    command = " ".join(["python benchmarks/suite.py", *sys.argv[1:]])
+    saved["commands"] = [*saved["commands"], command] if args.merge else [command]
+    saved["runs"] = args.runs
+    RESULTS.write_text(json.dumps(saved, indent=1))
+    write_report(saved, args.output)
 
 
-def write_report(
-    results: dict[str, dict[str, Any]], args: argparse.Namespace, peers: list[str]
-) -> None:
-    command = "python benchmarks/suite.py " + " ".join(
-        a if " " not in a else repr(a) for a in sys.argv[1:]
-    )
+def write_report(saved: dict[str, Any], output: Path) -> None:
+    results: dict[str, dict[str, Any]] = saved["results"]
+    commands = "\n".join(f"    {c}" for c in saved["commands"])
     lines = [
         "# Performance",
         "",
-        "inorder against its peers, side by side in one run of",
-        f"`{command.strip()}` (`make bench` runs the full suite).",
+        "inorder against its peers on the same workloads, measured side by side. The",
+        "figures below come from these runs (`make bench` reruns the whole suite; the raw",
+        "medians are in `benchmarks/results.json`):",
         "",
-        f"Machine: {machine()}. {WORKERS} workers everywhere; medians of {args.runs} runs; "
-        "each run in a fresh process; pools warmed before timing except `inorder.map "
-        "(cold)`; every result checked for value and order by the same consumer loop.",
-        "Ratios compare with `Pool.imap` at its best chunksize for that workload "
+        commands,
+        "",
+        f"Machine: {machine()}. This VM's CPU speed wobbles between two levels about 1.7x "
+        "apart and the machine is shared, so read ratios within one table, not absolute "
+        f"figures across tables. {WORKERS} workers everywhere; medians of {saved['runs']} "
+        "runs, each in a fresh process; pools created and warmed before timing, except "
+        "`inorder.map (cold)`, which includes start-up; every peer's results go through the "
+        "same Python loop, which checks each value and its order. inorder runs at its "
+        "defaults. Ratios compare with `Pool.imap` at its best chunksize for the workload "
         "(higher is better). Written " + time.strftime("%Y-%m-%d") + ".",
         "",
     ]
@@ -390,14 +408,20 @@ def write_report(
             "| peer | result | vs Pool.imap best |",
             "| --- | --- | --- |",
         ]
-        for peer in peers:
-            s = by_peer.get(peer)
-            ratio = f"{score(workload, s) / reference:.2f}x" if reference and s else "-"
+        for peer in PEERS:
+            if peer not in by_peer:
+                continue
+            s = by_peer[peer]
+            ratio = (
+                f"{score(workload, s) / reference:.2f}x"
+                if reference and score(workload, s)
+                else "-"
+            )
             marker = " (best Pool.imap)" if peer == best_imap else ""
             lines.append(f"| {peer}{marker} | {headline(workload, s)} | {ratio} |")
         lines.append("")
-    args.output.write_text("\n".join(lines))
-    print(f"wrote {args.output}", file=sys.stderr)
+    output.write_text("\n".join(lines))
+    print(f"wrote {output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

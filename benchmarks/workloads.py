@@ -40,6 +40,11 @@ def burn_1ms(index: int) -> int:
     return burn(index, 0.001)
 
 
+async def call_async(fn: Callable[[Any], Any], item: Any) -> Any:
+    """aiomultiprocess runs coroutine functions only: the same call, wrapped."""
+    return fn(item)
+
+
 def size_of(payload: bytes) -> int:
     return len(payload)
 

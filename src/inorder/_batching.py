@@ -2,8 +2,9 @@
 
 Pure code: no event loop in here.
 
-Every executor call costs a fixed round trip (about 150 us to a process pool here: see
-docs/performance.md), so tiny items must travel in batches; but a batch is only as fast
+Every executor call costs a fixed round trip (150-175 us per call to a 2-process pool
+on the development machine, `python benchmarks/baseline.py`), so tiny items must travel
+in batches; but a batch is only as fast
 as its slowest item, and a big batch delays every result in it. The controller aims each
 batch at ``TARGET_BATCH_SECONDS`` of work, measured in the worker:
 
