@@ -253,9 +253,10 @@ def measure(workload: str, peer: str) -> dict[str, Any]:
     }
 
 
-def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any] | None:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
-    env.pop("PYTHONDONTWRITEBYTECODE")
+def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any]:
+    """One measurement in a fresh interpreter; ``{"error": ...}`` if it produced none."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # workers start 3-6x slower without bytecode
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--one", workload, peer],
@@ -265,10 +266,10 @@ def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any] | N
             env=env,
         )
     except subprocess.TimeoutExpired:
-        return None
+        return {"error": f"did not finish in {timeout:.0f} s"}
     if done.returncode != 0:
-        print(f"  {peer}: failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-        return None
+        errors = [line.strip() for line in done.stderr.splitlines() if "Error" in line]
+        return {"error": "failed: " + (errors[-1] if errors else f"exit {done.returncode}")}
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
