@@ -88,7 +88,9 @@ async def pool_imap(n: int) -> float:
     with multiprocessing.get_context("forkserver").Pool(2) as pool:
         list(pool.imap(inc, range(1000), chunksize=16))
         started = time.perf_counter()
-        total = sum(pool.imap(inc, range(n), chunksize=1024))
+        total = 0
+        for result in pool.imap(inc, range(n), chunksize=1024):  # the same loop as inorder's
+            total += result
         elapsed = time.perf_counter() - started
     assert total == n * (n + 1) // 2
     return elapsed
