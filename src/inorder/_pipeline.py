@@ -713,8 +713,8 @@ class OrderedPipeline:
                 # extend() keeps what was read if the iterator raises part-way.
                 chunk.extend(itertools.islice(items, free))
             finally:
-                for _ in range(free - len(chunk)):  # the input ended or failed
-                    self._wake(window.release())
+                if len(chunk) < free:  # the input ended or failed: give back spare slots
+                    self._wake(window.release_many(free - len(chunk)))
                 if chunk:
                     self._accept_many(key, shape, chunk)
             if len(chunk) < free:

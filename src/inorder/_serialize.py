@@ -1,8 +1,10 @@
 """How calls travel to workers and outcomes come back: one codec per kind of executor.
 
 ``PickleCodec`` is for workers in other processes. It checks at ``put()`` that the
-arguments can be pickled, so a bad argument fails at the boundary, in the caller's
-frame, naming the argument, and the stream stays usable. Callables go through cloudpickle
+arguments can be pickled (plain builtin values need no check), so a bad argument fails
+at the boundary, in the caller's frame, naming the argument, and the stream stays
+usable; arguments travel as one pickle per segment slice, made at dispatch, and an item
+of ``map()`` that cannot be pickled fails alone, in its place. Callables go through cloudpickle
 (importable functions by reference, lambdas, closures and ``__main__`` functions by value),
 once per callable: the bytes are cached by identity in the parent and the unpickled
 function by digest in each worker.

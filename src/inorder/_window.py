@@ -70,24 +70,15 @@ class Window(Generic[W]):
         self.queue.append(waiter)
 
     def release(self) -> W | None:
-        """Free one slot. Returns the waiter that was granted it, which must be woken.
-
-        Called once per yielded item: the common case (nobody waiting) is kept short.
-        """
-        free = self._free
-        if free >= self.capacity:
-            raise RuntimeError("Window.release() called with no slot occupied")
-        self._free = free + 1
-        if self.queue and self._granted is None:
-            return self._grant_next()
-        return None
+        """Free one slot. Returns the waiter that was granted it, which must be woken."""
+        return self.release_many(1)
 
     def release_many(self, count: int) -> W | None:
         """Free ``count`` slots at once. Returns the waiter granted one, to be woken;
         the next grants follow, one at a time, as each granted waiter confirms."""
         free = self._free + count
         if free > self.capacity:
-            raise RuntimeError("Window.release_many() freed more slots than were occupied")
+            raise RuntimeError("Window released more slots than were occupied (no slot occupied)")
         self._free = free
         if self.queue and self._granted is None:
             return self._grant_next()
