@@ -78,4 +78,4 @@ def test_missing_main_guard_gives_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert 'if __name__ == "__main__":' in done.stderr
-    assert "worker processes died while starting" in done.stderr
+    assert "a worker process died while starting" in done.stderr

@@ -7,6 +7,8 @@ belongs to inorder::
     Exception
      +-- InorderError
      |    +-- PipelineClosedError (also a RuntimeError)   put() after close(), use after exit
+     |    +-- WorkerCrashedError                           the item's worker process died
+     |    +-- TaskTimeoutError (also a TimeoutError)       the item overran ``timeout``
      +-- RemoteTraceback                                   __cause__ of an error from a worker
 
 This module imports only the standard library: worker processes import it too.
@@ -26,6 +28,57 @@ class PipelineClosedError(InorderError, RuntimeError):
     that was waiting for room in the window when the pipeline closed, and by iteration
     over a pipeline that was shut down with results still pending.
     """
+
+
+class WorkerCrashedError(InorderError):
+    """The worker process died while it ran this item (yielded at the item's position).
+
+    A death without a Python exception: ``os._exit()``, a signal such as SIGKILL or
+    SIGSEGV, the out-of-memory killer. The pool replaced the worker; the items that were
+    merely caught in the crash ran again; the stream went on.
+
+    Attributes:
+        pid: the process id of the worker that died.
+        exitcode: its exit status if it exited, else ``None``.
+        signal: the number of the signal that killed it, else ``None``.
+    """
+
+    def __init__(self, message: str, *, pid: int | None, exitcode: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode if exitcode is None or exitcode >= 0 else None
+        self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raw = -self.signal if self.signal is not None else self.exitcode
+        return (_rebuild_crash, (str(self), self.pid, raw))
+
+
+def _rebuild_crash(message: str, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
+    return WorkerCrashedError(message, pid=pid, exitcode=exitcode)
+
+
+class TaskTimeoutError(InorderError, TimeoutError):
+    """The item ran longer than the pipeline's ``timeout`` and was stopped.
+
+    Its worker process was killed (with any process the item started) and replaced.
+
+    Attributes:
+        timeout: the limit, in seconds.
+        pid: the process id of the worker that ran the item.
+    """
+
+    def __init__(self, message: str, *, timeout: float, pid: int | None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_timeout, (str(self), self.timeout, self.pid))
+
+
+def _rebuild_timeout(message: str, timeout: float, pid: int | None) -> TaskTimeoutError:
+    return TaskTimeoutError(message, timeout=timeout, pid=pid)
 
 
 class RemoteTraceback(Exception):

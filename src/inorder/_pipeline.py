@@ -563,7 +563,7 @@ class OrderedPipeline:
             self._in_flight += count
             on_done = functools.partial(self._job_done, runs, count)
             try:
-                job = self._codec.job(parts)
+                job = self._codec.job(parts, runs)
                 future = self._bridge.submit(
                     self._backend.executor, job.function, job.args, on_done
                 )

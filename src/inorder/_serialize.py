@@ -67,8 +67,8 @@ class Codec(Protocol):
         """The segment key of ``fn``, for items fed by ``map()`` (checked per batch)."""
         ...
 
-    def job(self, parts: Sequence[Part]) -> Job:
-        """One executor call running ``parts`` in order."""
+    def job(self, parts: Sequence[Part], runs: list[tuple[int, int]]) -> Job:
+        """One executor call running ``parts`` in order (``runs``: their sequence numbers)."""
         ...
 
     def outcomes(self, payload: Any, count: int, failures: int) -> Outcomes:
@@ -95,7 +95,7 @@ class DirectCodec:
     def key(self, fn: Callable[..., Any]) -> Any:
         return fn
 
-    def job(self, parts: Sequence[Part]) -> Job:
+    def job(self, parts: Sequence[Part], runs: list[tuple[int, int]]) -> Job:
         return Job(_worker.run_direct, ([(p.key, p.shape, p.payloads) for p in parts],))
 
     def outcomes(self, payload: list[Any], count: int, failures: int) -> Outcomes:
@@ -165,14 +165,14 @@ class PickleCodec:
                 return (function, _worker.ARGS, args)
         return (function, _worker.PICKLED, dump_arguments(fn, args, kwargs))
 
-    def job(self, parts: Sequence[Part]) -> Job:
+    def job(self, parts: Sequence[Part], runs: list[tuple[int, int]]) -> Job:
         functions: dict[bytes, bytes] = {}
         segments: list[_worker.WireSegment] = []
         for key, shape, payloads in parts:
             functions[key.digest] = key.blob
             blob, flagged = _dump_payloads(key.name, shape, payloads)
             segments.append((key.digest, shape, len(payloads), blob, flagged))
-        return Job(_worker.run_pickled, (functions, segments))
+        return Job(_worker.run_pickled, (functions, segments, runs))
 
     def outcomes(self, payload: bytes, count: int, failures: int) -> Outcomes:
         return LazyOutcomes(payload, count, failures)

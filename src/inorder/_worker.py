@@ -19,6 +19,11 @@ pickled, each of which becomes that item's ``TypeError``.
 
 A callable is unpickled once per worker process and cached by digest, so a lambda sent
 with every batch costs its unpickling only once per worker.
+
+In inorder's own worker processes (``_worker_process``) every item marks its index (and,
+when a timeout applies, its start time) in a slot of shared memory that the parent
+reads: that is how the parent knows which item a dead worker was running, and when an
+item overran its timeout, without a message per item.
 """
 
 from __future__ import annotations
@@ -44,6 +49,25 @@ _functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
 ONE, ARGS, KWARGS, PICKLED = 0, 1, 2, 3
 
 WireSegment = tuple[bytes, int, int, bytes, bool]
+
+# A worker's slot in the shared progress array: the job it runs, the index of the item it
+# runs within that job (NOT_IN_ITEM between items), when that item started
+# (``time.monotonic``, the same clock in every process on a machine), and a job the
+# parent took back from the worker's pipe to give to an idle worker (REVOKED).
+JOB, INDEX, STARTED, REVOKED = 0, 1, 2, 3
+PROGRESS_FIELDS = 4
+NOT_IN_ITEM = -1.0
+
+# Set by _worker_process in inorder's own workers; None elsewhere (threads, a borrowed
+# executor), where nobody reads progress.
+_progress: Any = None
+_timed = False
+_runs: list[tuple[int, int]] = []  # the running job's sequence numbers, (start, count)
+items_run = 0  # items this process has run, for max_tasks_per_child
+
+# run_pickled's failure count when a segment could not be unpickled as a whole in a
+# batch of several items: the parent re-sends each item alone so only the bad one fails.
+ISOLATE = -1
 DirectSegment = tuple[Callable[..., Any], int, list[Any]]
 
 
@@ -110,18 +134,30 @@ class BadArgument:
 
 
 def run_pickled(
-    functions: dict[bytes, bytes], segments: list[WireSegment]
+    functions: dict[bytes, bytes],
+    segments: list[WireSegment],
+    runs: list[tuple[int, int]] | None = None,
 ) -> tuple[bytes, float, int]:
     """Run a batch that crossed a process boundary.
 
     Returns its pickled outcomes, the seconds of work, and how many outcomes are
-    failures (a batch without any is handed out by the parent without per-item checks).
+    failures (a batch without any is handed out by the parent without per-item checks),
+    or ``ISOLATE`` when the batch must be re-sent item by item. ``runs``: the items'
+    sequence numbers, for the log records they emit.
     """
+    global _runs, items_run
     started = time.perf_counter()
     pid = os.getpid()
+    _runs = runs or []
+    count = sum(segment[2] for segment in segments)
+    items_run += count
     outcomes: list[Any] = []
     failures = 0
     for digest, shape, count, blob, flagged in segments:
+        if _progress is not None:
+            # Loading the function and the arguments is no item's own work: a crash
+            # here makes every item of the batch a suspect, to be re-run alone.
+            _progress[INDEX] = NOT_IN_ITEM
         fn = _load_function(digest, functions[digest], pid)
         if isinstance(fn, Failure):
             outcomes.extend([fn] * count)
@@ -130,15 +166,35 @@ def run_pickled(
         try:
             payloads = pickle.loads(blob)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
+            if _progress is not None and len(outcomes) + count > 1:
+                return b"", time.perf_counter() - started, ISOLATE
             outcomes.extend([Failure(exc, describe(fn), _format(exc), pid)] * count)
             failures += count
             continue
         if flagged:
             failures += _call_flagged(fn, shape, payloads, outcomes, pid)
+        elif _progress is not None:
+            failures += _call_tracked(fn, shape, payloads, outcomes, pid)
         else:
             failures += _call_all(fn, shape, payloads, outcomes, pid)
+    if _progress is not None:
+        _progress[INDEX] = NOT_IN_ITEM  # a crash from here on is nobody's in particular
     blob, unpicklable = dump_outcomes(outcomes)
     return blob, time.perf_counter() - started, failures + unpicklable
+
+
+def current_seq() -> int | None:
+    """The sequence number of the item this worker process is running, if any."""
+    if _progress is None:
+        return None
+    index = int(_progress[INDEX])
+    if index < 0:
+        return None
+    for start, count in _runs:
+        if index < count:
+            return start + index
+        index -= count
+    return None
 
 
 def run_direct(segments: list[DirectSegment]) -> tuple[list[Any], float, int]:
@@ -191,6 +247,36 @@ def _call_all(
     return failures
 
 
+def _call_tracked(
+    fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int
+) -> int:
+    """``_call_all`` that marks each item's index (and start time) in shared memory."""
+    progress = _progress
+    clock = time.monotonic if _timed else None
+    index = len(outcomes)  # the batch index of payloads[0]
+    append = outcomes.append
+    failures = 0
+    for payload in payloads:
+        if clock is not None:
+            progress[STARTED] = clock()
+        progress[INDEX] = index
+        index += 1
+        try:
+            if shape == ONE:
+                append(fn(payload))
+            elif shape == ARGS:
+                append(fn(*payload))
+            elif shape == KWARGS:
+                append(fn(*payload[0], **payload[1]))
+            else:
+                args, kwargs = pickle.loads(payload)
+                append(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every outcome goes back
+            append(_failure(exc, fn, pid))
+            failures += 1
+    return failures
+
+
 def _call_flagged(
     fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int
 ) -> int:
@@ -199,6 +285,8 @@ def _call_flagged(
         if type(payload) is BadArgument:
             outcomes.append(Failure(TypeError(payload.message), describe(fn)))
             failures += 1
+        elif _progress is not None:
+            failures += _call_tracked(fn, shape, [payload], outcomes, pid)
         else:
             failures += _call_all(fn, shape, [payload], outcomes, pid)
     return failures

@@ -24,6 +24,16 @@ class Backend(Protocol):
     @property
     def executor(self) -> concurrent.futures.Executor: ...
 
+    @property
+    def restarts(self) -> int:
+        """Worker processes started to replace one that died, was killed or retired."""
+        ...
+
+    @property
+    def timeouts(self) -> int:
+        """Items stopped because they overran the timeout."""
+        ...
+
     def codec(self) -> Codec: ...
 
     async def start(self, bridge: LoopBridge) -> None:

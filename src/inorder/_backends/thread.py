@@ -28,6 +28,9 @@ class ThreadBackend:
     def executor(self) -> concurrent.futures.Executor:
         return self._executor
 
+    restarts = 0  # no processes of its own to restart
+    timeouts = 0  # timeouts need processes that can be killed
+
     def codec(self) -> Codec:
         return DirectCodec()
 

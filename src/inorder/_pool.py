@@ -1,0 +1,620 @@
+"""inorder's own process pool, behind ``executor="process"``.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies, every
+future of the pool fails with ``BrokenProcessPool`` and the pool is unusable; it cannot
+tell which item a dead worker was running, cannot stop one item that runs too long, and
+its workers outlive a parent killed by SIGKILL. This pool keeps the parts that work
+(processes from a ``multiprocessing`` context, a manager thread, ``concurrent.futures``
+futures, so the event-loop bridge treats it like any executor) and changes the rest::
+
+    submit() ─▶ queue ─▶ manager thread ──pipe──▶ worker process (own process group)
+    future  ◀─ manager thread ◀──pipe── READY / LOG / DONE ◀──┘
+                    ▲                        │ marks job id, item index, item start
+                    └── reads ── shared progress array ◀──┘
+
+* Each worker has its own duplex pipe; the manager thread waits on all pipes, all process
+  sentinels and a wake-up pipe with one ``multiprocessing.connection.wait``. Nothing polls:
+  with ``timeout`` set, the thread also wakes when the earliest running item may overrun.
+* A dead worker fails only its own jobs, with ``WorkerDied`` saying whether each job had
+  started and which item was running (read from the progress array); a new worker takes
+  its slot. The pipeline turns that into re-runs and a ``WorkerCrashedError``.
+* A worker gets its next job while it still runs one (one job of at most
+  ``PREFETCH_MAX_BYTES`` ahead), so it does not idle while a result travels back, nor
+  while the parent's main thread holds the GIL. A job waiting behind a slow item is
+  revoked and given to a worker that falls idle (see ``_worker_process``).
+* ``kill()`` stops every item now: SIGTERM to each worker's process group, SIGKILL to
+  what is left after ``TERMINATE_GRACE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import errno
+import itertools
+import logging
+import multiprocessing.connection
+import multiprocessing.context
+import os
+import pickle
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from . import _logging, _worker, _worker_process
+from ._worker_process import DONE, ERROR, INIT_FAILED, LOG, READY, RETIRING, SKIPPED
+
+logger = logging.getLogger("inorder")
+
+# A job this small goes to a worker that is still busy, to wait in its pipe: the worker
+# starts it the moment it finishes the previous one. Larger jobs wait until the worker is
+# idle, because writing them into a busy worker's pipe would block the manager thread.
+PREFETCH_MAX_BYTES = 32 * 1024
+
+# Between SIGTERM and SIGKILL when items are stopped: enough for a process started by an
+# item to clean up; short enough that leaving a pipeline early takes well under a second.
+TERMINATE_GRACE_SECONDS = 0.3
+
+# Messages read from one worker before the others get a turn.
+READS_PER_TURN = 64
+
+# How long the manager waits for a worker's gate lock to revoke a job. The worker holds
+# it for microseconds; only a worker killed inside it would hold it longer, and then the
+# job is not revoked but re-run when the death is noticed.
+GATE_TIMEOUT_SECONDS = 0.05
+
+
+class WorkerDied(Exception):
+    """A job's worker process ended before returning the job (internal to inorder).
+
+    ``started``: whether the job had begun. ``index``: the item of the job that was
+    running, or ``None`` when the worker died outside any item (loading the batch,
+    pickling its results) or the job had not started. ``timed_out``: the pool killed the
+    worker because item ``index`` overran its timeout.
+    """
+
+    def __init__(
+        self,
+        pid: int | None,
+        exitcode: int | None,
+        *,
+        started: bool,
+        index: int | None,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(pid, exitcode, started, index, timed_out)
+        self.pid = pid
+        self.exitcode = exitcode
+        self.started = started
+        self.index = index
+        self.timed_out = timed_out
+
+
+class PoolStopped(Exception):
+    """The pool was stopped before the job finished (internal to inorder)."""
+
+
+class _Job:
+    __slots__ = ("data", "future", "id")
+
+    def __init__(self, job_id: int, data: bytes, future: concurrent.futures.Future[Any]) -> None:
+        self.id = job_id
+        self.data = data
+        self.future = future
+
+
+class _Worker:
+    __slots__ = (
+        "conn",
+        "eof",
+        "gate",
+        "jobs",
+        "killed_for",
+        "process",
+        "ready",
+        "retiring",
+        "revoked",
+        "slot",
+    )
+
+    def __init__(
+        self, slot: int, process: Any, conn: multiprocessing.connection.Connection, gate: Any
+    ) -> None:
+        self.slot = slot
+        self.process = process
+        self.conn = conn
+        self.gate = gate
+        self.jobs: deque[_Job] = deque()  # sent, in the order the worker runs them
+        self.revoked: set[int] = set()  # ids in jobs given to another worker since
+        self.ready = False
+        self.retiring = False
+        self.eof = False
+        self.killed_for: tuple[int, int] | None = None  # (job id, item index) of a timeout
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid  # type: ignore[no-any-return]
+
+
+class WorkerPool(concurrent.futures.Executor):
+    """Worker processes that survive each other's crashes. See the module docstring."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        context: multiprocessing.context.BaseContext,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks_per_child: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.size = workers
+        self.restarts = 0
+        self.timeouts = 0
+        self._context = context
+        self._initializer = (
+            cloudpickle.dumps((initializer, tuple(initargs)), pickle.HIGHEST_PROTOCOL)
+            if initializer is not None
+            else None
+        )
+        self._max_tasks = max_tasks_per_child
+        self._timeout = timeout
+        self._log_level = _logging.forwarded_level()
+        fields = _worker.PROGRESS_FIELDS
+        self._progress_array = context.RawArray(ctypes.c_double, fields * workers)
+        self._progress = memoryview(self._progress_array).cast("B").cast("d")
+        self._lifeline_r, self._lifeline_w = context.Pipe(duplex=False)
+        # The self-pipe that wakes the manager thread. Writes never block (a full pipe
+        # already guarantees a wake-up) and are coalesced by _wake_pending.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._close_wake_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._wake_pending = False
+        self._lock = threading.Lock()  # guards _queue, _stopping, _killing, _wake_pending
+        self._queue: deque[_Job] = deque()
+        self._stopping = False  # shutdown(): finish the queue, then let workers exit
+        self._killing = False  # kill(): stop everything now
+        self._workers: dict[int, _Worker] = {}
+        self._job_ids = itertools.count(1)
+        self._broken: BaseException | None = None
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._manage, name="inorder-pool", daemon=True)
+
+    # -- called from other threads ------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers (in the manager thread); ``ready`` resolves once all are up."""
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        if kwargs:
+            raise TypeError("WorkerPool.submit() takes positional arguments only")
+        job_id = next(self._job_ids)
+        data = pickle.dumps((job_id, fn, args), pickle.HIGHEST_PROTOCOL)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            if self._stopping or self._killing:
+                raise RuntimeError("cannot submit to an inorder worker pool that was shut down")
+            if self._broken is not None:
+                raise self._broken
+            self._queue.append(_Job(job_id, data, future))
+            self._wake_locked()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Finish queued jobs (or cancel them), then let the workers exit."""
+        with self._lock:
+            self._stopping = True
+            if cancel_futures:
+                for job in self._queue:
+                    job.future.cancel()
+            self._wake_locked()
+        if wait:
+            self._join()
+
+    def kill(self, wait: bool = True) -> None:
+        """Stop every running item now, with any process it started; fail every job."""
+        with self._lock:
+            self._killing = True
+            self._wake_locked()
+        if wait:
+            self._join()
+
+    def kill_now(self) -> None:
+        """``kill()`` from a finalizer: signal every worker group without waiting."""
+        with self._lock:
+            self._killing = True
+            self._wake_locked()
+        for worker in list(self._workers.values()):
+            _signal_group(worker, signal.SIGKILL)
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and diagnostics)."""
+        return [w.pid for w in list(self._workers.values()) if w.process.is_alive()]
+
+    def _wake_locked(self) -> None:
+        if self._wake_pending or not self._close_wake_pipe.alive:
+            return
+        self._wake_pending = True
+        # A full pipe means the manager has wake-ups enough to read.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
+
+    def _join(self) -> None:
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._lock:
+            self._close_wake_pipe()
+        self._lifeline_r.close()
+        self._lifeline_w.close()
+
+    # -- the manager thread -------------------------------------------------------------
+
+    def _manage(self) -> None:
+        try:
+            for slot in range(self.size):
+                self._spawn(slot)
+        except Exception as exc:  # noqa: BLE001 - e.g. started from a worker's import of __main__
+            self._broken = RuntimeError(f"could not start the worker processes: {exc}")
+            self._broken.__cause__ = exc
+            self._set_ready_error(self._broken)
+            self._terminate_all()
+            return
+        try:
+            while self._turn():
+                pass
+        except BaseException as exc:
+            logger.exception("the inorder worker pool's manager thread failed")
+            self._broken = RuntimeError(f"the inorder worker pool failed: {exc!r}")
+            self._set_ready_error(self._broken)
+        finally:
+            self._terminate_all()
+            self._fail_everything()
+
+    def _turn(self) -> bool:
+        """Wait for something to happen and deal with it. False when the pool is done."""
+        with self._lock:
+            killing, stopping = self._killing, self._stopping
+        if killing:
+            return False
+        if stopping and not self._queue and all(not w.jobs for w in self._workers.values()):
+            self._release_idle_workers()
+            return False
+        waitables: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
+        for worker in self._workers.values():
+            if not worker.eof:
+                waitables[worker.conn] = ("conn", worker)
+            waitables[worker.process.sentinel] = ("exit", worker)
+        ready = multiprocessing.connection.wait(list(waitables), self._next_check())
+        for item in ready:
+            kind, source = waitables[item]
+            if kind == "wake":
+                with self._lock:
+                    self._wake_pending = False
+                    os.read(self._wake_r, 4096)
+            elif kind == "conn":
+                assert source is not None
+                self._read(source, READS_PER_TURN)
+        for item in ready:  # after reading: what a worker sent before it died counts
+            kind, source = waitables[item]
+            if kind == "exit":
+                assert source is not None
+                self._reap(source)
+        self._check_timeouts()
+        self._assign()
+        return True
+
+    def _spawn(self, slot: int) -> None:
+        fields = _worker.PROGRESS_FIELDS
+        self._progress[slot * fields + _worker.JOB] = 0
+        self._progress[slot * fields + _worker.INDEX] = _worker.NOT_IN_ITEM
+        self._progress[slot * fields + _worker.REVOKED] = 0
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        gate = self._context.Lock()
+        process = self._context.Process(  # type: ignore[attr-defined]
+            target=_worker_process.main,
+            args=(
+                child_end,
+                self._lifeline_r,
+                gate,
+                self._progress_array,
+                slot,
+                self._initializer,
+                self._log_level,
+                self._max_tasks,
+                self._timeout is not None,
+            ),
+            name=f"inorder-worker-{slot}",
+        )
+        process.start()
+        child_end.close()
+        self._workers[slot] = _Worker(slot, process, parent_end, gate)
+
+    def _read(self, worker: _Worker, limit: int) -> None:
+        conn = worker.conn
+        try:
+            while limit and conn.poll():
+                limit -= 1
+                self._handle(worker, pickle.loads(conn.recv_bytes()))
+        except (EOFError, OSError):
+            worker.eof = True  # it is exiting: its sentinel reports when it is gone
+
+    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == LOG:
+            _logging.emit_in_parent(message[1])
+        elif kind in (DONE, ERROR, SKIPPED):
+            job = worker.jobs.popleft()
+            assert job.id == message[1], (job.id, message[1])
+            if kind == SKIPPED:
+                worker.revoked.discard(job.id)
+            elif kind == DONE:
+                job.future.set_result(message[2])
+            else:
+                error = message[2]
+                error.add_note(f"inorder: raised in worker process {worker.pid}:\n{message[3]}")
+                job.future.set_exception(error)
+        elif kind == READY:
+            worker.ready = True
+            if not self.ready.done() and all(w.ready for w in self._workers.values()):
+                self.ready.set_result(None)
+        elif kind == RETIRING:
+            worker.retiring = True
+        elif kind == INIT_FAILED:
+            self._break(
+                RuntimeError(
+                    "the initializer given to the pipeline raised in worker process "
+                    f"{worker.pid}, so the workers cannot run items:\n{message[1]}"
+                )
+            )
+
+    def _reap(self, worker: _Worker) -> None:
+        """A worker process ended: settle its jobs and put a new worker in its slot."""
+        if not worker.eof:
+            self._read(worker, -1)  # what it sent before it died (logs, finished jobs)
+        worker.process.join()
+        exitcode = worker.process.exitcode
+        _signal_group(worker, signal.SIGKILL)  # processes its items started: orphans now
+        worker.conn.close()
+        del self._workers[worker.slot]
+        if worker.jobs:
+            self._fail_jobs_of_dead(worker, exitcode)
+        with self._lock:
+            ending = self._killing
+        if not worker.ready and self._broken is None:
+            self._break(
+                RuntimeError(
+                    f"a worker process died while starting (exit code {exitcode}). With "
+                    "the 'forkserver' and 'spawn' start methods each worker imports your "
+                    "main module again: if your script starts the pipeline at module "
+                    "level, move that code under 'if __name__ == \"__main__\":'. "
+                    "Otherwise see the worker's traceback above on stderr."
+                )
+            )
+        if self._broken is None and not ending:
+            self.restarts += 1
+            self._spawn(worker.slot)
+
+    def _fail_jobs_of_dead(self, worker: _Worker, exitcode: int | None) -> None:
+        running, index, _ = self._running_item(worker)
+        for job in worker.jobs:
+            if job.id in worker.revoked:
+                continue  # another worker has it
+            if worker.killed_for is not None:  # we killed it: only the overrun item is to blame
+                timed_out = job.id == worker.killed_for[0]
+                error = WorkerDied(
+                    worker.pid,
+                    exitcode,
+                    started=timed_out,
+                    index=worker.killed_for[1] if timed_out else None,
+                    timed_out=timed_out,
+                )
+            else:
+                started = job.id == running
+                error = WorkerDied(
+                    worker.pid,
+                    exitcode,
+                    started=started,
+                    index=index if started and index >= 0 else None,
+                )
+            job.future.set_exception(error)
+        worker.jobs.clear()
+
+    def _break(self, error: BaseException) -> None:
+        """The workers cannot run anything (their initializer fails): fail all jobs."""
+        self._broken = error
+        self._set_ready_error(error)
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+        for job in queued:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(error)
+
+    def _set_ready_error(self, error: BaseException) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(error)
+
+    def _assign(self) -> None:
+        """Send queued jobs to idle workers, then one small job ahead to busy ones."""
+        for ahead in (False, True):
+            for worker in self._workers.values():
+                if not self._can_take(worker, ahead):
+                    continue
+                job = self._next_job(small_only=ahead)
+                if job is None:
+                    if not ahead:
+                        self._steal_for_idle_workers()
+                    return
+                self._send(worker, job)
+
+    def _steal_for_idle_workers(self) -> None:
+        """Give jobs waiting behind a running one to workers that have nothing to do."""
+        idle = [w for w in self._workers.values() if self._can_take(w, ahead=False)]
+        for thief in idle:
+            for victim in self._workers.values():
+                if len(victim.jobs) > 1 and victim.jobs[-1].id not in victim.revoked:
+                    job = victim.jobs[-1]
+                    if self._revoke(victim, job):
+                        self._send(thief, job)
+                        break
+
+    def _revoke(self, worker: _Worker, job: _Job) -> bool:
+        """Take back ``job`` from ``worker``'s pipe, unless it has started."""
+        if not worker.gate.acquire(timeout=GATE_TIMEOUT_SECONDS):
+            return False
+        try:
+            base = worker.slot * _worker.PROGRESS_FIELDS
+            if int(self._progress[base + _worker.JOB]) == job.id:
+                return False
+            self._progress[base + _worker.REVOKED] = job.id
+        finally:
+            worker.gate.release()
+        worker.revoked.add(job.id)
+        return True
+
+    def _send(self, worker: _Worker, job: _Job) -> None:
+        worker.jobs.append(job)
+        # If it died, _reap() finds the job unstarted and fails it as such.
+        with contextlib.suppress(OSError):
+            worker.conn.send_bytes(job.data)
+
+    def _can_take(self, worker: _Worker, ahead: bool) -> bool:
+        if not worker.ready or worker.retiring or worker.eof or worker.killed_for:
+            return False
+        if not ahead:
+            return not worker.jobs
+        # A worker that may retire after its job must not hold another one.
+        return len(worker.jobs) == 1 and self._max_tasks is None
+
+    def _next_job(self, *, small_only: bool) -> _Job | None:
+        with self._lock:
+            while self._queue:
+                job = self._queue[0]
+                if small_only and len(job.data) > PREFETCH_MAX_BYTES:
+                    return None
+                self._queue.popleft()
+                if job.future.set_running_or_notify_cancel():
+                    return job
+        return None
+
+    def _next_check(self) -> float | None:
+        """Seconds until the earliest running item may overrun its timeout."""
+        if self._timeout is None:
+            return None
+        now = time.monotonic()
+        soonest: float | None = None
+        for worker in self._workers.values():
+            if worker.jobs and worker.killed_for is None:
+                deadline = self._deadline(worker, now)[0]
+                soonest = deadline if soonest is None else min(soonest, deadline)
+        return None if soonest is None else max(0.0, soonest - now)
+
+    def _running_item(self, worker: _Worker) -> tuple[int, int, float]:
+        """(job id, item index, item start) from the worker's progress slot."""
+        # Read in the reverse of the order the worker writes them (start, index; and
+        # index before job id when a job begins), so the three belong together.
+        base = worker.slot * _worker.PROGRESS_FIELDS
+        job = int(self._progress[base + _worker.JOB])
+        index = int(self._progress[base + _worker.INDEX])
+        started = self._progress[base + _worker.STARTED]
+        return job, index, started
+
+    def _deadline(self, worker: _Worker, now: float) -> tuple[float, int, int]:
+        """When the item ``worker`` runs may overrun, with that item's job id and index."""
+        assert self._timeout is not None
+        job, index, started = self._running_item(worker)
+        if index >= 0 and any(j.id == job for j in worker.jobs):
+            return started + self._timeout, job, index
+        # Between items: whatever starts next cannot overrun before now + timeout.
+        return now + self._timeout, job, -1
+
+    def _check_timeouts(self) -> None:
+        if self._timeout is None:
+            return
+        now = time.monotonic()
+        for worker in self._workers.values():
+            if not worker.jobs or worker.killed_for is not None:
+                continue
+            deadline, job, index = self._deadline(worker, now)
+            if deadline <= now:
+                worker.killed_for = (job, index)
+                self.timeouts += 1
+                _signal_group(worker, signal.SIGKILL)
+
+    def _release_idle_workers(self) -> None:
+        """Normal shutdown: every worker is idle; ask each to exit, then make sure."""
+        for worker in self._workers.values():
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(pickle.dumps(None))
+        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS * 10
+        for worker in list(self._workers.values()):
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+
+    def _terminate_all(self) -> None:
+        """Stop every worker and what its items started: TERM, a grace period, KILL."""
+        workers = list(self._workers.values())
+        for worker in workers:
+            if worker.process.is_alive():
+                _signal_group(worker, signal.SIGTERM)
+        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            # Also after the worker itself exited: children of its items may remain.
+            _signal_group(worker, signal.SIGKILL)
+            worker.process.join()
+            if not worker.eof:
+                self._read(worker, -1)
+            worker.conn.close()
+
+    def _fail_everything(self) -> None:
+        error = self._broken or PoolStopped("the inorder worker pool was stopped")
+        self._set_ready_error(error)
+        for worker in self._workers.values():
+            for job in worker.jobs:
+                if job.id not in worker.revoked and not job.future.done():
+                    job.future.set_exception(error)
+            worker.jobs.clear()
+        self._workers.clear()
+        with self._lock:
+            self._killing = True  # nothing more is accepted
+            queued = list(self._queue)
+            self._queue.clear()
+        for job in queued:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(error)
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _signal_group(worker: _Worker, signum: int) -> None:
+    """Signal a worker's process group (it leads one), or the worker alone if it does not."""
+    pid = worker.process.pid
+    if pid is None:
+        return
+    try:
+        # A group outlives its leader while members remain, and its id is not reused
+        # as a pid meanwhile, so this is safe after the worker itself was reaped.
+        os.killpg(pid, signum)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ESRCH, errno.EPERM):
+            raise
+    if worker.process.exitcode is None:  # not reaped: the pid is still this worker's
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
