@@ -32,7 +32,7 @@ def test_exception_tree() -> None:
 def test_worker_module_imports_only_stdlib_and_cloudpickle() -> None:
     """Every worker process imports inorder._worker: it must stay light."""
     code = (
-        "import sys, inorder._worker\n"
+        "import sys, inorder._worker, inorder._worker_process\n"
         "heavy = {'anyio', 'trio', 'asyncio', 'inorder._pipeline', 'sniffio'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -100,3 +105,109 @@ class NeedsTwoArguments(Exception):
 
 def raise_needs_two(_: object) -> None:
     raise NeedsTwoArguments(1, 2)
+
+
+# -- faults, for the crash-injection matrix ------------------------------------------
+
+
+class CrashesWhenPickled:
+    """A result whose pickling (in the worker) kills the worker process."""
+
+    def __reduce__(self) -> object:
+        os._exit(9)
+
+
+class CrashesWhenLoaded:
+    """An argument whose unpickling (in the worker) kills the worker process."""
+
+    def __reduce__(self) -> object:
+        return (os._exit, (11,))
+
+
+def _refuse_to_load(message: str) -> None:
+    raise ValueError(message)
+
+
+class FailsWhenLoaded:
+    """An argument whose unpickling (in the worker) raises ValueError."""
+
+    def __reduce__(self) -> object:
+        return (_refuse_to_load, ("FailsWhenLoaded cannot be loaded",))
+
+
+def identity(x: object) -> object:
+    return x
+
+
+def fault(x: int, kind: str) -> object:
+    """Return ``x``, or fail in the way ``kind`` names."""
+    if kind == "raise":
+        raise ValueError(f"item {x} raised")
+    if kind == "exit":
+        sys.exit(3)
+    if kind == "os_exit":
+        os._exit(7)
+    if kind == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "segfault":
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    if kind == "hang":
+        time.sleep(600)
+    if kind == "bad_result":
+        return Unpicklable()
+    if kind == "crash_result":
+        return CrashesWhenPickled()
+    return x
+
+
+def flaky(x: int, folder: str, failures: int, how: str = "raise") -> int:
+    """Fail the first ``failures`` attempts at ``x`` (counted in a file), then return x."""
+    marks = Path(folder) / f"attempts-{x}"
+    with marks.open("a") as f:
+        f.write(".")
+    if len(marks.read_text()) <= failures:
+        if how == "crash":
+            os._exit(5)
+        raise KeyError(f"attempt {len(marks.read_text())} at item {x}")
+    return x
+
+
+def attempts(folder: str, x: int) -> int:
+    marks = Path(folder) / f"attempts-{x}"
+    return len(marks.read_text()) if marks.exists() else 0
+
+
+def spawn_child_then_sleep(x: int, pid_file: str) -> int:
+    """Start a long-lived child process, record its pid, then sleep: work that must stop."""
+    child = subprocess.Popen(["sleep", "600"])
+    Path(pid_file).write_text(str(child.pid))
+    time.sleep(600)
+    return x
+
+
+_initialized: object = None
+
+
+def remember(value: object) -> None:
+    global _initialized
+    _initialized = value
+
+
+def initialized(_: object) -> object:
+    return _initialized
+
+
+def fail_to_initialize() -> None:
+    raise OSError("the database is not there")
+
+
+def log_and_return(x: int) -> int:
+    logging.getLogger("tests.workloads").warning("working on %d", x)
+    logging.getLogger("tests.workloads").info("info about %d", x)
+    return x
+
+
+def print_lines(x: int, count: int, width: int) -> int:
+    for i in range(count):
+        print(f"<{x}:{i}:" + "x" * width + ">")
+    return x

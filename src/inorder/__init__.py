@@ -13,7 +13,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._errors import InorderError, PipelineClosedError, RemoteTraceback
+    from ._errors import (
+        InorderError,
+        PipelineClosedError,
+        RemoteTraceback,
+        TaskTimeoutError,
+        WorkerCrashedError,
+    )
     from ._map import MapStream, map
     from ._pipeline import OrderedPipeline, PipelineOptions
     from ._stats import PipelineStatistics
@@ -28,6 +34,8 @@ __all__ = [
     "PipelineOptions",
     "PipelineStatistics",
     "RemoteTraceback",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
     "map",
 ]
 
@@ -35,6 +43,8 @@ _LOCATIONS = {
     "InorderError": "._errors",
     "PipelineClosedError": "._errors",
     "RemoteTraceback": "._errors",
+    "TaskTimeoutError": "._errors",
+    "WorkerCrashedError": "._errors",
     "MapStream": "._map",
     "map": "._map",
     "OrderedPipeline": "._pipeline",

@@ -44,10 +44,11 @@ import functools
 import itertools
 import logging
 import os
+import signal
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Self, TypedDict
+from typing import Any, Literal, NamedTuple, Self, TypedDict
 
 import anyio
 import anyio.lowlevel
@@ -57,13 +58,15 @@ from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
 from ._backends.thread import ThreadBackend
 from ._batching import BatchSizer
-from ._errors import PipelineClosedError, RemoteTraceback
+from ._errors import PipelineClosedError, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
+from ._pool import WorkerDied
 from ._reorder import ReorderBuffer
-from ._serialize import Codec, Outcomes, OutcomeSlice, Part, Prepared, resolve
+from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
+from ._serialize import Codec, Outcomes, OutcomeSlice, Part, Prepared, SerializedFunction, resolve
 from ._stats import PipelineStatistics
 from ._window import Window
-from ._worker import ARGS, ONE, Failure
+from ._worker import ARGS, ISOLATE, ONE, Failure, describe
 
 logger = logging.getLogger("inorder")
 
@@ -91,6 +94,12 @@ class PipelineOptions(TypedDict, total=False):
     ordered: bool
     on_error: OnError
     batch: BatchOption
+    timeout: float | None
+    retries: int
+    retry_on: ExceptionTypes
+    initializer: Callable[..., Any] | None
+    initargs: Iterable[Any]
+    max_tasks_per_child: int | None
 
 
 class _State(enum.Enum):
@@ -124,17 +133,41 @@ _SPECIAL_OUTCOMES = frozenset({Failure, _InputFailure})
 
 
 class _Segment:
-    """Accepted items ``start`` to ``end - 1`` that share a function and a call shape."""
+    """Accepted items ``start`` to ``end - 1`` that share a function and a call shape.
 
-    __slots__ = ("end", "key", "offset", "payloads", "shape", "start")
+    An ``isolated`` segment holds one item that must run alone: a suspect of a crash or
+    an item being retried (``attempts``: how many of its attempts failed so far).
+    """
 
-    def __init__(self, key: Any, shape: int, payloads: list[Any], start: int) -> None:
+    __slots__ = ("attempts", "end", "isolated", "key", "offset", "payloads", "shape", "start")
+
+    def __init__(
+        self,
+        key: Any,
+        shape: int,
+        payloads: list[Any],
+        start: int,
+        *,
+        isolated: bool = False,
+        attempts: int = 0,
+    ) -> None:
         self.key = key
         self.shape = shape
         self.payloads = payloads
         self.start = start  # the sequence number of payloads[offset]
         self.end = start + len(payloads)  # one past the last item's sequence number
         self.offset = 0  # payloads before it were dispatched already
+        self.isolated = isolated
+        self.attempts = attempts
+
+
+class _Item(NamedTuple):
+    """One item of a batch, taken apart again to run it once more."""
+
+    seq: int
+    key: Any
+    shape: int
+    payload: Any
 
 
 class _Feeder:
@@ -186,11 +219,30 @@ class OrderedPipeline:
         batch: Items per executor call. ``"auto"`` (default) starts at one item and
             follows the measured cost of items toward a few milliseconds of work per
             call; an int fixes the size.
+        timeout: Seconds an item may run (each attempt). One that runs longer is
+            stopped, its worker process killed with any process the item started and
+            replaced, and it yields ``TaskTimeoutError`` at its position. Process
+            executor only.
+        retries: How many more times a failed item runs (its exception, a crash of
+            its worker, a timeout) before its failure is yielded. Each retry waits a
+            little longer (50 ms, doubling, at most 2 s) and keeps the item's place.
+        retry_on: Exception class(es) that are retried (default ``Exception``, which
+            includes ``WorkerCrashedError`` and ``TaskTimeoutError``).
+        initializer, initargs: ``initializer(*initargs)`` runs once in every worker
+            process before its first item (and in every replacement). If it raises,
+            ``async with`` raises; process executor only.
+        max_tasks_per_child: A worker process is replaced after running this many
+            items (batches are capped at this size); process executor only.
 
     In-flight work (items handed to the executor) is bounded separately from the
     window, at ``2 * workers`` executor calls, so every worker always has its next item
     at hand. ``async with`` starts the workers; leaving it by any route, or
     ``aclose()``, cancels what is pending and stops them.
+
+    With the process executor a worker that dies (``os._exit``, a signal, the OOM
+    killer) is replaced; the item it was running yields ``WorkerCrashedError`` at its
+    position and the items caught with it run again, so an item may *execute* more
+    than once, but every item's outcome is *delivered* exactly once.
     """
 
     def __init__(
@@ -202,6 +254,12 @@ class OrderedPipeline:
         ordered: bool = True,
         on_error: OnError = "raise",
         batch: BatchOption = "auto",
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_on: ExceptionTypes = Exception,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        max_tasks_per_child: int | None = None,
     ) -> None:
         self._workers = _check_workers(workers, executor)
         self._window: Window[_Waiter] = Window(_check_positive_int("window", window))
@@ -222,6 +280,18 @@ class OrderedPipeline:
         self._sizer = BatchSizer(_check_batch(batch))
         # A batch larger than the window's share of dispatches would leave workers idle.
         self._sizer.limit_to(max(1, self._window.capacity // self._max_dispatches))
+        self._timeout = _check_timeout(timeout)
+        self._retry = RetryPolicy(
+            _check_non_negative_int("retries", retries), check_retry_on(retry_on)
+        )
+        self._process_options = _check_process_options(
+            executor, self._timeout, initializer, initargs, max_tasks_per_child
+        )
+        if max_tasks_per_child is not None:
+            self._sizer.limit_to(max_tasks_per_child)
+        self._retried = 0
+        self._delayed = 0  # items waiting out a retry back-off
+        self._timers: set[anyio.CancelScope] = set()
         # The run the consumer is handing out: its outcomes, whether none is a failure,
         # the next index, and how many were settled (counted, window slots freed).
         self._run_start = 0
@@ -300,6 +370,8 @@ class OrderedPipeline:
         assert self._backend is not None
         abandon = bool(self._futures or self._pending)
         self._backend.cancel(list(self._futures))
+        for timer in self._timers:
+            timer.cancel()
         self._pending.clear()
         self._queued = 0
         self._buffer.clear()
@@ -468,7 +540,7 @@ class OrderedPipeline:
         """A frozen snapshot of the pipeline's counters."""
         return PipelineStatistics(
             accepted=self._next_seq,
-            queued=self._queued,
+            queued=self._queued + self._delayed,
             in_flight=self._in_flight,
             buffered=len(self._buffer) + self._run_length - self._run_index,
             yielded=self._yielded + self._run_index - self._settled,
@@ -477,6 +549,9 @@ class OrderedPipeline:
             workers=self._workers,
             window=self._window.capacity,
             batch_size=self._sizer.size,
+            restarts=self._backend.restarts if self._backend is not None else 0,
+            retries=self._retried,
+            timeouts=self._backend.timeouts if self._backend is not None else 0,
         )
 
     # -- internals: admission -----------------------------------------------------------
@@ -510,7 +585,7 @@ class OrderedPipeline:
         pending = self._pending
         if pending:
             last = pending[-1]
-            if last.end == seq and last.key is key and last.shape == shape:
+            if last.end == seq and last.key is key and last.shape == shape and not last.isolated:
                 last.payloads.append(payload)
                 last.end = seq + 1
             else:  # another function or shape, or a marker came in between
@@ -528,7 +603,13 @@ class OrderedPipeline:
         self._next_seq = seq + len(payloads)
         pending = self._pending
         last = pending[-1] if pending else None
-        if last is not None and last.end == seq and last.key is key and last.shape == shape:
+        if (
+            last is not None
+            and last.end == seq
+            and last.key is key
+            and last.shape == shape
+            and not last.isolated
+        ):
             last.payloads.extend(payloads)
             last.end = self._next_seq
         else:
@@ -556,12 +637,12 @@ class OrderedPipeline:
         assert self._codec is not None
         assert self._bridge is not None
         while self._queued and self._dispatches < self._max_dispatches:
-            parts, runs = self._cut_batch(self._sizer.size)
+            parts, runs, attempts = self._cut_batch(self._sizer.size)
             count = sum(len(part.payloads) for part in parts)
             self._queued -= count
             self._dispatches += 1
             self._in_flight += count
-            on_done = functools.partial(self._job_done, runs, count)
+            on_done = functools.partial(self._job_done, runs, parts, attempts, count)
             try:
                 job = self._codec.job(parts, runs)
                 future = self._bridge.submit(
@@ -574,13 +655,23 @@ class OrderedPipeline:
                 continue
             self._futures.add(future)
 
-    def _cut_batch(self, size: int) -> tuple[list[Part], list[tuple[int, int]]]:
-        """Take up to ``size`` queued items, oldest first, as parts and sequence runs."""
+    def _cut_batch(self, size: int) -> tuple[list[Part], list[tuple[int, int]], int]:
+        """Take up to ``size`` queued items, oldest first, as parts and sequence runs.
+
+        An isolated item goes alone (the third value is its failed attempts so far).
+        """
         pending = self._pending
+        head = pending[0]
+        if head.isolated:
+            pending.popleft()
+            part = Part(head.key, head.shape, head.payloads)
+            return [part], [(head.start, len(head.payloads))], head.attempts
         parts: list[Part] = []
         runs: list[tuple[int, int]] = []  # (start, count), merged where consecutive
         while size and pending:
             segment = pending[0]
+            if segment.isolated:
+                break
             available = len(segment.payloads) - segment.offset
             take = min(size, available)
             if take == available:
@@ -599,9 +690,16 @@ class OrderedPipeline:
             else:
                 runs.append((start, take))
             size -= take
-        return parts, runs
+        return parts, runs, 0
 
-    def _job_done(self, runs: list[tuple[int, int]], count: int, future: FutureLike) -> None:
+    def _job_done(
+        self,
+        runs: list[tuple[int, int]],
+        parts: list[Part],
+        attempts: int,
+        count: int,
+        future: FutureLike,
+    ) -> None:
         self._futures.discard(future)
         self._dispatches -= 1
         self._in_flight -= count
@@ -616,12 +714,138 @@ class OrderedPipeline:
             )
         else:
             error = future.exception()
-        if error is not None:
+        if isinstance(error, WorkerDied):
+            self._recover(_items_of(runs, parts), attempts, error)
+        elif error is not None:
             self._store(runs, Outcomes([Failure(error, "<executor>")] * count, count))
         else:
             payload, seconds, failures = future.result()
-            self._sizer.observe(count, seconds)
-            self._store(runs, self._codec.outcomes(payload, count, failures))
+            if failures == ISOLATE:  # its arguments could not be unpickled as one
+                self._requeue(_items_of(runs, parts), isolated=True)
+            else:
+                self._sizer.observe(count, seconds)
+                outcomes = self._codec.outcomes(payload, count, failures)
+                if failures and self._retry.retries:
+                    self._store_or_retry(_items_of(runs, parts), attempts, outcomes)
+                else:
+                    self._store(runs, outcomes)
+        self._dispatch()
+
+    # -- internals: failures, crashes, retries -------------------------------------------
+
+    def _recover(self, items: list[_Item], attempts: int, died: WorkerDied) -> None:
+        """A worker died with this batch: re-run the innocent, find and fail the culprit."""
+        if not died.started:
+            self._requeue(items)  # it never began: all innocent
+        elif died.index is not None:
+            culprit = items[died.index]
+            self._requeue(items[: died.index] + items[died.index + 1 :])
+            self._fail_or_retry(culprit, attempts, self._death_error(culprit, died))
+        elif len(items) > 1:
+            self._requeue(items, isolated=True)  # died between items: each is a suspect
+        else:
+            self._fail_or_retry(items[0], attempts, self._death_error(items[0], died))
+
+    def _death_error(self, item: _Item, died: WorkerDied) -> Exception:
+        if died.timed_out:
+            assert self._timeout is not None
+            return TaskTimeoutError(
+                f"item {item.seq} ran longer than the timeout of {self._timeout:g} s; "
+                f"its worker process {died.pid} was killed (with any process it started) "
+                "and replaced",
+                timeout=self._timeout,
+                pid=died.pid,
+            )
+        return WorkerCrashedError(
+            f"the worker process {died.pid} died while running item {item.seq} "
+            f"({_describe_exit(died.exitcode)}); it was replaced and the stream went on",
+            pid=died.pid,
+            exitcode=died.exitcode,
+        )
+
+    def _fail_or_retry(self, item: _Item, attempts: int, error: BaseException) -> None:
+        attempts += 1
+        if self._retry.should_retry(error, attempts):
+            self._retried += 1
+            self._requeue(
+                [item], isolated=True, attempts=attempts, delay=self._retry.delay(attempts)
+            )
+            return
+        failure = Failure(error, _function_name(item.key), None, getattr(error, "pid", None))
+        if attempts > 1:
+            error.add_note(
+                f"inorder: item {item.seq} failed {attempts} times (retries={self._retry.retries})"
+            )
+        self._buffer.add(item.seq, [failure])
+        self._wake_consumer()
+
+    def _store_or_retry(self, items: list[_Item], attempts: int, outcomes: Outcomes) -> None:
+        """Store a batch's outcomes, except failures that get another attempt."""
+        results = outcomes.resolve()
+        start = 0  # the first outcome not yet stored
+        for index, outcome in enumerate(results):
+            if type(outcome) is Failure and self._retry.should_retry(
+                outcome.exception, attempts + 1
+            ):
+                self._store_items(items[start:index], results[start:index])
+                self._retried += 1
+                self._requeue(
+                    [items[index]],
+                    isolated=True,
+                    attempts=attempts + 1,
+                    delay=self._retry.delay(attempts + 1),
+                )
+                start = index + 1
+            elif type(outcome) is Failure and attempts:
+                outcome.exception.add_note(
+                    f"inorder: item {items[index].seq} failed {attempts + 1} times "
+                    f"(retries={self._retry.retries})"
+                )
+        self._store_items(items[start:], results[start:])
+
+    def _store_items(self, items: list[_Item], outcomes: list[Any]) -> None:
+        """Store outcomes of ``items`` (possibly with gaps between their seqs)."""
+        begin = 0
+        for index in range(1, len(items) + 1):
+            if index == len(items) or items[index].seq != items[index - 1].seq + 1:
+                self._buffer.add(items[begin].seq, outcomes[begin:index])
+                begin = index
+        if items:
+            self._wake_consumer()
+
+    def _requeue(
+        self,
+        items: list[_Item],
+        *,
+        isolated: bool = False,
+        attempts: int = 0,
+        delay: float = 0.0,
+    ) -> None:
+        """Queue ``items`` to run (again), ahead of newer work; after ``delay`` seconds."""
+        if not items:
+            return
+        segments = _segments_of(items, isolated=isolated, attempts=attempts)
+        if delay <= 0:
+            self._pending.extendleft(reversed(segments))
+            self._queued += len(items)
+            return
+        self._delayed += len(items)
+        assert self._bridge is not None
+        self._bridge.spawn(functools.partial(self._requeue_later, segments, len(items), delay))
+
+    async def _requeue_later(self, segments: list[_Segment], count: int, delay: float) -> None:
+        scope = anyio.CancelScope()
+        self._timers.add(scope)
+        try:
+            with scope:
+                await anyio.sleep(delay)
+        finally:
+            self._timers.discard(scope)
+            self._delayed -= count
+        if self._state is _State.STOPPED or scope.cancel_called:
+            return
+        self._pending.extendleft(reversed(segments))
+        self._queued += count
         self._dispatch()
 
     def _store(self, runs: list[tuple[int, int]], outcomes: Outcomes) -> None:
@@ -754,7 +978,7 @@ class OrderedPipeline:
     def _make_backend(self) -> Backend:
         option = self._executor_option
         if option == "process":
-            return ProcessBackend(self._workers)
+            return ProcessBackend(self._workers, **self._process_options)
         if option == "thread":
             return ThreadBackend(self._workers)
         assert isinstance(option, concurrent.futures.Executor)
@@ -774,6 +998,61 @@ class OrderedPipeline:
             f"{what}: the pipeline has been shut down (aclose() or leaving 'async with'); "
             "create a new OrderedPipeline for another stream"
         )
+
+
+def _items_of(runs: list[tuple[int, int]], parts: list[Part]) -> list[_Item]:
+    """A batch's items one by one, with their sequence numbers."""
+    seqs = itertools.chain.from_iterable(range(start, start + count) for start, count in runs)
+    return [
+        _Item(seq, part.key, part.shape, payload)
+        for part in parts
+        # payloads first: zip stops on them without drawing a number for the next part
+        for payload, seq in zip(part.payloads, seqs, strict=False)
+    ]
+
+
+def _segments_of(items: list[_Item], *, isolated: bool, attempts: int) -> list[_Segment]:
+    """Items as pending segments: one each if isolated, else merged where consecutive."""
+    segments: list[_Segment] = []
+    for item in items:
+        last = segments[-1] if segments else None
+        if (
+            not isolated
+            and last is not None
+            and last.end == item.seq
+            and last.key is item.key
+            and last.shape == item.shape
+        ):
+            last.payloads.append(item.payload)
+            last.end += 1
+        else:
+            segments.append(
+                _Segment(
+                    item.key,
+                    item.shape,
+                    [item.payload],
+                    item.seq,
+                    isolated=isolated,
+                    attempts=attempts,
+                )
+            )
+    return segments
+
+
+def _function_name(key: Any) -> str:
+    return key.name if isinstance(key, SerializedFunction) else describe(key)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exit code {exitcode}"
 
 
 def _as_exception(seq: int, failure: Failure) -> BaseException:
@@ -806,6 +1085,66 @@ async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) 
                     close()
         except Exception:  # logged; the other iterables still get closed
             logger.exception("closing an iterable given to map() failed")
+
+
+def _check_non_negative_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__qualname__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be a number of seconds or None, got {type(timeout).__qualname__} "
+            f"{timeout!r}"
+        )
+    if not timeout > 0 or timeout == float("inf"):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout}")
+    return float(timeout)
+
+
+def _check_process_options(
+    executor: object,
+    timeout: float | None,
+    initializer: object,
+    initargs: object,
+    max_tasks_per_child: object,
+) -> dict[str, Any]:
+    """The options only inorder's own worker processes support, checked."""
+    if initializer is not None and not callable(initializer):
+        raise TypeError(
+            f"initializer must be callable or None, got {type(initializer).__qualname__}"
+        )
+    if not isinstance(initargs, Iterable) or isinstance(initargs, (str, bytes)):
+        raise TypeError(f"initargs must be a tuple of arguments, got {initargs!r:.60}")
+    if max_tasks_per_child is not None:
+        _check_positive_int("max_tasks_per_child", max_tasks_per_child)
+    given = [
+        name
+        for name, value in (
+            ("timeout", timeout),
+            ("initializer", initializer),
+            ("max_tasks_per_child", max_tasks_per_child),
+        )
+        if value is not None
+    ]
+    if given and executor != "process":
+        raise ValueError(
+            f"{', '.join(given)} need(s) executor='process': inorder can stop, set up and "
+            "replace only its own worker processes (threads cannot be killed, and a "
+            "borrowed executor is yours to configure)"
+        )
+    return {
+        "timeout": timeout,
+        "initializer": initializer,
+        "initargs": tuple(initargs),
+        "max_tasks_per_child": max_tasks_per_child,
+    }
 
 
 def _check_positive_int(name: str, value: object) -> int:

@@ -102,12 +102,13 @@ class PoolStopped(Exception):
 
 
 class _Job:
-    __slots__ = ("data", "future", "id")
+    __slots__ = ("claimed", "data", "future", "id")
 
     def __init__(self, job_id: int, data: bytes, future: concurrent.futures.Future[Any]) -> None:
         self.id = job_id
         self.data = data
         self.future = future
+        self.claimed = False  # its future is RUNNING: it can no longer be cancelled
 
 
 class _Worker:
@@ -357,7 +358,11 @@ class WorkerPool(concurrent.futures.Executor):
             job = worker.jobs.popleft()
             assert job.id == message[1], (job.id, message[1])
             if kind == SKIPPED:
-                worker.revoked.discard(job.id)
+                if job.id in worker.revoked:
+                    worker.revoked.discard(job.id)  # another worker has it
+                else:  # a retiring worker handed it back: first in line for the next one
+                    with self._lock:
+                        self._queue.appendleft(job)
             elif kind == DONE:
                 job.future.set_result(message[2])
             else:
@@ -387,10 +392,12 @@ class WorkerPool(concurrent.futures.Executor):
         _signal_group(worker, signal.SIGKILL)  # processes its items started: orphans now
         worker.conn.close()
         del self._workers[worker.slot]
-        if worker.jobs:
-            self._fail_jobs_of_dead(worker, exitcode)
         with self._lock:
             ending = self._killing
+        if worker.ready and not ending:
+            self.restarts += 1  # before the jobs fail, so statistics see it with them
+        if worker.jobs:
+            self._fail_jobs_of_dead(worker, exitcode)
         if not worker.ready and self._broken is None:
             self._break(
                 RuntimeError(
@@ -402,7 +409,6 @@ class WorkerPool(concurrent.futures.Executor):
                 )
             )
         if self._broken is None and not ending:
-            self.restarts += 1
             self._spawn(worker.slot)
 
     def _fail_jobs_of_dead(self, worker: _Worker, exitcode: int | None) -> None:
@@ -438,7 +444,7 @@ class WorkerPool(concurrent.futures.Executor):
             queued = list(self._queue)
             self._queue.clear()
         for job in queued:
-            if job.future.set_running_or_notify_cancel():
+            if job.claimed or job.future.set_running_or_notify_cancel():
                 job.future.set_exception(error)
 
     def _set_ready_error(self, error: BaseException) -> None:
@@ -504,7 +510,8 @@ class WorkerPool(concurrent.futures.Executor):
                 if small_only and len(job.data) > PREFETCH_MAX_BYTES:
                     return None
                 self._queue.popleft()
-                if job.future.set_running_or_notify_cancel():
+                if job.claimed or job.future.set_running_or_notify_cancel():
+                    job.claimed = True
                     return job
         return None
 
@@ -592,7 +599,7 @@ class WorkerPool(concurrent.futures.Executor):
             queued = list(self._queue)
             self._queue.clear()
         for job in queued:
-            if job.future.set_running_or_notify_cancel():
+            if job.claimed or job.future.set_running_or_notify_cancel():
                 job.future.set_exception(error)
 
 

@@ -34,3 +34,11 @@ class PipelineStatistics:
     """The window: most items accepted and not yet yielded."""
     batch_size: int
     """How many items the next executor call may carry (adaptive unless fixed)."""
+    restarts: int = 0
+    """Worker processes started to replace one that crashed, was stopped by a timeout,
+    or reached ``max_tasks_per_child``."""
+    retries: int = 0
+    """Attempts made again after a failure (``retries=``); not counting items that ran
+    again only because another item crashed their worker."""
+    timeouts: int = 0
+    """Attempts stopped because they ran longer than ``timeout``."""

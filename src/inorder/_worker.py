@@ -64,6 +64,12 @@ _progress: Any = None
 _timed = False
 _runs: list[tuple[int, int]] = []  # the running job's sequence numbers, (start, count)
 items_run = 0  # items this process has run, for max_tasks_per_child
+max_items: int | None = None  # max_tasks_per_child, in inorder's own workers
+
+
+class Retire(Exception):
+    """This worker must not start the batch: it would run more than ``max_items``."""
+
 
 # run_pickled's failure count when a segment could not be unpickled as a whole in a
 # batch of several items: the parent re-sends each item alone so only the bad one fails.
@@ -150,6 +156,8 @@ def run_pickled(
     pid = os.getpid()
     _runs = runs or []
     count = sum(segment[2] for segment in segments)
+    if max_items is not None and items_run and items_run + count > max_items:
+        raise Retire
     items_run += count
     outcomes: list[Any] = []
     failures = 0

@@ -16,7 +16,8 @@ Messages, each one pickle over the worker's own duplex pipe::
                        (DONE, job_id, result)   fn returned
                        (ERROR, job_id, exc, tb) fn raised (not for item errors, which
                                                 are outcomes inside the result)
-                       (SKIPPED, job_id)        the parent revoked the job; not run
+                       (SKIPPED, job_id)        not run: the parent revoked the job, or
+                                                it would exceed max_tasks_per_child
                        (RETIRING,)              max_tasks_per_child reached; exiting
 
 A job can wait in a busy worker's pipe (the parent sends the next one early). The parent
@@ -77,6 +78,7 @@ def main(
         memoryview(progress).cast("B").cast("d")[slot * fields : (slot + 1) * fields]
     )
     _worker._timed = timed
+    _worker.max_items = max_tasks
     if initializer is not None:
         try:
             fn, args = pickle.loads(initializer)
@@ -113,6 +115,10 @@ def _serve(conn: Connection, gate: Any, send: Any, max_tasks: int | None) -> Non
             continue
         try:
             reply: Any = (DONE, job_id, fn(*args))
+        except _worker.Retire:  # the job would take it past max_tasks_per_child
+            send((SKIPPED, job_id))
+            send((RETIRING,))
+            return
         except BaseException as exc:  # noqa: BLE001 - the parent decides what it means
             reply = (ERROR, job_id, _picklable(exc), "".join(traceback.format_exception(exc)))
         progress[_worker.INDEX] = _worker.NOT_IN_ITEM

@@ -1,0 +1,357 @@
+"""One bad item never takes the stream down: crashes, timeouts, retries, worker set-up.
+
+The crash-injection matrix follows CPython's ``test_deadlock.py``: a failure at every
+stage of an item's trip (unpickling its call in the worker, running it, pickling its
+result), each expected at the item's own position with its neighbours' results intact.
+Every test runs under pytest's per-test timeout, so a hang fails instead of stalling.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import inorder
+from inorder import OrderedPipeline, TaskTimeoutError, WorkerCrashedError
+
+from . import workloads
+from .helpers import alive, wait_until
+
+pytestmark = pytest.mark.anyio
+
+ITEMS = 10
+BAD = 5
+
+
+def _exit_code(code: int) -> Any:
+    def check(error: object) -> None:
+        assert isinstance(error, WorkerCrashedError), error
+        assert (error.exitcode, error.signal) == (code, None)
+        assert f"item {BAD}" in str(error)
+
+    return check
+
+
+def _signal(number: int) -> Any:
+    def check(error: object) -> None:
+        assert isinstance(error, WorkerCrashedError), error
+        assert (error.exitcode, error.signal) == (None, number)
+        assert signal.Signals(number).name in str(error)
+
+    return check
+
+
+def _exception(kind: type[BaseException], text: str) -> Any:
+    def check(error: object) -> None:
+        assert isinstance(error, kind), error
+        assert text in str(error)
+
+    return check
+
+
+# (stage, fault kind, check of the outcome at the bad position, whether a worker dies)
+RUN_FAULTS = [
+    ("running: exception", "raise", _exception(ValueError, f"item {BAD} raised"), False),
+    ("running: sys.exit", "exit", _exception(RuntimeError, "SystemExit"), False),
+    ("running: os._exit", "os_exit", _exit_code(7), True),
+    ("running: SIGKILL", "sigkill", _signal(signal.SIGKILL), True),
+    ("running: segfault", "segfault", _signal(signal.SIGSEGV), True),
+    (
+        "pickling the result: exception",
+        "bad_result",
+        _exception(TypeError, "could not be pickled"),
+        False,
+    ),
+    ("pickling the result: crash", "crash_result", _exit_code(9), True),
+]
+
+
+async def _run_faults(kind: str, batch: Any, via_map: bool) -> tuple[list[Any], Any]:
+    kinds = ["ok"] * ITEMS
+    kinds[BAD] = kind
+    async with OrderedPipeline(workers=2, on_error="return", batch=batch) as pipe:
+        if via_map:
+            pipe.map(workloads.fault, range(ITEMS), kinds)
+        else:
+            for x, k in enumerate(kinds):
+                await pipe.put(workloads.fault, x, k)
+            pipe.close()
+        outcomes = [outcome async for outcome in pipe]
+        return outcomes, pipe.statistics()
+
+
+@pytest.mark.parametrize("via_map", [False, True], ids=["put", "map"])
+@pytest.mark.parametrize("batch", ["auto", 4])
+@pytest.mark.parametrize(
+    ("stage", "kind", "check", "dies"), RUN_FAULTS, ids=[f[0] for f in RUN_FAULTS]
+)
+async def test_a_fault_yields_its_error_in_place_and_the_stream_goes_on(
+    anyio_backend: Any, stage: str, kind: str, check: Any, dies: bool, batch: Any, via_map: bool
+) -> None:
+    outcomes, stats = await _run_faults(kind, batch, via_map)
+    assert len(outcomes) == ITEMS
+    assert [o for i, o in enumerate(outcomes) if i != BAD] == [x for x in range(ITEMS) if x != BAD]
+    check(outcomes[BAD])
+    assert stats.failed == 1
+    assert (stats.restarts >= 1) == dies
+
+
+LOAD_FAULTS = [
+    (
+        "unpickling the call: exception",
+        workloads.FailsWhenLoaded,
+        _exception(ValueError, "cannot be loaded"),
+    ),
+    ("unpickling the call: crash", workloads.CrashesWhenLoaded, _exit_code(11)),
+]
+
+
+@pytest.mark.parametrize("via_map", [False, True], ids=["put", "map"])
+@pytest.mark.parametrize("batch", ["auto", 4])
+@pytest.mark.parametrize(
+    ("stage", "argument", "check"), LOAD_FAULTS, ids=[f[0] for f in LOAD_FAULTS]
+)
+async def test_an_argument_that_fails_to_load_in_the_worker_fails_alone(
+    anyio_backend: Any, stage: str, argument: type, check: Any, batch: Any, via_map: bool
+) -> None:
+    items: list[Any] = [*range(BAD), argument(), *range(BAD + 1, ITEMS)]
+    async with OrderedPipeline(workers=2, on_error="return", batch=batch) as pipe:
+        if via_map:
+            pipe.map(workloads.identity, items)
+        else:
+            for item in items:
+                await pipe.put(workloads.identity, item)
+            pipe.close()
+        outcomes = [outcome async for outcome in pipe]
+    assert [o for i, o in enumerate(outcomes) if i != BAD] == [x for x in range(ITEMS) if x != BAD]
+    check(outcomes[BAD])
+
+
+async def test_a_result_that_fails_to_load_in_the_parent_fails_in_place(
+    anyio_backend: Any,
+) -> None:
+    async with OrderedPipeline(workers=2, on_error="return", batch=1) as pipe:
+        await pipe.put(workloads.square, 2)
+        await pipe.put(workloads.raise_needs_two, None)
+        await pipe.put(workloads.square, 3)
+        pipe.close()
+        outcomes = [outcome async for outcome in pipe]
+    assert outcomes[0] == 4
+    assert outcomes[2] == 9
+    assert isinstance(outcomes[1], RuntimeError)
+    assert "could not be unpickled in the parent" in str(outcomes[1])
+
+
+async def test_crash_raises_at_its_position_with_on_error_raise(anyio_backend: Any) -> None:
+    kinds = ["ok", "ok", "os_exit", "ok"]
+    async with OrderedPipeline(workers=2) as pipe:
+        pipe.map(workloads.fault, range(4), kinds)
+        assert [await anext(pipe), await anext(pipe)] == [0, 1]
+        with pytest.raises(WorkerCrashedError) as caught:
+            await anext(pipe)
+        assert "inorder: item 2 failed" in "".join(caught.value.__notes__)
+        assert await anext(pipe) == 3
+
+
+@given(
+    kinds=st.lists(
+        st.sampled_from(
+            ["ok"] * 6 + ["raise", "exit", "os_exit", "sigkill", "bad_result", "crash_result"]
+        ),
+        min_size=1,
+        max_size=24,
+    ),
+    batch=st.sampled_from(["auto", 1, 3, 8]),
+    workers=st.integers(1, 2),
+)
+async def test_faults_anywhere_give_exactly_one_outcome_per_item_in_order(
+    anyio_backend: Any, kinds: list[str], batch: Any, workers: int
+) -> None:
+    expected_type = {
+        "raise": ValueError,
+        "exit": RuntimeError,
+        "os_exit": WorkerCrashedError,
+        "sigkill": WorkerCrashedError,
+        "bad_result": TypeError,
+        "crash_result": WorkerCrashedError,
+    }
+    async with OrderedPipeline(workers=workers, on_error="return", batch=batch) as pipe:
+        outcomes = [o async for o in pipe.map(workloads.fault, range(len(kinds)), kinds)]
+        stats = pipe.statistics()
+    assert len(outcomes) == len(kinds)
+    for x, (kind, outcome) in enumerate(zip(kinds, outcomes, strict=True)):
+        if kind == "ok":
+            assert outcome == x
+        else:
+            assert type(outcome) is expected_type[kind], (x, kind, outcome)
+    assert stats.yielded == len(kinds)
+    assert stats.failed == sum(kind != "ok" for kind in kinds)
+
+
+# -- timeouts --------------------------------------------------------------------------
+
+
+async def test_an_item_over_its_timeout_is_stopped_and_fails_in_place(anyio_backend: Any) -> None:
+    kinds = ["ok", "hang", "ok", "ok"]
+    with anyio.fail_after(30):  # the hanging item sleeps 600 s: only the timeout ends it
+        async with OrderedPipeline(workers=2, on_error="return", timeout=0.5) as pipe:
+            outcomes = [o async for o in pipe.map(workloads.fault, range(4), kinds)]
+            stats = pipe.statistics()
+    assert [outcomes[0], *outcomes[2:]] == [0, 2, 3]
+    error = outcomes[1]
+    assert isinstance(error, TaskTimeoutError)
+    assert isinstance(error, TimeoutError)
+    assert error.timeout == 0.5
+    assert "item 1 ran longer than the timeout of 0.5 s" in str(error)
+    assert (stats.timeouts, stats.restarts) == (1, 1)
+
+
+async def test_a_timeout_also_stops_the_processes_the_item_started(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    async with OrderedPipeline(workers=1, on_error="return", timeout=1.0) as pipe:
+        await pipe.put(workloads.spawn_child_then_sleep, 0, str(pid_file))
+        pipe.close()
+        [outcome] = [o async for o in pipe]
+    assert isinstance(outcome, TaskTimeoutError)
+    child = int(pid_file.read_text())
+    await wait_until(lambda: not alive({child}))
+
+
+async def test_timeout_does_not_touch_items_that_finish_in_time(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2, timeout=5) as pipe:
+        results = [r async for r in pipe.map(workloads.square, range(2000))]
+        stats = pipe.statistics()
+    assert results == [x * x for x in range(2000)]
+    assert (stats.timeouts, stats.restarts) == (0, 0)
+
+
+# -- retries ---------------------------------------------------------------------------
+
+
+async def test_retries_rerun_a_failing_item_in_its_place(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    folder = str(tmp_path)
+    failures = {0: 0, 1: 2, 2: 0, 3: 1, 4: 0}  # item -> attempts that fail before success
+    async with OrderedPipeline(workers=2, retries=2) as pipe:
+        for x, n in failures.items():
+            await pipe.put(workloads.flaky, x, folder, n)
+        pipe.close()
+        results = [r async for r in pipe]
+        stats = pipe.statistics()
+    assert results == list(failures)
+    assert [workloads.attempts(folder, x) for x in failures] == [n + 1 for n in failures.values()]
+    assert stats.retries == 3
+    assert stats.failed == 0
+
+
+async def test_an_item_failing_every_attempt_yields_its_last_error(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    folder = str(tmp_path)
+    async with OrderedPipeline(workers=2, retries=2, on_error="return") as pipe:
+        outcomes = [o async for o in pipe.map(workloads.flaky, [0, 1, 2], [folder] * 3, [0, 9, 0])]
+    assert outcomes[0] == 0
+    assert outcomes[2] == 2
+    assert isinstance(outcomes[1], KeyError)
+    assert "attempt 3 at item 1" in str(outcomes[1])
+    assert "failed 3 times" in "".join(outcomes[1].__notes__)
+    assert workloads.attempts(folder, 1) == 3
+
+
+async def test_retry_on_limits_retries_to_chosen_exceptions(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    folder = str(tmp_path)
+    async with OrderedPipeline(
+        workers=1, retries=3, retry_on=(ValueError,), on_error="return"
+    ) as pipe:
+        outcomes = [o async for o in pipe.map(workloads.flaky, [0], [folder], [1])]
+    assert isinstance(outcomes[0], KeyError)  # not a ValueError: not retried
+    assert workloads.attempts(folder, 0) == 1
+
+
+async def test_retries_cover_worker_crashes(anyio_backend: Any, tmp_path: Path) -> None:
+    folder = str(tmp_path)
+    async with OrderedPipeline(workers=2, retries=1) as pipe:
+        results = [
+            r
+            async for r in pipe.map(
+                workloads.flaky, range(6), [folder] * 6, [0, 0, 1, 0, 0, 0], ["crash"] * 6
+            )
+        ]
+        stats = pipe.statistics()
+    assert results == list(range(6))
+    assert workloads.attempts(folder, 2) == 2
+    assert (stats.retries, stats.restarts) == (1, 1)
+
+
+# -- worker set-up ----------------------------------------------------------------------
+
+
+async def test_initializer_runs_in_every_worker_before_items(anyio_backend: Any) -> None:
+    async with OrderedPipeline(
+        workers=2, initializer=workloads.remember, initargs=("ready",), max_tasks_per_child=3
+    ) as pipe:
+        results = [r async for r in pipe.map(workloads.initialized, range(12))]
+    assert results == ["ready"] * 12  # replacement workers are initialized too
+
+
+async def test_a_failing_initializer_fails_async_with(anyio_backend: Any) -> None:
+    with pytest.raises(
+        RuntimeError, match="the initializer given to the pipeline raised"
+    ) as caught:
+        async with OrderedPipeline(workers=1, initializer=workloads.fail_to_initialize):
+            pass
+    assert "the database is not there" in str(caught.value)
+
+
+async def test_max_tasks_per_child_replaces_workers(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2, max_tasks_per_child=2) as pipe:
+        pids = [r async for r in pipe.map(workloads.pid_of_worker, range(12))]
+        stats = pipe.statistics()
+    assert len(set(pids)) >= 6
+    assert all(pids.count(pid) <= 2 for pid in set(pids))
+    assert stats.restarts >= 4
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"timeout": 1.0}, {"initializer": print}, {"max_tasks_per_child": 5}],
+    ids=["timeout", "initializer", "max_tasks_per_child"],
+)
+def test_process_only_options_are_refused_for_threads(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="need\\(s\\) executor='process'"):
+        OrderedPipeline(executor="thread", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "text"),
+    [
+        ({"timeout": 0}, ValueError, "timeout must be a positive"),
+        ({"timeout": "1"}, TypeError, "timeout must be a number"),
+        ({"retries": -1}, ValueError, "retries must be 0 or more"),
+        ({"retry_on": "ValueError"}, TypeError, "retry_on must be an exception class"),
+        ({"initializer": 3}, TypeError, "initializer must be callable"),
+        ({"max_tasks_per_child": 0}, ValueError, "max_tasks_per_child must be at least 1"),
+    ],
+)
+def test_bad_reliability_options_are_refused(
+    options: dict[str, Any], error: type, text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        OrderedPipeline(**options)
+
+
+def test_reliability_errors_are_public() -> None:
+    assert issubclass(inorder.WorkerCrashedError, inorder.InorderError)
+    assert issubclass(inorder.TaskTimeoutError, inorder.InorderError)
+    assert issubclass(inorder.TaskTimeoutError, TimeoutError)
