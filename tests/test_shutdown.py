@@ -1,0 +1,156 @@
+"""Cancellation reaches the worker processes, and nothing outlives the parent.
+
+Items sleep 30 s or more here: leaving a pipeline must stop them, and the processes
+they started, within a second. A parent killed with SIGKILL, which runs no cleanup at
+all, must leave no worker behind either (the workers' lifeline, see _worker_process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+
+from inorder import OrderedPipeline
+
+from . import workloads
+from .helpers import alive, wait_until, worker_processes
+
+pytestmark = pytest.mark.anyio
+
+# The issue's bound for leaving a pipeline whose items are mid-way through long work.
+LEAVE_WITHIN_SECONDS = 1.0
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _children_recorded(folder: Path, count: int) -> set[int]:
+    await wait_until(lambda: len(list(folder.glob("*.pid"))) == count)
+    await wait_until(lambda: all(p.read_text() for p in folder.glob("*.pid")))
+    return _recorded_pids(folder)
+
+
+def _recorded_pids(folder: Path) -> set[int]:
+    return {int(p.read_text()) for p in folder.glob("*.pid")}
+
+
+async def test_leaving_early_stops_items_and_the_processes_they_started(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    before = worker_processes()
+    async with OrderedPipeline(workers=2) as pipe:
+        for i in range(2):
+            await pipe.put(workloads.spawn_child_then_sleep, i, str(tmp_path / f"{i}.pid"))
+        children = await _children_recorded(tmp_path, 2)
+        workers = worker_processes() - before - children
+        assert len(workers) == 2
+        started = time.monotonic()
+    took = time.monotonic() - started
+    assert alive(workers | children) == set()
+    assert took < LEAVE_WITHIN_SECONDS, f"leaving took {took:.2f} s"
+
+
+async def test_cancelling_the_consumer_stops_running_items_within_a_second(
+    anyio_backend: Any,
+) -> None:
+    before = worker_processes()
+    started = 0.0
+    with anyio.move_on_after(60) as scope:
+        async with OrderedPipeline(workers=2) as pipe:
+            for i in range(4):
+                await pipe.put(workloads.sleep_then_return, i, 30.0)
+            await wait_until(lambda: pipe.statistics().in_flight == 4)
+            workers = worker_processes() - before
+            started = time.monotonic()
+            scope.cancel()
+            await anext(pipe)
+    took = time.monotonic() - started
+    assert scope.cancelled_caught
+    assert alive(workers) == set()
+    assert took < LEAVE_WITHIN_SECONDS, f"leaving took {took:.2f} s"
+
+
+PARENT_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+import anyio, inorder
+from tests import workloads
+
+async def main():
+    async with inorder.OrderedPipeline(workers=2) as pipe:
+        for i in range(2):
+            pid_file = os.path.join({folder!r}, f"{{i}}.pid")
+            await pipe.put(workloads.spawn_child_then_sleep, i, pid_file)
+        print("running", flush=True)
+        async for _ in pipe:
+            pass
+
+if __name__ == "__main__":
+    anyio.run(main)
+"""
+
+
+def _start_parent(tmp_path: Path) -> subprocess.Popen[str]:
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(PARENT_SCRIPT.format(root=str(ROOT), folder=str(tmp_path))))
+    return subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _descendants(pid: int) -> set[int]:
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+
+
+async def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    parent = _start_parent(tmp_path)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "running"
+        children = await _children_recorded(tmp_path, 2)
+        everything = _descendants(parent.pid)  # forkserver, workers, the items' children
+        assert children <= everything
+        assert len(everything) >= 5
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        await wait_until(lambda: not alive(everything), limit=10)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()  # type: ignore[union-attr]
+        parent.stderr.close()  # type: ignore[union-attr]
+
+
+async def test_ctrl_c_stops_a_script_within_a_second_with_no_orphans(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    parent = _start_parent(tmp_path)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "running"
+        children = await _children_recorded(tmp_path, 2)
+        everything = _descendants(parent.pid)
+        assert children <= everything
+        started = time.monotonic()
+        os.kill(parent.pid, signal.SIGINT)
+        parent.wait(10)
+        took = time.monotonic() - started
+        _, stderr = parent.communicate()
+        assert "KeyboardInterrupt" in stderr
+        assert took < LEAVE_WITHIN_SECONDS, f"the script took {took:.2f} s to exit"
+        # The forkserver is multiprocessing's, shared per parent: it exits with it.
+        await wait_until(lambda: not alive(everything), limit=10)
+    finally:
+        parent.kill()
+        parent.wait()
