@@ -542,19 +542,3 @@ async def test_a_function_is_unpickled_once_per_worker_process(anyio_backend: An
     for pid, loads in results:
         loads_per_worker.setdefault(pid, set()).add(loads)
     assert all(loads == {1} for loads in loads_per_worker.values()), loads_per_worker
-
-
-async def test_exception_that_cannot_be_unpickled_in_the_parent_fails_in_place(
-    anyio_backend: Any,
-) -> None:
-    async with OrderedPipeline(workers=2, on_error="return") as pipe:
-        await pipe.put(workloads.square, 2)
-        await pipe.put(workloads.raise_needs_two, None)
-        await pipe.put(workloads.square, 3)
-        pipe.close()
-        results = await collect(pipe)
-    assert results[0] == 4
-    assert results[2] == 9
-    assert isinstance(results[1], RuntimeError)
-    assert "could not be unpickled in the parent" in str(results[1])
-    assert isinstance(results[1].__cause__, TypeError)

@@ -133,19 +133,26 @@ async def test_an_argument_that_fails_to_load_in_the_worker_fails_alone(
     check(outcomes[BAD])
 
 
-async def test_a_result_that_fails_to_load_in_the_parent_fails_in_place(
-    anyio_backend: Any,
+@pytest.mark.parametrize("batch", ["auto", 1, 4])
+async def test_an_outcome_that_fails_to_load_in_the_parent_fails_alone(
+    anyio_backend: Any, batch: Any
 ) -> None:
-    async with OrderedPipeline(workers=2, on_error="return", batch=1) as pipe:
-        await pipe.put(workloads.square, 2)
-        await pipe.put(workloads.raise_needs_two, None)
-        await pipe.put(workloads.square, 3)
+    functions = [workloads.square] * ITEMS
+    functions[BAD] = workloads.raise_needs_two  # its exception cannot be unpickled here
+    functions[BAD + 2] = workloads.returns_unloadable  # nor can this result
+    async with OrderedPipeline(workers=2, on_error="return", batch=batch) as pipe:
+        for x, fn in enumerate(functions):
+            await pipe.put(fn, x)
         pipe.close()
         outcomes = [outcome async for outcome in pipe]
-    assert outcomes[0] == 4
-    assert outcomes[2] == 9
-    assert isinstance(outcomes[1], RuntimeError)
-    assert "could not be unpickled in the parent" in str(outcomes[1])
+    good = [i for i in range(ITEMS) if i not in (BAD, BAD + 2)]
+    assert [outcomes[i] for i in good] == [i * i for i in good]
+    for i, what in ((BAD, "exception"), (BAD + 2, "result")):
+        assert isinstance(outcomes[i], RuntimeError)
+        assert f"the item's {what} could not be unpickled in the parent" in str(outcomes[i])
+    assert "TypeError: NeedsTwoArguments.__init__()" in str(outcomes[BAD])
+    assert isinstance(outcomes[BAD].__cause__, inorder.RemoteTraceback)  # where it raised
+    assert isinstance(outcomes[BAD + 2].__cause__, ValueError)  # why it did not load
 
 
 async def test_crash_raises_at_its_position_with_on_error_raise(anyio_backend: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -211,3 +212,21 @@ def print_lines(x: int, count: int, width: int) -> int:
     for i in range(count):
         print(f"<{x}:{i}:" + "x" * width + ">")
     return x
+
+
+def _load_only_in_a_worker(value: int) -> int:
+    if multiprocessing.parent_process() is None:  # the pipeline's own process
+        raise ValueError("this result refuses to load in the parent")
+    return value
+
+
+class LoadsOnlyInWorkers:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> object:
+        return (_load_only_in_a_worker, (self.value,))
+
+
+def returns_unloadable(x: int) -> object:
+    return {"nested": [LoadsOnlyInWorkers(x)]}

@@ -14,11 +14,14 @@ function by digest in each worker.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import io
 import pickle
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import cloudpickle
 
@@ -255,15 +258,161 @@ class LazyOutcomes(Outcomes):
         try:
             items: list[Any] = pickle.loads(self._blob)
         except Exception as exc:  # noqa: BLE001 - a user's __setstate__ may raise anything
-            error = RuntimeError(
-                f"the results of a batch of {self._count} item(s) could not be unpickled "
-                f"in the parent: {type(exc).__name__}: {exc}"
-            )
-            error.__cause__ = exc
-            items = [_worker.Failure(error, "<result unpickling>")] * self._count
-            self.failures = self._count
+            items = _salvage(self._blob, self._count, exc)
+            self.failures = sum(type(item) is _worker.Failure for item in items)
         self._blob = b""
         return items
+
+
+class _Unloadable:
+    """Stands in, while salvaging a batch, for an object that could not be unpickled.
+
+    It absorbs what the rest of the pickle does to it (calls, items, state), so the
+    objects around it still load.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Unloadable:
+        return self
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+    def add(self, item: Any) -> None:
+        pass
+
+    def update(self, items: Any) -> None:
+        pass
+
+
+class _SalvagingUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler, with each step that runs user code made to fail alone.
+
+    Only for the rare batch that ``pickle.loads`` refuses: it is many times slower.
+    """
+
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(
+        pickle._Unpickler.dispatch
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except Exception as exc:  # noqa: BLE001 - a missing module or class fails its items
+            return _Unloadable(exc)
+
+    def load_reduce(self) -> None:
+        stack = self.stack  # type: ignore[attr-defined]
+        args = stack.pop()
+        func = stack[-1]
+        try:
+            stack[-1] = func(*args)
+        except Exception as exc:  # noqa: BLE001 - the object's own constructor failed
+            stack[-1] = _Unloadable(exc)
+
+    def load_build(self) -> None:
+        try:
+            super().load_build()  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - __setstate__ failed; the state was popped
+            self.stack[-1] = _Unloadable(exc)  # type: ignore[attr-defined]
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()  # type: ignore[attr-defined]
+        cls = self.stack.pop()  # type: ignore[attr-defined]
+        try:
+            obj = cls.__new__(cls, *args)
+        except Exception as exc:  # noqa: BLE001 - __new__ failed, or cls is a stand-in
+            obj = _Unloadable(exc)
+        self.append(obj)  # type: ignore[attr-defined]
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()  # type: ignore[attr-defined]
+        args = self.stack.pop()  # type: ignore[attr-defined]
+        cls = self.stack.pop()  # type: ignore[attr-defined]
+        try:
+            obj = cls.__new__(cls, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - __new__ failed, or cls is a stand-in
+            obj = _Unloadable(exc)
+        self.append(obj)  # type: ignore[attr-defined]
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+
+
+def _salvage(blob: bytes, count: int, first_error: Exception) -> list[Any]:
+    """A batch's outcomes when ``pickle.loads`` failed: only the affected items fail."""
+    try:
+        items: list[Any] = _SalvagingUnpickler(io.BytesIO(blob)).load()
+        if not isinstance(items, list) or len(items) != count:
+            raise ValueError(f"expected a list of {count} outcomes")
+    except Exception:  # noqa: BLE001 - not salvageable: every item gets the first error
+        return [_unloadable_failure(first_error, None)] * count
+    return [_checked_outcome(item) for item in items]
+
+
+def _checked_outcome(item: Any) -> Any:
+    stand_in = _find_unloadable(item)
+    if stand_in is None:
+        return item
+    return _unloadable_failure(stand_in.error, item if type(item) is _worker.Failure else None)
+
+
+def _unloadable_failure(cause: BaseException, original: _worker.Failure | None) -> _worker.Failure:
+    what = "exception" if original is not None else "result"
+    error = RuntimeError(
+        f"the item's {what} could not be unpickled in the parent: "
+        f"{type(cause).__name__}: {cause}. Is its class importable here, and does it "
+        "unpickle without error?"
+    )
+    error.__cause__ = cause
+    if original is not None:
+        return _worker.Failure(error, original.function, original.traceback, original.pid)
+    return _worker.Failure(error, "<result unpickling>")
+
+
+# Objects never searched for stand-ins: they cannot hold one, or are shared by everything.
+_OPAQUE = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+)
+
+
+def _find_unloadable(root: Any) -> _Unloadable | None:
+    """A stand-in anywhere inside ``root``, found through the garbage collector's links."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if type(obj) is _Unloadable:
+            return obj
+        if id(obj) in seen or obj is None or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        todo.extend(gc.get_referents(obj))
+    return None
 
 
 class OutcomeSlice(Outcomes):
