@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # start recompiles it (3-6x slower start-up, see docs/design.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test bench lint typecheck format clean
+.PHONY: demo test bench soak lint typecheck format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
@@ -37,6 +37,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 ## bench: inorder against its peers on every workload; writes docs/performance.md (~30 min)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/suite.py
+
+## soak: 100k items with 1 % faults of every kind, retries off and on (~10 min, not in CI)
+soak: $(VENV)/.installed-runtime
+	$(BIN)/python benchmarks/soak.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests examples benchmarks

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import inorder
 from inorder import OrderedPipeline, TaskTimeoutError, WorkerCrashedError
+from inorder._retry import RetryPolicy
 
 from . import workloads
 from .helpers import alive, wait_until
@@ -284,6 +285,19 @@ async def test_retry_on_limits_retries_to_chosen_exceptions(
         outcomes = [o async for o in pipe.map(workloads.flaky, [0], [folder], [1])]
     assert isinstance(outcomes[0], KeyError)  # not a ValueError: not retried
     assert workloads.attempts(folder, 0) == 1
+
+
+def test_system_exit_is_retried_as_the_runtime_error_it_is_delivered_as() -> None:
+    policy = RetryPolicy(retries=1)
+    assert policy.should_retry(SystemExit(3), 1)
+    assert not policy.should_retry(SystemExit(3), 2)
+    assert not RetryPolicy(retries=1, retry_on=ValueError).should_retry(SystemExit(3), 1)
+
+
+@given(attempt=st.integers(0, 100))
+def test_retry_back_off_grows_and_stays_short(attempt: int) -> None:
+    policy = RetryPolicy(retries=100)
+    assert 0 <= policy.delay(attempt) <= policy.delay(attempt + 1) <= policy.backoff_max
 
 
 async def test_retries_cover_worker_crashes(anyio_backend: Any, tmp_path: Path) -> None:

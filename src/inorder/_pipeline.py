@@ -206,10 +206,11 @@ class OrderedPipeline:
         window: Most items accepted and not yet yielded (default 1024). ``put()`` waits
             while the window is full, so memory stays flat on endless streams; a slow
             item holds the stream back only once ``window`` items wait behind it.
-        executor: ``"process"`` (default; a process pool started with ``forkserver`` on
-            Linux, ``spawn`` elsewhere), ``"thread"`` (a thread pool: no pickling, but
-            Python code holds the GIL), or any ``concurrent.futures.Executor``, which the
-            pipeline uses but never shuts down.
+        executor: ``"process"`` (default; inorder's own process pool, which survives a
+            worker's crash; ``forkserver`` on Linux, ``spawn`` elsewhere), ``"thread"``
+            (a thread pool: no pickling, but Python code holds the GIL), or any
+            ``concurrent.futures.Executor``, which the pipeline uses but never shuts
+            down.
         ordered: ``False`` yields results as they complete instead (same bounds).
         on_error: What a failed item yields. ``"raise"`` (default): its exception is
             raised from the iteration at the item's position, with the worker's

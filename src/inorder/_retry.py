@@ -29,8 +29,16 @@ class RetryPolicy:
     backoff_max: float = RETRY_BACKOFF_MAX
 
     def should_retry(self, error: BaseException, failed_attempts: int) -> bool:
-        """Whether an item whose attempt number ``failed_attempts`` failed runs again."""
-        return failed_attempts <= self.retries and isinstance(error, self.retry_on)
+        """Whether an item whose attempt number ``failed_attempts`` failed runs again.
+
+        An item that raised ``SystemExit`` or another ``BaseException`` that is not an
+        ``Exception`` is delivered as a ``RuntimeError``, and retried as one too.
+        """
+        if failed_attempts > self.retries:
+            return False
+        if isinstance(error, self.retry_on):
+            return True
+        return not isinstance(error, Exception) and issubclass(RuntimeError, self.retry_on)
 
     def delay(self, failed_attempts: int) -> float:
         """Seconds to wait before the attempt after failed attempt ``failed_attempts``."""

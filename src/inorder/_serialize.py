@@ -304,9 +304,7 @@ class _SalvagingUnpickler(pickle._Unpickler):
     Only for the rare batch that ``pickle.loads`` refuses: it is many times slower.
     """
 
-    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(
-        pickle._Unpickler.dispatch
-    )
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
