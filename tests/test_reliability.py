@@ -8,13 +8,16 @@ Every test runs under pytest's per-test timeout, so a hang fails instead of stal
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import signal
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import inorder
@@ -167,11 +170,15 @@ async def test_crash_raises_at_its_position_with_on_error_raise(anyio_backend: A
         assert await anext(pipe) == 3
 
 
+FAULT_KINDS = ["raise", "exit", "os_exit", "sigkill", "segfault", "bad_result", "crash_result"]
+
+
+# Fewer examples than the default: each starts a pool and most crash workers or wait
+# out a timeout; 40 examples on each of 3 loops still cover every kind many times.
+@settings(max_examples=40)
 @given(
     kinds=st.lists(
-        st.sampled_from(
-            ["ok"] * 6 + ["raise", "exit", "os_exit", "sigkill", "bad_result", "crash_result"]
-        ),
+        st.sampled_from(["ok"] * 12 + [*FAULT_KINDS, "hang"]),
         min_size=1,
         max_size=24,
     ),
@@ -186,10 +193,13 @@ async def test_faults_anywhere_give_exactly_one_outcome_per_item_in_order(
         "exit": RuntimeError,
         "os_exit": WorkerCrashedError,
         "sigkill": WorkerCrashedError,
+        "segfault": WorkerCrashedError,
         "bad_result": TypeError,
         "crash_result": WorkerCrashedError,
+        "hang": TaskTimeoutError,
     }
-    async with OrderedPipeline(workers=workers, on_error="return", batch=batch) as pipe:
+    options: dict[str, Any] = {"timeout": 0.25} if "hang" in kinds else {}
+    async with OrderedPipeline(workers=workers, on_error="return", batch=batch, **options) as pipe:
         outcomes = [o async for o in pipe.map(workloads.fault, range(len(kinds)), kinds)]
         stats = pipe.statistics()
     assert len(outcomes) == len(kinds)
@@ -376,3 +386,18 @@ def test_reliability_errors_are_public() -> None:
     assert issubclass(inorder.WorkerCrashedError, inorder.InorderError)
     assert issubclass(inorder.TaskTimeoutError, inorder.InorderError)
     assert issubclass(inorder.TaskTimeoutError, TimeoutError)
+
+
+async def test_a_borrowed_process_pool_that_breaks_fails_its_items_without_hanging(
+    anyio_backend: Any,
+) -> None:
+    """Crash isolation is inorder's own pool's: a borrowed one breaks, as documented."""
+    kinds = ["ok", "ok", "ok", "os_exit", "ok", "ok"]
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as executor:
+        async with OrderedPipeline(executor=executor, on_error="return", batch=1) as pipe:
+            outcomes = [o async for o in pipe.map(workloads.fault, range(6), kinds)]
+    assert len(outcomes) == 6
+    assert isinstance(outcomes[3], BrokenProcessPool)
+    for x, outcome in enumerate(outcomes):
+        assert outcome == x or isinstance(outcome, BrokenProcessPool)
