@@ -39,6 +39,7 @@ and outcomes across the process boundary; ``_backends`` own the executors;
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import enum
 import functools
 import itertools
@@ -53,6 +54,7 @@ from typing import Any, Literal, NamedTuple, Self, TypedDict
 import anyio
 import anyio.lowlevel
 
+from . import _progress
 from ._backends import Backend
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
@@ -100,6 +102,7 @@ class PipelineOptions(TypedDict, total=False):
     initializer: Callable[..., Any] | None
     initargs: Iterable[Any]
     max_tasks_per_child: int | None
+    progress: bool
 
 
 class _State(enum.Enum):
@@ -234,6 +237,9 @@ class OrderedPipeline:
             ``async with`` raises; process executor only.
         max_tasks_per_child: A worker process is replaced after running this many
             items (batches are capped at this size); process executor only.
+        progress: Draw a live progress line on stderr (items done, rate, in flight,
+            buffered, failed) while the pipeline runs; only when stderr is a terminal.
+            Needs rich (``pip install 'inorder[progress]'``).
 
     In-flight work (items handed to the executor) is bounded separately from the
     window, at ``2 * workers`` executor calls, so every worker always has its next item
@@ -261,6 +267,7 @@ class OrderedPipeline:
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
         max_tasks_per_child: int | None = None,
+        progress: bool = False,
     ) -> None:
         self._workers = _check_workers(workers, executor)
         self._window: Window[_Waiter] = Window(_check_positive_int("window", window))
@@ -293,6 +300,11 @@ class OrderedPipeline:
         self._retried = 0
         self._delayed = 0  # items waiting out a retry back-off
         self._timers: set[anyio.CancelScope] = set()
+        if not isinstance(progress, bool):
+            raise TypeError(f"progress must be a bool, got {progress!r}")
+        if progress:
+            _progress.check_available()
+        self._progress = _progress.ProgressLine(self.statistics) if progress else None
         # The run the consumer is handing out: its outcomes, whether none is a failure,
         # the next index, and how many were settled (counted, window slots freed).
         self._run_start = 0
@@ -327,6 +339,8 @@ class OrderedPipeline:
         self._state = _State.OPEN
         try:
             await backend.start(self._bridge)
+            if self._progress is not None:
+                self._progress.start()
         except BaseException:
             self._state = _State.STOPPED
             with anyio.CancelScope(shield=True):
@@ -366,6 +380,8 @@ class OrderedPipeline:
             self._stopped.set()
 
     async def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
         self._refuse_waiters()
         self._wake_consumer()
         assert self._backend is not None
@@ -460,6 +476,28 @@ class OrderedPipeline:
         feeder = self._feeder = _Feeder()
         self._bridge.spawn(functools.partial(self._feed, key, iterables, feeder))
         return self
+
+    def _map_chunks(self, fn: Callable[..., Any], chunks: AsyncIterable[list[Any]]) -> Self:
+        """``map(fn, items)`` where ``chunks`` yields the items in lists.
+
+        For input that arrives in pieces of unknown size (the command line reads whatever
+        a read() returns): each list is accepted as soon as the window has room, so a
+        trickle of input is processed at once, a flood in bulk.
+        """
+        if self._feeder is not None:
+            raise RuntimeError("map() was already called on this pipeline; it carries one stream")
+        if self._state is not _State.OPEN:
+            raise self._closed_error("map()")
+        assert self._codec is not None
+        assert self._bridge is not None
+        key = self._codec.key(fn)
+        feeder = self._feeder = _Feeder()
+        self._bridge.spawn(functools.partial(self._feed_chunks, key, chunks, feeder))
+        return self
+
+    def _outcome_ready(self) -> bool:
+        """Whether the next ``__anext__`` has an outcome at hand (it may still be skipped)."""
+        return self._run_index < self._run_length or self._buffer.ready()
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -961,6 +999,45 @@ class OrderedPipeline:
                 await self._wait_for_slot()
             self._accept_many(key, shape, [row[0] if shape == ONE else tuple(row)])
 
+    async def _feed_chunks(
+        self, key: Any, chunks: AsyncIterable[list[Any]], feeder: _Feeder
+    ) -> None:
+        iterator = aiter(chunks)
+        try:
+            with feeder.cancel_scope:
+                try:
+                    async for chunk in iterator:
+                        await self._accept_chunk(key, chunk)
+                except PipelineClosedError:
+                    pass  # stopped while feeding: nothing more to read
+                except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
+                    await self._fail_input(exc)
+                else:
+                    self.close()
+        except Exception:  # a bug in inorder: the task must not fail silently, nor crash trio
+            logger.exception("the map() feeder task of an inorder pipeline failed")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close_iterators([iterator])
+            feeder.done.set()
+
+    async def _accept_chunk(self, key: Any, chunk: list[Any]) -> None:
+        """Accept a list of one-argument items as the window makes room for them."""
+        window = self._window
+        offset = 0
+        while offset < len(chunk):
+            if self._state is not _State.OPEN:
+                raise PipelineClosedError("the pipeline stopped accepting items")
+            wanted = len(chunk) - offset
+            free = window.try_acquire_many(wanted)
+            if not free:
+                await self._wait_for_slot()
+                free = 1 + window.try_acquire_many(wanted - 1)
+            self._accept_many(
+                key, ONE, chunk[offset : offset + free] if offset or free < wanted else chunk
+            )
+            offset += free
+
     async def _fail_input(self, exc: Exception) -> None:
         exc.add_note(
             f"inorder: map() stopped reading its input after {self._next_seq} item(s) "
@@ -1069,7 +1146,10 @@ def _as_exception(seq: int, failure: Failure) -> BaseException:
             f"item {seq} raised {type(error).__name__}({error}) in {failure.function}{where}"
         )
         wrapped.__cause__ = error
-        return wrapped
+        error = wrapped
+    # For consumers that need the item of an error yielded out of order (the CLI).
+    with contextlib.suppress(AttributeError, TypeError):
+        error._inorder_seq = seq  # type: ignore[attr-defined]
     return error
 
 

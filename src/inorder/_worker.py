@@ -119,7 +119,8 @@ def ping() -> int:
 
 
 def describe(fn: object) -> str:
-    """A short name for a callable, for error notes."""
+    """A short name for a callable, for error notes (a wrapper's ``__wrapped__`` one's)."""
+    fn = getattr(fn, "__wrapped__", fn)
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if name is None:
@@ -390,5 +391,15 @@ def _load_function(digest: bytes, blob: bytes, pid: int) -> Callable[..., Any] |
     return fn
 
 
+# Frames in this package are how an item was called, not where it failed.
+_PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+
+
 def _format(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
+    """The traceback as text, starting at the first frame outside inorder."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        if os.path.dirname(tb.tb_frame.f_code.co_filename) != _PACKAGE_DIRECTORY:
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))

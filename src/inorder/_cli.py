@@ -1,0 +1,417 @@
+"""The command line: ``inorder map`` (GNU ``parallel --keep-order`` for Python functions)
+and ``inorder spool`` (a folder other programs drop work into).
+
+Both are thin layers over ``OrderedPipeline``. Exit statuses: 0 done; 1 an item failed
+under ``--on-error raise``; 2 a usage error (bad option, bad ``MODULE:FUNC``, missing
+file), reported before any work; 130 interrupted (Ctrl-C); 141 the reader of stdout
+went away (``| head``), as for any Unix tool killed by SIGPIPE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import anyio
+import cloudpickle
+
+from . import __version__, _lines
+from ._errors import RemoteTraceback
+from ._pipeline import OrderedPipeline
+
+# Bytes asked of read() at a time. A read returns what is there (a pipe hands over what
+# was written so far), so a trickle of input is processed line by line, a file in bulk.
+READ_SIZE = 1 << 16
+
+# Output is written when the consumer is about to wait for results, or once this many
+# lines are pending: few write() calls on a fast stream, no delay on a slow one.
+WRITE_LINES = 4096
+
+# The default window of `inorder map`: lines are small, so a large window costs little
+# memory (about 100 bytes per line in flight) and lets batches grow for cheap functions.
+MAP_WINDOW = 16384
+
+ENCODING = "utf-8"
+ERRORS = "surrogateescape"  # bytes that are not UTF-8 pass through unchanged
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+
+
+class UsageError(Exception):
+    """A mistake in the command line, reported in one line with exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``inorder`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "map":
+            return _map_command(args)
+        from ._spool import spool_command
+
+        return spool_command(args)
+    except UsageError as exc:
+        print(f"inorder {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"inorder {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inorder",
+        description="Run a Python function over a stream in parallel worker processes, "
+        "keeping the input order.",
+    )
+    parser.add_argument("--version", action="version", version=f"inorder {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mapper = commands.add_parser(
+        "map",
+        help="call FUNC on every input line; print the results in input order",
+        description="Read lines from FILEs (or stdin), call FUNC(line) in worker processes, "
+        "and write the results to stdout in input order, one per line: a str as it is, "
+        "anything else as JSON. Failures go to stderr with their file and line number.",
+    )
+    mapper.add_argument(
+        "function", metavar="MODULE:FUNC", help="e.g. mymodule:clean or ./etl.py:clean"
+    )
+    mapper.add_argument(
+        "files", metavar="FILE", nargs="*", help="input files (default: stdin; - is stdin)"
+    )
+    mapper.add_argument(
+        "--jsonl", action="store_true", help="parse each line as JSON; write results as JSON"
+    )
+    _pipeline_options(mapper, window=MAP_WINDOW)
+    mapper.add_argument(
+        "--unordered",
+        action="store_true",
+        help="write results as they complete, not in input order",
+    )
+    mapper.add_argument(
+        "--on-error",
+        choices=["raise", "skip", "return"],
+        default="raise",
+        help="on a failed line: stop with status 1 after the results before it (raise, default); "
+        "drop it (skip); or write an error object in its place (return). All report on stderr.",
+    )
+
+    spooler = commands.add_parser(
+        "spool",
+        help="process files dropped into a folder",
+        description="Claim files matching PATTERN in DIR (moved to DIR/running/), run "
+        "FUNC(path) on each in worker processes in name order, then move each to DIR/done/ "
+        "with its result beside it (NAME.result), or to DIR/failed/ with its error "
+        "(NAME.error). Files left in running/ by a spool that died are taken back on start.",
+    )
+    spooler.add_argument("folder", metavar="DIR")
+    spooler.add_argument("--run", dest="function", metavar="MODULE:FUNC", required=True)
+    spooler.add_argument(
+        "--pattern", default="*.task", help="file names to take (default: *.task)"
+    )
+    spooler.add_argument(
+        "--once",
+        action="store_true",
+        help="process what is there, then exit (default: keep watching)",
+    )
+    _pipeline_options(spooler, window=None)
+    return parser
+
+
+def _pipeline_options(parser: argparse.ArgumentParser, window: int | None) -> None:
+    parser.add_argument(
+        "-j",
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: CPUs)",
+    )
+    if window is not None:
+        parser.add_argument(
+            "--window",
+            type=_positive_int,
+            default=window,
+            help=f"most lines in flight (default: {window})",
+        )
+    parser.add_argument(
+        "--batch", type=_batch, default="auto", help="items per worker call: auto (default) or N"
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=0,
+        help="run a failed item again up to N times",
+    )
+    parser.add_argument(
+        "--timeout", type=_positive_float, default=None, help="seconds an item may run"
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="live progress on stderr (needs rich)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _batch(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+# -- MODULE:FUNC ------------------------------------------------------------------------
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """The callable named by ``MODULE:FUNC``; MODULE is a dotted name or a ``.py`` path."""
+    module_name, colon, name = spec.rpartition(":")
+    if not colon or not module_name or not name:
+        raise UsageError(
+            f"expected MODULE:FUNC (e.g. mymodule:clean or ./etl.py:clean), got {spec!r}"
+        )
+    if module_name.endswith(".py") or os.sep in module_name:
+        module = _import_path(Path(module_name))
+    else:
+        module = _import_module(module_name)
+    target: Any = module
+    for part in name.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(f"{module_name} has no attribute {name!r}") from None
+    if not callable(target):
+        raise UsageError(f"{spec} is a {type(target).__qualname__}, not a function")
+    return target  # type: ignore[no-any-return]
+
+
+def _import_module(name: str) -> Any:
+    # Like `python -m`: modules in the current directory are importable, here and in
+    # the workers (which start with this process's sys.path).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise UsageError(f"cannot import module {name!r}: {exc}") from None
+        raise UsageError(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any error in the user's module is reported
+        raise UsageError(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _import_path(path: Path) -> Any:
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    name = f"_inorder_cli_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - any error in the user's file is reported
+        raise UsageError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    # Workers cannot import a module by file path: its functions travel by value.
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+# -- inorder map ------------------------------------------------------------------------
+
+
+class Sources:
+    """The input files, read in order as chunks of lines; knows where each line came from."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths) or ["-"]
+        self._starts: list[tuple[int, str]] = []  # (sequence number of its first line, name)
+        for path in self.paths:
+            if path != "-" and not os.access(path, os.R_OK):
+                reason = "no such file" if not os.path.exists(path) else "cannot read"
+                raise UsageError(f"{reason}: {path}")
+
+    def locate(self, seq: int) -> tuple[str, int]:
+        """The file name and line number (from 1) of input line ``seq``."""
+        name, first = "<stdin>", 0
+        for start, source in self._starts:
+            if start > seq:
+                break
+            name, first = source, start
+        return name, seq - first + 1
+
+    async def chunks(self) -> AsyncIterator[list[str]]:
+        seq = 0
+        for path in self.paths:
+            self._starts.append((seq, "<stdin>" if path == "-" else path))
+            fd = 0 if path == "-" else os.open(path, os.O_RDONLY)
+            try:
+                async for lines in _read_lines(fd):
+                    seq += len(lines)
+                    yield lines
+            finally:
+                if fd:
+                    os.close(fd)
+
+
+async def _read_lines(fd: int) -> AsyncIterator[list[str]]:
+    partial = b""
+    while True:
+        # In a thread: a read from a pipe or terminal may block; the event loop may not.
+        data = await anyio.to_thread.run_sync(os.read, fd, READ_SIZE, abandon_on_cancel=True)
+        if not data:
+            break
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            partial += data
+            continue
+        text = (partial + data[:cut]).decode(ENCODING, ERRORS)
+        partial = data[cut:]
+        lines = text.split("\n")
+        lines.pop()  # the empty string after the last newline
+        yield lines
+    if partial:
+        yield [partial.decode(ENCODING, ERRORS)]
+
+
+def _map_command(args: argparse.Namespace) -> int:
+    fn = load_function(args.function)
+    sources = Sources(args.files)
+    options: dict[str, Any] = {
+        "workers": args.workers,
+        "window": args.window,
+        "batch": args.batch,
+        "ordered": not args.unordered,
+        "on_error": "return",  # every failure comes back in place; the policy is ours
+        "retries": args.retries,
+        "timeout": args.timeout,
+        "progress": args.progress,
+    }
+    try:
+        OrderedPipeline(**options)  # option errors before any work, in one line
+    except (TypeError, ValueError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    line_function = _lines.LineFunction(fn, jsonl=args.jsonl)
+    writer = _Writer(sys.stdout.buffer)
+    try:
+        return _run(_map_stream, line_function, sources, options, args.on_error, writer)
+    except BrokenPipeError:
+        writer.abandon()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(fn: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
+    """Run ``fn(*args)`` in an event loop: uvloop when it is installed."""
+    try:
+        import uvloop  # noqa: F401 - the faster loop when it is installed
+    except ImportError:
+        return anyio.run(fn, *args)
+    return anyio.run(fn, *args, backend_options={"use_uvloop": True})
+
+
+async def _map_stream(
+    fn: _lines.LineFunction,
+    sources: Sources,
+    options: dict[str, Any],
+    on_error: str,
+    writer: _Writer,
+) -> int:
+    status = EXIT_OK
+    position = 0  # in ordered mode, an outcome's sequence number is its position
+    async with OrderedPipeline(**options) as pipe:
+        pipe._map_chunks(fn, sources.chunks())
+        async for outcome in pipe:
+            seq = position if options["ordered"] else getattr(outcome, "_inorder_seq", -1)
+            position += 1
+            if type(outcome) is str:
+                writer.add(outcome)
+            else:
+                writer.flush()
+                _report(sources, seq, outcome)
+                if on_error == "raise":
+                    status = EXIT_FAILED
+                    break
+                if on_error == "return":
+                    writer.add(_error_line(sources, seq, outcome))
+            if not pipe._outcome_ready():
+                writer.flush()
+    writer.flush()
+    return status
+
+
+class _Writer:
+    """Result lines gathered and written in few system calls."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= WRITE_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            data = ("\n".join(self._lines) + "\n").encode(ENCODING, ERRORS)
+            self._lines = []
+            self._out.write(data)
+            self._out.flush()
+
+    def abandon(self) -> None:
+        """The reader went away: drop what is left, and keep the exit quiet."""
+        self._lines = []
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._out.fileno())
+        os.close(devnull)
+
+
+def _report(sources: Sources, seq: int, error: BaseException) -> None:
+    name, line = sources.locate(seq) if seq >= 0 else ("?", 0)
+    where = f"{name}:{line}" if seq >= 0 else "a line"
+    lines = [f"inorder map: {where}: {type(error).__name__}: {error}"]
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback):
+        lines.append(cause.traceback_text.rstrip("\n"))
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+
+
+def _error_line(sources: Sources, seq: int, error: BaseException) -> str:
+    name, line = sources.locate(seq) if seq >= 0 else (None, None)
+    return json.dumps(
+        {
+            "error": {
+                "type": type(error).__name__,
+                "message": str(error),
+                "file": name,
+                "line": line,
+            }
+        },
+        ensure_ascii=False,
+    )
