@@ -14,12 +14,14 @@ import importlib
 import importlib.util
 import json
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
+import anyio.lowlevel
 import cloudpickle
 
 from . import __version__, _lines
@@ -51,7 +53,14 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inorder`` command."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    # argparse takes positionals only in the run before the first option, so
+    # `map FUNC -j 2 a.txt b.txt` leaves the files over: they are files all the same.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [arg for arg in extra if arg.startswith("-") and arg != "-"]
+    if unknown or (extra and args.command != "map"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.files = [*args.files, *extra]
     try:
         if args.command == "map":
             return _map_command(args)
@@ -280,10 +289,20 @@ class Sources:
 
 
 async def _read_lines(fd: int) -> AsyncIterator[list[str]]:
+    # A pipe or a terminal may keep us waiting: wait for data on the event loop, then
+    # read what is there. A regular file is always "ready" (and cannot be polled): read.
+    # No thread: one blocked in read() would outlive a Ctrl-C.
+    pollable = not stat.S_ISREG(os.fstat(fd).st_mode)
     partial = b""
     while True:
-        # In a thread: a read from a pipe or terminal may block; the event loop may not.
-        data = await anyio.to_thread.run_sync(os.read, fd, READ_SIZE, abandon_on_cancel=True)
+        if pollable:
+            try:
+                await anyio.wait_readable(fd)
+            except PermissionError:  # a device epoll refuses (/dev/null): always ready
+                pollable = False
+        else:
+            await anyio.lowlevel.checkpoint()
+        data = os.read(fd, READ_SIZE)
         if not data:
             break
         cut = data.rfind(b"\n") + 1
