@@ -22,9 +22,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
 	@touch $@
 
-## demo: stream the bundled sample texts through worker processes (word-count ETL)
+## demo: stream the bundled sample texts through worker processes (word-count ETL),
+## as a script and as a one-line `inorder map` command
 demo: $(VENV)/.installed-runtime
 	$(BIN)/python examples/wordcount.py
+	ls examples/data/*.txt | $(BIN)/inorder map examples/wordcount.py:top_words_of_file
 
 ## test: lint, format check, mypy --strict on src, then the test suite
 test: lint typecheck

@@ -6,6 +6,11 @@ in reading order, so when a file's marker arrives every chunk of that file has b
 merged: it writes that file's top words at once, while later files are still counting.
 
     python examples/wordcount.py [DATA_DIR] [--workers N] [--chunk-lines N]
+
+The same ETL as a one-line command, a file per input line (each file counted whole in
+one worker, results printed in input order):
+
+    ls examples/data/*.txt | inorder map examples/wordcount.py:top_words_of_file
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ def count_words(lines: list[str]) -> collections.Counter[str]:
     for line in lines:
         counts.update(w for w in WORD.findall(line.lower()) if w not in STOPWORDS)
     return counts
+
+
+def top_words_of_file(path: str, top: int = 5) -> str:
+    """For `inorder map`: one file's top words, as one line of output."""
+    with open(path) as text:
+        counts = count_words(text.readlines())
+    words = ", ".join(f"{word} {n}" for word, n in counts.most_common(top))
+    return f"{Path(path).stem}: {words}"
 
 
 @dataclass(frozen=True)

@@ -478,3 +478,14 @@ def test_spool_on_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     done = spool(tmp_path / "absent", "--once", log=tmp_path / "log")
     assert done.returncode == 2
     assert done.stderr == f"inorder spool: error: no such folder: {tmp_path / 'absent'}\n"
+
+
+def test_spool_pattern_chooses_the_files(tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    drop(folder, "a.job", "x")
+    drop(folder, "b.task", "x")
+    done = spool(folder, "--once", "--pattern", "*.job", log=tmp_path / "log")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "log").read_text().split() == ["a.job"]
+    assert (folder / "b.task").exists()
