@@ -5,7 +5,7 @@ Tiny items (``x + 1``) through 2 worker processes: ``await put()`` per item,
 ``run_in_executor`` per item (semaphore of 64) and ``multiprocessing.Pool.imap`` at
 chunksize 1024. Medians of 3 runs. The full peer suite is issue 3's ``make bench``.
 
-    python benchmarks/baseline.py [--items N] [--window N] [--loop asyncio|uvloop|trio]
+    python benchmarks/baseline.py [--items N] [--window auto|N] [--loop asyncio|uvloop|trio]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def inc(x: int) -> int:
     return x + 1
 
 
-WINDOW = inorder.OrderedPipeline().statistics().window
+WINDOW: int | str = "auto"  # the pipeline's default
 
 
 async def via_put(n: int) -> float:
@@ -108,7 +108,9 @@ def main() -> None:
     global WINDOW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--window", type=int, default=WINDOW)
+    parser.add_argument(
+        "--window", type=lambda text: text if text == "auto" else int(text), default=WINDOW
+    )
     parser.add_argument("--loop", choices=["asyncio", "uvloop", "trio"], default="asyncio")
     args = parser.parse_args()
     WINDOW = args.window

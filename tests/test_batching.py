@@ -5,14 +5,23 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from inorder import OrderedPipeline
 from inorder._batching import GROWTH, TARGET_BATCH_SECONDS, BatchSizer
+from inorder._window import (
+    AUTO_WINDOW_MAX,
+    AUTO_WINDOW_MIN_PER_WORKER,
+    AUTO_WINDOW_START,
+    WINDOW_BYTES,
+    WindowSizer,
+)
 
 from . import workloads
+from .helpers import wait_until
 
 costs = st.floats(min_value=1e-8, max_value=1.0, allow_nan=False)
 
@@ -113,3 +122,81 @@ async def test_fixed_batch_sizes_keep_order_and_markers(executor: str, batch: in
         if i % 9 == 8:
             expected.append(f"marker {i}")
     assert results == expected
+
+
+# -- the automatic window ------------------------------------------------------------------
+
+
+@given(
+    workers=st.integers(1, 64),
+    batches=st.lists(
+        st.tuples(st.booleans(), st.integers(1, 4096), st.integers(0, 1 << 30)), max_size=30
+    ),
+)
+def test_window_sizer_stays_within_its_bounds(
+    workers: int, batches: list[tuple[bool, int, int]]
+) -> None:
+    sizer = WindowSizer(workers)
+    low = min(AUTO_WINDOW_MAX, AUTO_WINDOW_MIN_PER_WORKER * workers)
+    for arguments, items, nbytes in batches:
+        if arguments:
+            sizer.observe_arguments(items, nbytes)
+        else:
+            sizer.observe_results(items, nbytes)
+        assert low <= sizer.capacity <= AUTO_WINDOW_MAX
+
+
+@given(small=st.integers(1, 1 << 20), factor=st.integers(2, 1000))
+def test_larger_items_never_get_a_larger_window(small: int, factor: int) -> None:
+    a, b = WindowSizer(2), WindowSizer(2)
+    a.observe_arguments(10, 10 * small)
+    b.observe_arguments(10, 10 * small * factor)
+    assert b.capacity <= a.capacity
+
+
+def test_window_sizer_shrinks_at_once_and_grows_gradually() -> None:
+    sizer = WindowSizer(2)
+    assert sizer.capacity == AUTO_WINDOW_START  # nothing measured yet
+    sizer.observe_arguments(1, 1 << 20)  # one 1 MiB item
+    assert sizer.capacity == WINDOW_BYTES // (1 << 20)
+    sizer.observe_arguments(100, 1000)  # then tiny ones
+    grown = sizer.capacity
+    assert WINDOW_BYTES // (1 << 20) < grown < AUTO_WINDOW_MAX
+    for _ in range(200):
+        sizer.observe_arguments(100, 1000)
+    assert sizer.capacity == AUTO_WINDOW_MAX
+
+
+async def test_tiny_items_grow_the_automatic_window(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2) as pipe:
+        assert pipe.statistics().window == AUTO_WINDOW_START
+        results = [r async for r in pipe.map(workloads.square, range(20_000))]
+        stats = pipe.statistics()
+    assert results == [x * x for x in range(20_000)]
+    assert stats.window == AUTO_WINDOW_MAX
+
+
+async def test_large_items_shrink_the_automatic_window(anyio_backend: Any) -> None:
+    """1 MiB arguments: the window holds about WINDOW_BYTES of them, not 1024."""
+    async with OrderedPipeline(workers=2) as pipe, anyio.create_task_group() as tasks:
+
+        async def produce() -> None:
+            for i in range(200):
+                # A new object each time: a repeated one is pickled (and held) once.
+                await pipe.put(len, bytes([i % 256]) * (1 << 20))
+            pipe.close()
+
+        tasks.start_soon(produce)
+        # Nobody consumes yet: the producer stops when the window is full.
+        await wait_until(lambda: pipe.statistics().queued + pipe.statistics().in_flight == 0)
+        await anyio.sleep(0.1)
+        stats = pipe.statistics()
+        assert stats.window <= WINDOW_BYTES // (1 << 20)
+        assert stats.accepted <= stats.window + 1
+        assert [r async for r in pipe] == [1 << 20] * 200
+
+
+async def test_a_fixed_window_stays_as_given(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2, window=100) as pipe:
+        assert [r async for r in pipe.map(workloads.square, range(5000))][-1] == 4999**2
+        assert pipe.statistics().window == 100

@@ -20,15 +20,28 @@ class WindowMachine(RuleBasedStateMachine):
         self.holding = 0  # slots held by producers that got in
         self.granted: int | None = None
         self.admitted_waiters: list[int] = []
+        self.over = 0  # slots held beyond capacity right after a shrink
 
     def _woken(self, waiter: int | None) -> None:
         if waiter is not None:
             assert self.granted is None, "two grants outstanding at once"
             self.granted = waiter
 
+    def _held(self) -> int:
+        return self.holding + (1 if self.granted is not None else 0)
+
     @rule(wanted=st.integers(1, 4))
     def arrive_in_bulk(self, wanted: int) -> None:
-        self.holding += self.window.try_acquire_many(wanted)
+        before = self._held()
+        taken = self.window.try_acquire_many(wanted)
+        self.holding += taken
+        assert taken == 0 or before + taken <= self.window.capacity
+
+    @rule(capacity=st.integers(1, 6))
+    def resize(self, capacity: int) -> None:
+        """The automatic window grows or shrinks while slots are held and producers wait."""
+        self._woken(self.window.resize(capacity))
+        self.over = max(0, self._held() - capacity)
 
     @rule()
     def arrive(self) -> None:
@@ -44,6 +57,7 @@ class WindowMachine(RuleBasedStateMachine):
     @rule()
     def consume(self) -> None:
         self.holding -= 1
+        self.over = max(0, self.over - 1)
         self._woken(self.window.release())
 
     @precondition(lambda self: self.granted is not None)
@@ -76,8 +90,9 @@ class WindowMachine(RuleBasedStateMachine):
 
     @invariant()
     def never_over_capacity(self) -> None:
-        held = self.holding + (1 if self.granted is not None else 0)
-        assert held == self.window.occupied <= self.window.capacity
+        # Over capacity only by what was held when it shrank, and only until released.
+        held = self._held()
+        assert held == self.window.occupied <= self.window.capacity + self.over
 
     @invariant()
     def first_come_first_served(self) -> None:
@@ -127,3 +142,20 @@ def test_capacity_must_be_positive(capacity: int) -> None:
 def test_release_without_holder_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="no slot occupied"):
         Window(2).release()
+
+
+def test_shrinking_below_the_occupied_slots_stops_admissions_until_released() -> None:
+    window: Window[str] = Window(4)
+    assert window.try_acquire_many(4) == 4
+    assert window.resize(2) is None
+    assert not window.try_acquire()
+    window.enqueue("a")
+    assert window.release_many(2) is None  # 2 held, capacity 2: still full
+    assert window.release() == "a"  # 1 held: room for "a"
+
+
+def test_growing_grants_a_waiter_at_once() -> None:
+    window: Window[str] = Window(1)
+    assert window.try_acquire()
+    window.enqueue("a")
+    assert window.resize(2) == "a"

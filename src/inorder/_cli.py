@@ -36,9 +36,6 @@ READ_SIZE = 1 << 16
 # lines are pending: few write() calls on a fast stream, no delay on a slow one.
 WRITE_LINES = 4096
 
-# The default window of `inorder map`: lines are small, so a large window costs little
-# memory (about 100 bytes per line in flight) and lets batches grow for cheap functions.
-MAP_WINDOW = 16384
 
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"  # bytes that are not UTF-8 pass through unchanged
@@ -100,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     mapper.add_argument(
         "--jsonl", action="store_true", help="parse each line as JSON; write results as JSON"
     )
-    _pipeline_options(mapper, window=MAP_WINDOW)
+    _pipeline_options(mapper, window=True)
     mapper.add_argument(
         "--unordered",
         action="store_true",
@@ -132,11 +129,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="process what is there, then exit (default: keep watching)",
     )
-    _pipeline_options(spooler, window=None)
+    _pipeline_options(spooler, window=False)
     return parser
 
 
-def _pipeline_options(parser: argparse.ArgumentParser, window: int | None) -> None:
+def _pipeline_options(parser: argparse.ArgumentParser, window: bool) -> None:
     parser.add_argument(
         "-j",
         "--workers",
@@ -144,15 +141,19 @@ def _pipeline_options(parser: argparse.ArgumentParser, window: int | None) -> No
         default=None,
         help="worker processes (default: CPUs)",
     )
-    if window is not None:
+    if window:
         parser.add_argument(
             "--window",
-            type=_positive_int,
-            default=window,
-            help=f"most lines in flight (default: {window})",
+            type=_auto_or_positive_int,
+            default="auto",
+            help="most lines read and not yet written: auto (default; sized by the bytes "
+            "of lines and results) or N",
         )
     parser.add_argument(
-        "--batch", type=_batch, default="auto", help="items per worker call: auto (default) or N"
+        "--batch",
+        type=_auto_or_positive_int,
+        default="auto",
+        help="items per worker call: auto (default) or N",
     )
     parser.add_argument(
         "--retries",
@@ -189,7 +190,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _batch(text: str) -> int | str:
+def _auto_or_positive_int(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
 

@@ -59,7 +59,7 @@ from ._backends import Backend
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
 from ._backends.thread import ThreadBackend
-from ._batching import BatchSizer
+from ._batching import MAX_BATCH_SIZE, BatchSizer
 from ._errors import PipelineClosedError, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._pool import WorkerDied
@@ -67,7 +67,7 @@ from ._reorder import ReorderBuffer
 from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
 from ._serialize import Codec, Outcomes, OutcomeSlice, Part, Prepared, SerializedFunction, resolve
 from ._stats import PipelineStatistics
-from ._window import Window
+from ._window import Window, WindowSizer
 from ._worker import ARGS, ISOLATE, ONE, Failure, describe
 
 logger = logging.getLogger("inorder")
@@ -75,9 +75,8 @@ logger = logging.getLogger("inorder")
 OnError = Literal["raise", "return", "skip"]
 ExecutorOption = Literal["process", "thread"] | concurrent.futures.Executor
 
-# Items accepted but not yet yielded. Bounds the parent's memory to about this many
-# arguments plus results; large enough that a slow item rarely stalls the stream.
-DEFAULT_WINDOW = 1024
+# window="auto" (the default): the window follows the pickled size of items, see
+# _window.WindowSizer. An int fixes it.
 
 # Executor calls outstanding per worker: one running, one waiting in the executor's
 # queue so the worker never idles while a result travels back. More only delays
@@ -85,13 +84,14 @@ DEFAULT_WINDOW = 1024
 DISPATCHES_PER_WORKER = 2
 
 BatchOption = int | Literal["auto"]
+WindowOption = int | Literal["auto"]
 
 
 class PipelineOptions(TypedDict, total=False):
     """Keyword options shared by ``OrderedPipeline`` and ``inorder.map``."""
 
     workers: int | None
-    window: int
+    window: WindowOption
     executor: ExecutorOption
     ordered: bool
     on_error: OnError
@@ -256,7 +256,7 @@ class OrderedPipeline:
         self,
         *,
         workers: int | None = None,
-        window: int = DEFAULT_WINDOW,
+        window: WindowOption = "auto",
         executor: ExecutorOption = "process",
         ordered: bool = True,
         on_error: OnError = "raise",
@@ -270,7 +270,12 @@ class OrderedPipeline:
         progress: bool = False,
     ) -> None:
         self._workers = _check_workers(workers, executor)
-        self._window: Window[_Waiter] = Window(_check_positive_int("window", window))
+        fixed_window = _check_window(window)
+        self._window_sizer: WindowSizer | None = None
+        if fixed_window is None:
+            self._window_sizer = WindowSizer(self._workers)
+            fixed_window = self._window_sizer.capacity
+        self._window: Window[_Waiter] = Window(fixed_window)
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
@@ -286,8 +291,6 @@ class OrderedPipeline:
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
         self._dispatches = 0
         self._sizer = BatchSizer(_check_batch(batch))
-        # A batch larger than the window's share of dispatches would leave workers idle.
-        self._sizer.limit_to(max(1, self._window.capacity // self._max_dispatches))
         self._timeout = _check_timeout(timeout)
         self._retry = RetryPolicy(
             _check_non_negative_int("retries", retries), check_retry_on(retry_on)
@@ -295,8 +298,9 @@ class OrderedPipeline:
         self._process_options = _check_process_options(
             executor, self._timeout, initializer, initargs, max_tasks_per_child
         )
-        if max_tasks_per_child is not None:
-            self._sizer.limit_to(max_tasks_per_child)
+        # A worker may not run more than max_tasks_per_child items, so no batch may either.
+        self._batch_cap = max_tasks_per_child or MAX_BATCH_SIZE
+        self._limit_batches()
         self._retried = 0
         self._delayed = 0  # items waiting out a retry back-off
         self._timers: set[anyio.CancelScope] = set()
@@ -684,6 +688,9 @@ class OrderedPipeline:
             on_done = functools.partial(self._job_done, runs, parts, attempts, count)
             try:
                 job = self._codec.job(parts, runs)
+                if self._window_sizer is not None and job.nbytes:
+                    self._window_sizer.observe_arguments(count, job.nbytes)
+                    self._resize_window()
                 future = self._bridge.submit(
                     self._backend.executor, job.function, job.args, on_done
                 )
@@ -693,6 +700,19 @@ class OrderedPipeline:
                 self._store(runs, Outcomes([Failure(exc, "<dispatch>")] * count, count))
                 continue
             self._futures.add(future)
+
+    def _resize_window(self) -> None:
+        """Follow the window sizer: grow or shrink the window and the batch cap with it."""
+        assert self._window_sizer is not None
+        capacity = self._window_sizer.capacity
+        if capacity != self._window.capacity:
+            self._wake(self._window.resize(capacity))
+            self._limit_batches()
+
+    def _limit_batches(self) -> None:
+        # A batch larger than the window's share of dispatches would leave workers idle.
+        share = self._window.capacity // self._max_dispatches
+        self._sizer.limit_to(max(1, min(share, self._batch_cap)))
 
     def _cut_batch(self, size: int) -> tuple[list[Part], list[tuple[int, int]], int]:
         """Take up to ``size`` queued items, oldest first, as parts and sequence runs.
@@ -763,6 +783,9 @@ class OrderedPipeline:
                 self._requeue(_items_of(runs, parts), isolated=True)
             else:
                 self._sizer.observe(count, seconds)
+                if self._window_sizer is not None and type(payload) is bytes:
+                    self._window_sizer.observe_results(count, len(payload))
+                    self._resize_window()
                 outcomes = self._codec.outcomes(payload, count, failures)
                 if failures and self._retry.retries:
                     self._store_or_retry(_items_of(runs, parts), attempts, outcomes)
@@ -1245,6 +1268,15 @@ def _check_workers(workers: object, executor: object) -> int:
                 return size
         return usable_cpu_count()
     return _check_positive_int("workers", workers)
+
+
+def _check_window(window: object) -> int | None:
+    """The ``window`` option as a fixed size, or ``None`` for the automatic window."""
+    if window == "auto":
+        return None
+    if isinstance(window, int) and not isinstance(window, bool):
+        return _check_positive_int("window", window)
+    raise TypeError(f"window must be 'auto' or an int, got {type(window).__qualname__} {window!r}")
 
 
 def _check_batch(batch: object) -> int | None:

@@ -42,6 +42,7 @@ class Job(NamedTuple):
 
     function: Callable[..., Any]
     args: tuple[Any, ...]
+    nbytes: int = 0  # the pickled size of its arguments (0: not pickled, or unknown)
 
 
 # An accepted call as it waits for dispatch, ``(key, shape, payload)``: items sharing
@@ -175,7 +176,8 @@ class PickleCodec:
             functions[key.digest] = key.blob
             blob, flagged = _dump_payloads(key.name, shape, payloads)
             segments.append((key.digest, shape, len(payloads), blob, flagged))
-        return Job(_worker.run_pickled, (functions, segments, runs))
+        nbytes = sum(len(segment[3]) for segment in segments)
+        return Job(_worker.run_pickled, (functions, segments, runs), nbytes)
 
     def outcomes(self, payload: bytes, count: int, failures: int) -> Outcomes:
         return LazyOutcomes(payload, count, failures)

@@ -43,7 +43,7 @@ class Window(Generic[W]):
     @property
     def occupied(self) -> int:
         """Slots taken, including one granted to a waiter that has not resumed yet."""
-        return self.capacity - self._free
+        return self.capacity - self._free  # may exceed capacity just after a shrink
 
     @property
     def waiting(self) -> int:
@@ -52,14 +52,14 @@ class Window(Generic[W]):
 
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody is ahead in the queue."""
-        if self._free and not self.queue and self._granted is None:
+        if self._free > 0 and not self.queue and self._granted is None:
             self._free -= 1
             return True
         return False
 
     def try_acquire_many(self, wanted: int) -> int:
         """Take up to ``wanted`` free slots now (none if anybody is queued); how many."""
-        if self.queue or self._granted is not None:
+        if self.queue or self._granted is not None or self._free <= 0:
             return 0
         taken = min(wanted, self._free)
         self._free -= taken
@@ -101,6 +101,18 @@ class Window(Generic[W]):
             self.queue.remove(waiter)
         return None
 
+    def resize(self, capacity: int) -> W | None:
+        """Change the number of slots. Returns a waiter granted a new slot, to be woken.
+
+        Shrinking below the slots occupied takes none back: admissions stop until enough
+        are released.
+        """
+        if capacity < 1:
+            raise ValueError(f"window capacity must be >= 1, got {capacity}")
+        self._free += capacity - self.capacity
+        self.capacity = capacity
+        return self._grant_next()
+
     def drain(self) -> list[W]:
         """Remove every queued waiter (the window is closing) and return them."""
         drained = list(self.queue)
@@ -112,8 +124,69 @@ class Window(Generic[W]):
         return drained
 
     def _grant_next(self) -> W | None:
-        if self._granted is None and self._free and self.queue:
+        if self._granted is None and self._free > 0 and self.queue:
             self._free -= 1
             self._granted = self.queue.popleft()
             return self._granted
         return None
+
+
+# The automatic window (window="auto"). It starts where a fixed default would, then holds
+# about WINDOW_BYTES of pickled arguments and results, measured as batches travel, within
+# [AUTO_WINDOW_MIN_PER_WORKER * workers, AUTO_WINDOW_MAX] items. Tiny items get a window
+# large enough for big batches (throughput); 1 MiB items get a few dozen (memory).
+AUTO_WINDOW_START = 1024
+AUTO_WINDOW_MAX = 16384
+AUTO_WINDOW_MIN_PER_WORKER = 4
+WINDOW_BYTES = 64 * 1024 * 1024
+
+# Weight of the newest batch in the running average of bytes per item. A batch of larger
+# items counts in full at once (the window shrinks at once); smaller ones pull the
+# average down gradually (the window grows over several batches).
+BYTES_SMOOTHING = 0.25
+
+
+class WindowSizer:
+    """Chooses the window's capacity from the pickled size of items (pure).
+
+    Arguments are measured when a batch is pickled for a worker, results when it comes
+    back; an item occupies the window from acceptance until the consumer takes it, so
+    it is charged both.
+    """
+
+    __slots__ = ("_arguments", "_maximum", "_minimum", "_results", "budget")
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        budget: int = WINDOW_BYTES,
+        maximum: int = AUTO_WINDOW_MAX,
+    ) -> None:
+        self.budget = budget
+        self._minimum = min(maximum, AUTO_WINDOW_MIN_PER_WORKER * workers)
+        self._maximum = maximum
+        self._arguments: float | None = None  # bytes per item
+        self._results: float | None = None
+
+    @property
+    def capacity(self) -> int:
+        if self._arguments is None and self._results is None:
+            return max(self._minimum, min(self._maximum, AUTO_WINDOW_START))
+        per_item = max(1.0, (self._arguments or 0.0) + (self._results or 0.0))
+        return max(self._minimum, min(self._maximum, int(self.budget / per_item)))
+
+    def observe_arguments(self, items: int, nbytes: int) -> None:
+        self._arguments = _average(self._arguments, items, nbytes)
+
+    def observe_results(self, items: int, nbytes: int) -> None:
+        self._results = _average(self._results, items, nbytes)
+
+
+def _average(current: float | None, items: int, nbytes: int) -> float | None:
+    if items < 1:
+        return current
+    newest = nbytes / items
+    if current is None or newest >= current:
+        return newest
+    return current + BYTES_SMOOTHING * (newest - current)
