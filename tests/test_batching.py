@@ -154,11 +154,20 @@ def test_larger_items_never_get_a_larger_window(small: int, factor: int) -> None
     assert b.capacity <= a.capacity
 
 
+def test_window_sizer_grows_only_once_results_were_measured() -> None:
+    sizer = WindowSizer(2)
+    sizer.observe_arguments(1000, 10_000)  # tiny arguments...
+    assert sizer.capacity == AUTO_WINDOW_START  # ...may still make big results
+    sizer.observe_results(1000, 10_000)
+    assert sizer.capacity == AUTO_WINDOW_MAX
+
+
 def test_window_sizer_shrinks_at_once_and_grows_gradually() -> None:
     sizer = WindowSizer(2)
     assert sizer.capacity == AUTO_WINDOW_START  # nothing measured yet
     sizer.observe_arguments(1, 1 << 20)  # one 1 MiB item
-    assert sizer.capacity == WINDOW_BYTES // (1 << 20)
+    assert sizer.capacity == max(WINDOW_BYTES // (1 << 20), AUTO_WINDOW_MIN_PER_WORKER * 2)
+    sizer.observe_results(1, 8)
     sizer.observe_arguments(100, 1000)  # then tiny ones
     grown = sizer.capacity
     assert WINDOW_BYTES // (1 << 20) < grown < AUTO_WINDOW_MAX

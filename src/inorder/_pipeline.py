@@ -47,7 +47,14 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Self, TypedDict
 
@@ -206,9 +213,11 @@ class OrderedPipeline:
 
     Args:
         workers: How many items run at once. Default: the CPUs this process may use.
-        window: Most items accepted and not yet yielded (default 1024). ``put()`` waits
-            while the window is full, so memory stays flat on endless streams; a slow
-            item holds the stream back only once ``window`` items wait behind it.
+        window: Most items accepted and not yet yielded. ``put()`` waits while the
+            window is full, so memory stays flat on endless streams; a slow item holds
+            the stream back only once ``window`` items wait behind it. ``"auto"``
+            (default) starts at 1024 and follows the pickled size of items to hold
+            about 32 MiB, between ``4 * workers`` and 16384 items; an int fixes it.
         executor: ``"process"`` (default; inorder's own process pool, which survives a
             worker's crash; ``forkserver`` on Linux, ``spawn`` elsewhere), ``"thread"``
             (a thread pool: no pickling, but Python code holds the GIL), or any
@@ -799,7 +808,7 @@ class OrderedPipeline:
         """A worker died with this batch: re-run the innocent, find and fail the culprit."""
         if not died.started:
             self._requeue(items)  # it never began: all innocent
-        elif died.index is not None:
+        elif died.index is not None and 0 <= died.index < len(items):
             culprit = items[died.index]
             self._requeue(items[: died.index] + items[died.index + 1 :])
             self._fail_or_retry(culprit, attempts, self._death_error(culprit, died))
@@ -957,22 +966,36 @@ class OrderedPipeline:
     ) -> None:
         iterators: list[Iterator[Any] | AsyncIterator[Any]] = []
         shape = ONE if len(iterables) == 1 else ARGS
+
+        async def read() -> None:
+            iterators.extend(
+                aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
+            )
+            if all(isinstance(it, Iterator) for it in iterators):
+                items: Iterator[Any] = (
+                    iterators[0]  # type: ignore[assignment]
+                    if shape == ONE
+                    else zip(*iterators, strict=False)
+                )
+                await self._feed_items(key, shape, items)
+            else:
+                await self._feed_items_async(key, shape, iterators)
+
+        await self._run_feeder(feeder, read, iterators)
+
+    async def _run_feeder(
+        self,
+        feeder: _Feeder,
+        read: Callable[[], Awaitable[None]],
+        iterators: list[Iterator[Any] | AsyncIterator[Any]],
+    ) -> None:
+        """Run a feeder task's ``read()``: input errors go to the consumer in place, the
+        pipeline closes when the input ends, and ``iterators`` are closed whatever happens.
+        """
         try:
             with feeder.cancel_scope:
                 try:
-                    iterators = [
-                        aiter(it) if isinstance(it, AsyncIterable) else iter(it)
-                        for it in iterables
-                    ]
-                    if all(isinstance(it, Iterator) for it in iterators):
-                        items: Iterator[Any] = (
-                            iterators[0]  # type: ignore[assignment]
-                            if shape == ONE
-                            else zip(*iterators, strict=False)
-                        )
-                        await self._feed_items(key, shape, items)
-                    else:
-                        await self._feed_items_async(key, shape, iterators)
+                    await read()
                 except PipelineClosedError:
                     pass  # stopped while feeding: nothing more to read
                 except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
@@ -1026,23 +1049,12 @@ class OrderedPipeline:
         self, key: Any, chunks: AsyncIterable[list[Any]], feeder: _Feeder
     ) -> None:
         iterator = aiter(chunks)
-        try:
-            with feeder.cancel_scope:
-                try:
-                    async for chunk in iterator:
-                        await self._accept_chunk(key, chunk)
-                except PipelineClosedError:
-                    pass  # stopped while feeding: nothing more to read
-                except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
-                    await self._fail_input(exc)
-                else:
-                    self.close()
-        except Exception:  # a bug in inorder: the task must not fail silently, nor crash trio
-            logger.exception("the map() feeder task of an inorder pipeline failed")
-        finally:
-            with anyio.CancelScope(shield=True):
-                await _close_iterators([iterator])
-            feeder.done.set()
+
+        async def read() -> None:
+            async for chunk in iterator:
+                await self._accept_chunk(key, chunk)
+
+        await self._run_feeder(feeder, read, [iterator])
 
     async def _accept_chunk(self, key: Any, chunk: list[Any]) -> None:
         """Accept a list of one-argument items as the window makes room for them."""

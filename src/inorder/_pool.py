@@ -48,7 +48,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import _logging, _worker, _worker_process
+from . import _logging, _wire, _worker, _worker_process
 from ._worker_process import DONE, ERROR, INIT_FAILED, LOG, READY, RETIRING, SKIPPED
 
 logger = logging.getLogger("inorder")
@@ -102,11 +102,17 @@ class PoolStopped(Exception):
 
 
 class _Job:
-    __slots__ = ("claimed", "data", "future", "id")
+    __slots__ = ("claimed", "future", "id", "parts", "size")
 
-    def __init__(self, job_id: int, data: bytes, future: concurrent.futures.Future[Any]) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        parts: list[bytes | memoryview],
+        future: concurrent.futures.Future[Any],
+    ) -> None:
         self.id = job_id
-        self.data = data
+        self.parts = parts  # the pipe messages that carry it (see _wire)
+        self.size = sum(len(part) for part in parts)
         self.future = future
         self.claimed = False  # its future is RUNNING: it can no longer be cancelled
 
@@ -201,14 +207,14 @@ class WorkerPool(concurrent.futures.Executor):
         if kwargs:
             raise TypeError("WorkerPool.submit() takes positional arguments only")
         job_id = next(self._job_ids)
-        data = pickle.dumps((job_id, fn, args), pickle.HIGHEST_PROTOCOL)
+        parts = _wire.encode((job_id, fn, args))
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
             if self._stopping or self._killing:
                 raise RuntimeError("cannot submit to an inorder worker pool that was shut down")
             if self._broken is not None:
                 raise self._broken
-            self._queue.append(_Job(job_id, data, future))
+            self._queue.append(_Job(job_id, parts, future))
             self._wake_locked()
         return future
 
@@ -346,7 +352,7 @@ class WorkerPool(concurrent.futures.Executor):
         try:
             while limit and conn.poll():
                 limit -= 1
-                self._handle(worker, pickle.loads(conn.recv_bytes()))
+                self._handle(worker, _wire.receive(conn))
         except (EOFError, OSError):
             worker.eof = True  # it is exiting: its sentinel reports when it is gone
 
@@ -493,7 +499,7 @@ class WorkerPool(concurrent.futures.Executor):
         worker.jobs.append(job)
         # If it died, _reap() finds the job unstarted and fails it as such.
         with contextlib.suppress(OSError):
-            worker.conn.send_bytes(job.data)
+            _wire.send_parts(worker.conn, job.parts)
 
     def _can_take(self, worker: _Worker, ahead: bool) -> bool:
         if not worker.ready or worker.retiring or worker.eof or worker.killed_for:
@@ -507,7 +513,7 @@ class WorkerPool(concurrent.futures.Executor):
         with self._lock:
             while self._queue:
                 job = self._queue[0]
-                if small_only and len(job.data) > PREFETCH_MAX_BYTES:
+                if small_only and job.size > PREFETCH_MAX_BYTES:
                     return None
                 self._queue.popleft()
                 if job.claimed or job.future.set_running_or_notify_cancel():
@@ -563,7 +569,7 @@ class WorkerPool(concurrent.futures.Executor):
         """Normal shutdown: every worker is idle; ask each to exit, then make sure."""
         for worker in self._workers.values():
             with contextlib.suppress(OSError):
-                worker.conn.send_bytes(pickle.dumps(None))
+                _wire.send_parts(worker.conn, _wire.encode(None))
         deadline = time.monotonic() + TERMINATE_GRACE_SECONDS * 10
         for worker in list(self._workers.values()):
             worker.process.join(max(0.0, deadline - time.monotonic()))

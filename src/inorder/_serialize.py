@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import cloudpickle
 
-from . import _worker
+from . import _wire, _worker
 
 # Serialised callables kept per pipeline. A hit saves the cloudpickle call (15-40 us for
 # a lambda); the cache keeps a reference to each callable so its id() cannot be reused.
@@ -121,7 +121,10 @@ class PickleCodec:
     own ``TypeError`` outcome while its neighbours run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, out_of_band: bool = False) -> None:
+        # out_of_band: large argument blobs are marked to cross the pipe raw (_wire);
+        # only inorder's own pool can carry them, not a borrowed executor.
+        self._out_of_band = out_of_band
         self._functions: OrderedDict[int, tuple[Callable[..., Any], SerializedFunction]] = (
             OrderedDict()
         )
@@ -177,6 +180,11 @@ class PickleCodec:
             blob, flagged = _dump_payloads(key.name, shape, payloads)
             segments.append((key.digest, shape, len(payloads), blob, flagged))
         nbytes = sum(len(segment[3]) for segment in segments)
+        if self._out_of_band:
+            segments = [
+                (digest, shape, count, _wire.out_of_band(blob), flagged)  # type: ignore[misc]
+                for digest, shape, count, blob, flagged in segments
+            ]
         return Job(_worker.run_pickled, (functions, segments, runs), nbytes)
 
     def outcomes(self, payload: bytes, count: int, failures: int) -> Outcomes:

@@ -132,13 +132,14 @@ class Window(Generic[W]):
 
 
 # The automatic window (window="auto"). It starts where a fixed default would, then holds
-# about WINDOW_BYTES of pickled arguments and results, measured as batches travel, within
+# about WINDOW_BYTES (32 MiB: what 1024 items of 32 KiB take) of pickled arguments and
+# results, measured as batches travel, within
 # [AUTO_WINDOW_MIN_PER_WORKER * workers, AUTO_WINDOW_MAX] items. Tiny items get a window
 # large enough for big batches (throughput); 1 MiB items get a few dozen (memory).
 AUTO_WINDOW_START = 1024
 AUTO_WINDOW_MAX = 16384
 AUTO_WINDOW_MIN_PER_WORKER = 4
-WINDOW_BYTES = 64 * 1024 * 1024
+WINDOW_BYTES = 32 * 1024 * 1024
 
 # Weight of the newest batch in the running average of bytes per item. A batch of larger
 # items counts in full at once (the window shrinks at once); smaller ones pull the
@@ -171,10 +172,16 @@ class WindowSizer:
 
     @property
     def capacity(self) -> int:
+        start = max(self._minimum, min(self._maximum, AUTO_WINDOW_START))
         if self._arguments is None and self._results is None:
-            return max(self._minimum, min(self._maximum, AUTO_WINDOW_START))
+            return start
         per_item = max(1.0, (self._arguments or 0.0) + (self._results or 0.0))
-        return max(self._minimum, min(self._maximum, int(self.budget / per_item)))
+        capacity = max(self._minimum, min(self._maximum, int(self.budget / per_item)))
+        if self._results is None:
+            # Tiny arguments say nothing of the results they make: grow only once
+            # results were measured too (shrinking on big arguments is always right).
+            capacity = min(capacity, start)
+        return capacity
 
     def observe_arguments(self, items: int, nbytes: int) -> None:
         self._arguments = _average(self._arguments, items, nbytes)

@@ -39,6 +39,8 @@ from typing import Any, cast
 
 import cloudpickle
 
+from . import _wire
+
 # Callables kept unpickled per worker. Big enough for any realistic mix of functions in
 # one stream; bounded so a stream of fresh lambdas cannot grow a worker without limit.
 FUNCTION_CACHE_SIZE = 256
@@ -189,7 +191,10 @@ def run_pickled(
     if _progress is not None:
         _progress[INDEX] = NOT_IN_ITEM  # a crash from here on is nobody's in particular
     blob, unpicklable = dump_outcomes(outcomes)
-    return blob, time.perf_counter() - started, failures + unpicklable
+    # In inorder's own workers a large blob crosses the pipe raw (see _wire); a borrowed
+    # executor pickles with protocols that cannot carry a PickleBuffer.
+    result = _wire.out_of_band(blob) if _progress is not None else blob
+    return result, time.perf_counter() - started, failures + unpicklable  # type: ignore[return-value]
 
 
 def current_seq() -> int | None:

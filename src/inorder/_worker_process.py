@@ -6,7 +6,7 @@ parent, which owns shutdown. A daemon thread holds the read end of a *lifeline* 
 write end only the parent has: when the parent dies, even by SIGKILL, the pipe reports
 end-of-file and the worker kills its whole group. No worker outlives its parent.
 
-Messages, each one pickle over the worker's own duplex pipe::
+Messages over the worker's own duplex pipe (framed by ``_wire``)::
 
     parent -> worker   (job_id, fn, args)       run fn(*args)
                        None                     exit
@@ -45,7 +45,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import _logging, _worker
+from . import _logging, _wire, _worker
 
 READY, INIT_FAILED, LOG, DONE, ERROR, SKIPPED, RETIRING = range(7)
 
@@ -67,9 +67,9 @@ def main(
     send_lock = threading.Lock()
 
     def send(message: Any) -> None:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        parts = _wire.encode(message)
         with send_lock:  # log records may come from the item's own threads
-            conn.send_bytes(data)
+            _wire.send_parts(conn, parts)
 
     _install_line_writers()
     _logging.install_in_worker(lambda record: send((LOG, record)), log_level)
@@ -98,7 +98,7 @@ def _serve(conn: Connection, gate: Any, send: Any, max_tasks: int | None) -> Non
     progress = _worker._progress
     while True:
         try:
-            message = pickle.loads(conn.recv_bytes())
+            message = _wire.receive(conn)
         except EOFError:
             return  # the parent closed the pipe
         if message is None:

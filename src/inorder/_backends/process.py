@@ -70,7 +70,7 @@ class ProcessBackend:
         return self._pool.timeouts
 
     def codec(self) -> Codec:
-        return PickleCodec()
+        return PickleCodec(out_of_band=True)
 
     async def start(self, bridge: LoopBridge) -> None:
         self._pool.start()
