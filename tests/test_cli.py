@@ -489,3 +489,13 @@ def test_spool_pattern_chooses_the_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "log").read_text().split() == ["a.job"]
     assert (folder / "b.task").exists()
+
+
+def test_an_input_that_fails_mid_way_is_one_line_and_status_1(tmp_path: Path) -> None:
+    folder = tmp_path / "a-directory"
+    folder.mkdir()  # os.read() on a directory: IsADirectoryError, after the open
+    done = inorder("map", f"{FUNCTIONS}:upper", str(folder))
+    assert done.returncode == 1
+    assert done.stderr.startswith("inorder map: error: ")
+    assert "Is a directory" in done.stderr
+    assert "Traceback" not in done.stderr
