@@ -475,7 +475,7 @@ class WorkerPool(concurrent.futures.Executor):
         idle = [w for w in self._workers.values() if self._can_take(w, ahead=False)]
         for thief in idle:
             for victim in self._workers.values():
-                if len(victim.jobs) > 1 and victim.jobs[-1].id not in victim.revoked:
+                if len(victim.jobs) > 1 and not victim.revoked:
                     job = victim.jobs[-1]
                     if self._revoke(victim, job):
                         self._send(thief, job)
@@ -503,6 +503,11 @@ class WorkerPool(concurrent.futures.Executor):
 
     def _can_take(self, worker: _Worker, ahead: bool) -> bool:
         if not worker.ready or worker.retiring or worker.eof or worker.killed_for:
+            return False
+        if worker.revoked:
+            # Its progress slot holds one revoked job id until the worker skips that
+            # job: revoking another meanwhile would overwrite it, and it would then run
+            # a job that another worker runs too.
             return False
         if not ahead:
             return not worker.jobs

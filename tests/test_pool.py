@@ -1,0 +1,55 @@
+"""The worker pool on its own: prefetched jobs stolen by idle workers run exactly once."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import random
+
+from inorder._pool import WorkerPool, _Job, _Worker
+
+from . import workloads
+
+
+def test_jobs_of_uneven_length_each_run_once_while_idle_workers_steal() -> None:
+    """Uneven jobs make workers fall idle while others hold a prefetched job: it is
+    revoked and given to the idle one, thousands of times here. Every job must finish
+    exactly once (a job run twice would fail the pool's manager thread)."""
+    rng = random.Random(7)
+    pool = WorkerPool(2, context=multiprocessing.get_context("forkserver"))
+    pool.start()
+    try:
+        pool.ready.result(timeout=30)
+        # Like the pipeline: at most two jobs per worker outstanding, so the pool's own
+        # queue is often empty and idle workers steal what waits in a busy one's pipe.
+        results: list[int] = []
+        outstanding: set[concurrent.futures.Future[int]] = set()
+        for i in range(3000):
+            if len(outstanding) == 4:
+                done, outstanding = concurrent.futures.wait(
+                    outstanding, timeout=60, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                results += [f.result() for f in done]
+            delay = rng.choice([0.0, 0.0, 0.0005, 0.002])
+            outstanding.add(pool.submit(workloads.sleep_then_return, i, delay))
+        results += [f.result(timeout=60) for f in outstanding]
+        assert sorted(results) == list(range(3000))
+    finally:
+        pool.kill()
+
+
+def test_a_worker_with_a_revoked_job_pending_takes_nothing_until_it_skips_it() -> None:
+    """The interleaving CI once hit: the worker's progress slot holds one revoked job id,
+    so a worker that has not yet skipped its revoked job must get no new job (which
+    could be revoked in turn, overwriting the id, and the first job would run twice)."""
+    pool = WorkerPool(2, context=multiprocessing.get_context("forkserver"))
+    worker = _Worker(0, process=None, conn=None, gate=None)  # type: ignore[arg-type]
+    worker.ready = True
+    revoked = _Job(7, [b""], concurrent.futures.Future())
+    worker.jobs.append(revoked)
+    worker.revoked.add(revoked.id)
+    assert not pool._can_take(worker, ahead=True)
+    assert not pool._can_take(worker, ahead=False)
+    worker.jobs.clear()
+    worker.revoked.clear()  # it answered SKIPPED
+    assert pool._can_take(worker, ahead=False)
