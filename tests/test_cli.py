@@ -10,9 +10,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+
+from .helpers import alive
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = "tests.cli_functions"
@@ -280,15 +283,7 @@ def test_ctrl_c_stops_it_within_a_second_with_no_orphans(tmp_path: Path) -> None
         assert process.stderr is not None
         assert process.stderr.read() == "inorder map: interrupted\n"
         assert took < 1.0, f"took {took:.2f} s"
-        wait_for(
-            lambda: (
-                not any(
-                    psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                    for pid in descendants
-                )
-            ),
-            limit=10,
-        )
+        wait_for(lambda: not alive(descendants), limit=10)
     finally:
         process.kill()
         process.wait()
@@ -311,6 +306,26 @@ def drop(folder: Path, name: str, text: str) -> None:
     staging = folder.parent / f".staging-{name}"
     staging.write_text(text)
     os.replace(staging, folder / name)
+
+
+def start_spool(folder: Path, *options: str, log: Path, **popen: Any) -> subprocess.Popen[str]:
+    """A spool running in the background (for tests that kill or interrupt it)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inorder",
+            "spool",
+            str(folder),
+            "--run",
+            f"{FUNCTIONS}:record",
+            *options,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SPOOL_LOG": str(log)},
+        text=True,
+        **popen,
+    )
 
 
 def spool(folder: Path, *options: str, log: Path) -> subprocess.CompletedProcess[str]:
@@ -384,21 +399,7 @@ def test_a_spool_killed_mid_way_is_taken_over_on_restart(tmp_path: Path) -> None
     for name in names:
         drop(folder, name, "sleep 0.3")
     log = tmp_path / "log"
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "inorder",
-            "spool",
-            str(folder),
-            "--run",
-            f"{FUNCTIONS}:record",
-            "-j",
-            "2",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "SPOOL_LOG": str(log)},
-    )
+    first = start_spool(folder, "-j", "2", log=log)
     try:
         done_dir = folder / "done"
         wait_for(
@@ -429,23 +430,7 @@ def test_a_watching_spool_takes_new_files_and_stops_on_ctrl_c(tmp_path: Path) ->
     folder = tmp_path / "inbox"
     folder.mkdir()
     log = tmp_path / "log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "inorder",
-            "spool",
-            str(folder),
-            "--run",
-            f"{FUNCTIONS}:record",
-            "-j",
-            "1",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "SPOOL_LOG": str(log)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_spool(folder, "-j", "1", log=log, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: (folder / "running").exists() and any((folder / "running").iterdir()))
         time.sleep(0.3)  # let it settle into waiting for events
@@ -457,15 +442,7 @@ def test_a_watching_spool_takes_new_files_and_stops_on_ctrl_c(tmp_path: Path) ->
         process.wait(10)
         assert time.monotonic() - started < 1.0
         assert process.returncode == 130
-        wait_for(
-            lambda: (
-                not any(
-                    psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                    for pid in descendants
-                )
-            ),
-            limit=10,
-        )
+        wait_for(lambda: not alive(descendants), limit=10)
         assert list((folder / "running").iterdir()) == []  # it gave back its claim folder
     finally:
         process.kill()

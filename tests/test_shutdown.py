@@ -111,17 +111,23 @@ def _descendants(pid: int) -> set[int]:
     return {p.pid for p in psutil.Process(pid).children(recursive=True)}
 
 
+async def _running_parent(parent: subprocess.Popen[str], tmp_path: Path) -> set[int]:
+    """Wait until the parent's items run and started their children; all its processes."""
+    assert parent.stdout is not None
+    assert parent.stdout.readline().strip() == "running"
+    children = await _children_recorded(tmp_path, 2)
+    everything = _descendants(parent.pid)  # forkserver, workers, the items' children
+    assert children <= everything
+    assert len(everything) >= 5
+    return everything
+
+
 async def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
     anyio_backend: Any, tmp_path: Path
 ) -> None:
     parent = _start_parent(tmp_path)
     try:
-        assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "running"
-        children = await _children_recorded(tmp_path, 2)
-        everything = _descendants(parent.pid)  # forkserver, workers, the items' children
-        assert children <= everything
-        assert len(everything) >= 5
+        everything = await _running_parent(parent, tmp_path)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         await wait_until(lambda: not alive(everything), limit=10)
@@ -137,11 +143,7 @@ async def test_ctrl_c_stops_a_script_within_a_second_with_no_orphans(
 ) -> None:
     parent = _start_parent(tmp_path)
     try:
-        assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "running"
-        children = await _children_recorded(tmp_path, 2)
-        everything = _descendants(parent.pid)
-        assert children <= everything
+        everything = await _running_parent(parent, tmp_path)
         started = time.monotonic()
         os.kill(parent.pid, signal.SIGINT)
         parent.wait(10)

@@ -366,14 +366,15 @@ async def _map_stream(
 ) -> int:
     status = EXIT_OK
     position = 0  # in ordered mode, an outcome's sequence number is its position
+    ordered = options["ordered"]
     async with OrderedPipeline(**options) as pipe:
         pipe._map_chunks(fn, sources.chunks())
         async for outcome in pipe:
-            seq = position if options["ordered"] else getattr(outcome, "_inorder_seq", -1)
             position += 1
             if type(outcome) is str:
                 writer.add(outcome)
             else:
+                seq = position - 1 if ordered else getattr(outcome, "_inorder_seq", -1)
                 writer.flush()
                 _report(sources, seq, outcome)
                 if on_error == "raise":

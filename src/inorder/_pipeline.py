@@ -1284,20 +1284,20 @@ def _check_workers(workers: object, executor: object) -> int:
 
 def _check_window(window: object) -> int | None:
     """The ``window`` option as a fixed size, or ``None`` for the automatic window."""
-    if window == "auto":
-        return None
-    if isinstance(window, int) and not isinstance(window, bool):
-        return _check_positive_int("window", window)
-    raise TypeError(f"window must be 'auto' or an int, got {type(window).__qualname__} {window!r}")
+    return _check_auto_or_size("window", window)
 
 
 def _check_batch(batch: object) -> int | None:
     """The ``batch`` option as a fixed size, or ``None`` for adaptive batching."""
-    if batch == "auto":
+    return _check_auto_or_size("batch", batch)
+
+
+def _check_auto_or_size(name: str, value: object) -> int | None:
+    if value == "auto":
         return None
-    if isinstance(batch, int) and not isinstance(batch, bool):
-        return _check_positive_int("batch", batch)
-    raise TypeError(f"batch must be 'auto' or an int, got {type(batch).__qualname__} {batch!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _check_positive_int(name, value)
+    raise TypeError(f"{name} must be 'auto' or an int, got {type(value).__qualname__} {value!r}")
 
 
 def _check_executor(executor: object) -> ExecutorOption:

@@ -245,10 +245,6 @@ class WorkerPool(concurrent.futures.Executor):
         for worker in list(self._workers.values()):
             _signal_group(worker, signal.SIGKILL)
 
-    def pids(self) -> list[int]:
-        """Process ids of the live workers (for tests and diagnostics)."""
-        return [w.pid for w in list(self._workers.values()) if w.process.is_alive()]
-
     def _wake_locked(self) -> None:
         if self._wake_pending or not self._close_wake_pipe.alive:
             return

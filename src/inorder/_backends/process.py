@@ -86,7 +86,3 @@ class ProcessBackend:
             await anyio.to_thread.run_sync(self._pool.kill)
         else:
             await anyio.to_thread.run_sync(self._pool.shutdown)
-
-    def pids(self) -> list[int]:
-        """Process ids of the live workers (for tests and diagnostics)."""
-        return self._pool.pids()
