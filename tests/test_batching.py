@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
+import threading
 from typing import Any
 
 import anyio
@@ -100,10 +102,46 @@ async def test_cheap_items_travel_in_growing_batches(executor: str) -> None:
 @pytest.mark.anyio
 async def test_slow_items_keep_batches_small(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2, window=64) as pipe:
-        results = [r async for r in pipe.map(workloads.sleep_then_return, range(12), [0.02] * 12)]
+        seconds = TARGET_BATCH_SECONDS * 2
+        results = [
+            r async for r in pipe.map(workloads.sleep_then_return, range(12), [seconds] * 12)
+        ]
         assert results == list(range(12))
-        # 20 ms per item is past the target batch time: one item per batch.
+        # Items slower than the target batch time go one per batch.
         assert pipe.statistics().batch_size == 1
+
+
+class _BatchRecorder(concurrent.futures.ThreadPoolExecutor):
+    """A borrowed thread pool that records how many items each call carries."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.sizes: list[int] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.sizes.append(sum(len(payloads) for _, _, payloads in args[0]))
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_once_input_ends_what_is_queued_is_shared_among_the_workers() -> None:
+    gate = threading.Event()
+
+    def held(x: int) -> int:
+        gate.wait(10)
+        return x
+
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, batch=100, executor=executor) as pipe:
+            for i in range(24):  # 4 calls of one item fill the dispatch slots
+                await pipe.put(held, i)
+            pipe.close()  # 20 items queued, and no more to come
+            gate.set()
+            assert [r async for r in pipe] == list(range(24))
+    assert executor.sizes[:4] == [1, 1, 1, 1]
+    assert sum(executor.sizes[4:]) == 20
+    # Without the sharing the first free worker would take all 20 while the other idles.
+    assert max(executor.sizes[4:]) <= 10
 
 
 @pytest.mark.anyio

@@ -2,11 +2,11 @@
 
 Pure code: no event loop in here.
 
-Every executor call costs a fixed round trip (150-175 us per call to a 2-process pool
-on the development machine, `python benchmarks/baseline.py`), so tiny items must travel
-in batches; but a batch is only as fast
-as its slowest item, and a big batch delays every result in it. The controller aims each
-batch at ``TARGET_BATCH_SECONDS`` of work, measured in the worker:
+Every executor call costs a fixed round trip in the parent (about 60 us of the parent's
+CPU on the development machine in a fast phase, 200 us in a slow one: one dispatch, one
+completion, two thread hops), so tiny items must travel in batches; but a batch is only
+as fast as its slowest item, and a big batch delays every result in it. The controller
+aims each batch at ``TARGET_BATCH_SECONDS`` of work, measured in the worker:
 
 * it starts at one item, so the first result comes back as soon as possible;
 * it grows by at most ``GROWTH`` per completed batch while items are cheap, so a burst
@@ -21,9 +21,11 @@ queued, up to the current size. Nothing here needs to know the length of the inp
 from __future__ import annotations
 
 # Work per batch the controller aims at. Streaming latency matters, unlike joblib's
-# 0.2-2 s for finite inputs: a few milliseconds amortise the round trip to ~3 % while
-# keeping each result's delay behind its batch small.
-TARGET_BATCH_SECONDS = 0.005
+# 0.2-2 s for finite inputs. The parent's CPU per round trip is taken from the same cores
+# the workers run on: at 5 ms it cost CPU-bound items 10-13 % of their throughput on 2
+# workers, at 20 ms 3-5 % (cpu and skew workloads, /tmp runs in the issue notes). Only a
+# backlog makes batches this long: items arriving one at a time go one at a time.
+TARGET_BATCH_SECONDS = 0.02
 
 # Growth factor per completed batch while items are cheaper than the target.
 GROWTH = 2.0

@@ -1,10 +1,12 @@
 """The few things the pipeline needs from the event loop that anyio does not offer.
 
-* Submitting to an executor with a completion callback that runs on the event-loop thread.
-  On asyncio (and uvloop) that is ``loop.run_in_executor`` plus a done-callback on the
-  asyncio future it returns; on trio, ``executor.submit`` plus a done-callback that hops
-  onto the loop with ``TrioToken.run_sync_soon``. Either way nothing polls and no thread
-  is parked per future; cancelling the returned future cancels a job that has not started.
+* Submitting to an executor with a completion callback that runs on the event-loop thread:
+  ``executor.submit`` plus a done-callback that hops onto the loop with
+  ``loop.call_soon_threadsafe`` (asyncio, uvloop) or ``TrioToken.run_sync_soon`` (trio).
+  Nothing polls and no thread is parked per future; cancelling the returned future
+  cancels a job that has not started. Not ``loop.run_in_executor``: it chains an asyncio
+  future to every executor future, which cost more than the hop itself (py-spy: 170 of
+  about 900 GIL-holding samples of the parent in a run of 3000 one-item calls).
 * Spawning a task that is owned by a pipeline rather than by a task group, so that a
   pipeline can be opened in one place and closed in another (``inorder.map`` starts on
   the first ``__anext__`` and stops in ``aclose()``) without violating cancel-scope
@@ -18,20 +20,12 @@ import concurrent.futures
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-
-class FutureLike(Protocol):
-    """What the pipeline uses of an executor future (asyncio's or concurrent.futures')."""
-
-    def cancel(self) -> bool: ...
-    def cancelled(self) -> bool: ...
-    def result(self) -> Any: ...
-    def exception(self) -> BaseException | None: ...
-
+FutureLike = concurrent.futures.Future[Any]
 
 Callback = Callable[[Any], None]
 
@@ -47,7 +41,9 @@ class LoopBridge:
         on_done: Callback,
     ) -> FutureLike:
         """Run ``fn(*args)`` in ``executor``; ``on_done(future)`` runs on the loop thread."""
-        raise NotImplementedError
+        future = executor.submit(fn, *args)
+        self.call_soon_when_done(future, on_done)
+        return future
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Start ``fn()`` as a task of its own. It must not raise."""
@@ -68,17 +64,6 @@ class _AsyncioBridge(LoopBridge):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def submit(
-        self,
-        executor: concurrent.futures.Executor,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        on_done: Callback,
-    ) -> FutureLike:
-        future = self._loop.run_in_executor(executor, fn, *args)
-        future.add_done_callback(on_done)
-        return future
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
         async def runner() -> None:
@@ -103,17 +88,6 @@ class _AsyncioBridge(LoopBridge):
 class _TrioBridge(LoopBridge):
     def __init__(self, token: Any) -> None:
         self._token = token
-
-    def submit(
-        self,
-        executor: concurrent.futures.Executor,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        on_done: Callback,
-    ) -> FutureLike:
-        future = executor.submit(fn, *args)
-        self.call_soon_when_done(future, on_done)
-        return future
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
         import trio

@@ -230,8 +230,9 @@ class OrderedPipeline:
             afterwards. ``"return"``: the exception object is yielded in place.
             ``"skip"``: the item is dropped and logged on the ``"inorder"`` logger.
         batch: Items per executor call. ``"auto"`` (default) starts at one item and
-            follows the measured cost of items toward a few milliseconds of work per
-            call; an int fixes the size.
+            follows the measured cost of items toward 20 ms of work per call (only
+            items already queued are batched: nothing waits for a batch to fill); an
+            int fixes the size.
         timeout: Seconds an item may run (each attempt). One that runs longer is
             stopped, its worker process killed with any process the item started and
             replaced, and it yields ``TaskTimeoutError`` at its position. Process
@@ -688,8 +689,13 @@ class OrderedPipeline:
         assert self._backend is not None
         assert self._codec is not None
         assert self._bridge is not None
+        size = self._sizer.size
+        if self._state is _State.CLOSED:
+            # No more input: share what is left among the workers, so that none idles
+            # at the end while another works through one full-size batch.
+            size = min(size, -(-self._queued // self._workers))
         while self._queued and self._dispatches < self._max_dispatches:
-            parts, runs, attempts = self._cut_batch(self._sizer.size)
+            parts, runs, attempts = self._cut_batch(size)
             count = sum(len(part.payloads) for part in parts)
             self._queued -= count
             self._dispatches += 1

@@ -13,7 +13,8 @@ futures, so the event-loop bridge treats it like any executor) and changes the r
                     └── reads ── shared progress array ◀──┘
 
 * Each worker has its own duplex pipe; the manager thread waits on all pipes, all process
-  sentinels and a wake-up pipe with one ``multiprocessing.connection.wait``. Nothing polls:
+  sentinels and a wake-up pipe with one selector, kept for the pool's life (not
+  ``multiprocessing.connection.wait``, which builds a new one per call). Nothing polls:
   with ``timeout`` set, the thread also wakes when the earliest running item may overrun.
 * A dead worker fails only its own jobs, with ``WorkerDied`` saying whether each job had
   started and which item was running (read from the progress array); a new worker takes
@@ -38,6 +39,8 @@ import multiprocessing.connection
 import multiprocessing.context
 import os
 import pickle
+import select
+import selectors
 import signal
 import threading
 import time
@@ -124,6 +127,7 @@ class _Worker:
         "gate",
         "jobs",
         "killed_for",
+        "poller",
         "process",
         "ready",
         "retiring",
@@ -144,6 +148,9 @@ class _Worker:
         self.retiring = False
         self.eof = False
         self.killed_for: tuple[int, int] | None = None  # (job id, item index) of a timeout
+        # Tells whether another message waits, with one syscall (conn.poll() builds a
+        # selector per call). The pool registers the pipe.
+        self.poller = select.poll()
 
     @property
     def pid(self) -> int:
@@ -190,6 +197,7 @@ class WorkerPool(concurrent.futures.Executor):
         self._stopping = False  # shutdown(): finish the queue, then let workers exit
         self._killing = False  # kill(): stop everything now
         self._workers: dict[int, _Worker] = {}
+        self._selector: selectors.BaseSelector | None = None  # the manager thread's
         self._job_ids = itertools.count(1)
         self._broken: BaseException | None = None
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -264,6 +272,14 @@ class WorkerPool(concurrent.futures.Executor):
     # -- the manager thread -------------------------------------------------------------
 
     def _manage(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        try:
+            self._run()
+        finally:
+            self._selector.close()
+
+    def _run(self) -> None:
         try:
             for slot in range(self.size):
                 self._spawn(slot)
@@ -293,26 +309,18 @@ class WorkerPool(concurrent.futures.Executor):
         if stopping and not self._queue and all(not w.jobs for w in self._workers.values()):
             self._release_idle_workers()
             return False
-        waitables: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
-        for worker in self._workers.values():
-            if not worker.eof:
-                waitables[worker.conn] = ("conn", worker)
-            waitables[worker.process.sentinel] = ("exit", worker)
-        ready = multiprocessing.connection.wait(list(waitables), self._next_check())
-        for item in ready:
-            kind, source = waitables[item]
+        assert self._selector is not None
+        events = [key.data for key, _ in self._selector.select(self._next_check())]
+        for kind, worker in events:
             if kind == "wake":
                 with self._lock:
                     self._wake_pending = False
                     os.read(self._wake_r, 4096)
             elif kind == "conn":
-                assert source is not None
-                self._read(source, READS_PER_TURN)
-        for item in ready:  # after reading: what a worker sent before it died counts
-            kind, source = waitables[item]
+                self._read(worker, READS_PER_TURN)
+        for kind, worker in events:  # after reading: what a worker sent before it died counts
             if kind == "exit":
-                assert source is not None
-                self._reap(source)
+                self._reap(worker)
         self._check_timeouts()
         self._assign()
         return True
@@ -341,16 +349,27 @@ class WorkerPool(concurrent.futures.Executor):
         )
         process.start()
         child_end.close()
-        self._workers[slot] = _Worker(slot, process, parent_end, gate)
+        worker = self._workers[slot] = _Worker(slot, process, parent_end, gate)
+        worker.poller.register(parent_end.fileno(), select.POLLIN)
+        assert self._selector is not None
+        self._selector.register(parent_end, selectors.EVENT_READ, ("conn", worker))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, ("exit", worker))
 
     def _read(self, worker: _Worker, limit: int) -> None:
         conn = worker.conn
         try:
-            while limit and conn.poll():
+            while limit and worker.poller.poll(0):
                 limit -= 1
                 self._handle(worker, _wire.receive(conn))
         except (EOFError, OSError):
             worker.eof = True  # it is exiting: its sentinel reports when it is gone
+            self._forget(worker.conn)
+
+    def _forget(self, fileobj: Any) -> None:
+        """Stop waiting on ``fileobj`` (a worker's pipe or sentinel)."""
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fileobj)
 
     def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -389,6 +408,8 @@ class WorkerPool(concurrent.futures.Executor):
         """A worker process ended: settle its jobs and put a new worker in its slot."""
         if not worker.eof:
             self._read(worker, -1)  # what it sent before it died (logs, finished jobs)
+        self._forget(worker.conn)
+        self._forget(worker.process.sentinel)
         worker.process.join()
         exitcode = worker.process.exitcode
         _signal_group(worker, signal.SIGKILL)  # processes its items started: orphans now
