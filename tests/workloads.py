@@ -230,3 +230,8 @@ class LoadsOnlyInWorkers:
 
 def returns_unloadable(x: int) -> object:
     return {"nested": [LoadsOnlyInWorkers(x)]}
+
+
+def describe_buffer(data: bytes | bytearray, tag: int = 0) -> tuple[str, int, int, int]:
+    """The type, size, first byte and tag of an argument, as the worker received it."""
+    return type(data).__name__, len(data), data[0], tag

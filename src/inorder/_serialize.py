@@ -125,6 +125,7 @@ class PickleCodec:
         # out_of_band: large argument blobs are marked to cross the pipe raw (_wire);
         # only inorder's own pool can carry them, not a borrowed executor.
         self._out_of_band = out_of_band
+        self._large_arguments = False  # whether large bytes arguments travel raw
         self._functions: OrderedDict[int, tuple[Callable[..., Any], SerializedFunction]] = (
             OrderedDict()
         )
@@ -175,15 +176,23 @@ class PickleCodec:
     def job(self, parts: Sequence[Part], runs: list[tuple[int, int]]) -> Job:
         functions: dict[bytes, bytes] = {}
         segments: list[_worker.WireSegment] = []
+        nbytes = 0
         for key, shape, payloads in parts:
             functions[key.digest] = key.blob
-            blob, flagged = _dump_payloads(key.name, shape, payloads)
-            segments.append((key.digest, shape, len(payloads), blob, flagged))
-        nbytes = sum(len(segment[3]) for segment in segments)
+            blob, flagged, buffers = _dump_payloads(
+                key.name, shape, payloads, raw_bytes=self._large_arguments
+            )
+            size = len(blob) + sum(len(buffer.raw()) for buffer in buffers)
+            nbytes += size
+            if self._out_of_band:
+                # Looking for large arguments costs a check per item: only worth it
+                # once the items were seen to be large on average.
+                self._large_arguments = size >= _wire.OUT_OF_BAND_BYTES * len(payloads)
+            segments.append((key.digest, shape, len(payloads), blob, flagged, buffers))
         if self._out_of_band:
             segments = [
-                (digest, shape, count, _wire.out_of_band(blob), flagged)  # type: ignore[misc]
-                for digest, shape, count, blob, flagged in segments
+                (digest, shape, count, _wire.out_of_band(blob), flagged, buffers)  # type: ignore[misc]
+                for digest, shape, count, blob, flagged, buffers in segments
             ]
         return Job(_worker.run_pickled, (functions, segments, runs), nbytes)
 
@@ -191,12 +200,24 @@ class PickleCodec:
         return LazyOutcomes(payload, count, failures)
 
 
-def _dump_payloads(name: str, shape: int, payloads: list[Any]) -> tuple[bytes, bool]:
-    """One pickle for a segment's payloads; unpicklable ones become BadArgument."""
+def _dump_payloads(
+    name: str, shape: int, payloads: list[Any], *, raw_bytes: bool = False
+) -> tuple[bytes, bool, list[pickle.PickleBuffer]]:
+    """One pickle for a segment's payloads; unpicklable ones become BadArgument.
+
+    ``raw_bytes``: ``bytes`` arguments of at least ``_wire.OUT_OF_BAND_BYTES`` are left
+    out of the pickle, returned as buffers to cross the pipe as they are: neither this
+    pickle nor the worker's unpickling copies them (1 MiB costs about a millisecond to
+    copy on the development machine).
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    if raw_bytes:
+        payloads = _with_raw_bytes(shape, payloads)
+    collect = buffers if raw_bytes else None
     try:
-        return cloudpickle.dumps(payloads, pickle.HIGHEST_PROTOCOL), False
+        return _dump(payloads, collect), False, buffers
     except Exception:  # noqa: BLE001 - find the culprits one by one, below
-        pass
+        buffers.clear()
     checked = []
     for payload in payloads:
         try:
@@ -205,7 +226,42 @@ def _dump_payloads(name: str, shape: int, payloads: list[Any]) -> tuple[bytes, b
             args, kwargs = _call_of(shape, payload)
             payload = _worker.BadArgument(str(_unpicklable_argument(name, args, kwargs, exc)))
         checked.append(payload)
-    return cloudpickle.dumps(checked, pickle.HIGHEST_PROTOCOL), True
+    return _dump(checked, collect), True, buffers
+
+
+def _dump(payloads: list[Any], buffers: list[pickle.PickleBuffer] | None) -> bytes:
+    """``payloads`` pickled; with ``buffers``, large read-only buffers are left out into it."""
+    if buffers is None:
+        return cloudpickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+    collected = buffers
+
+    def in_band(buffer: pickle.PickleBuffer) -> bool:
+        # A writable buffer (a numpy array, say) stays in: it would arrive read-only.
+        view = buffer.raw()
+        if view.readonly and len(view) >= _wire.OUT_OF_BAND_BYTES:
+            collected.append(buffer)
+            return False
+        return True
+
+    return cloudpickle.dumps(  # type: ignore[no-any-return]
+        payloads, pickle.HIGHEST_PROTOCOL, buffer_callback=in_band
+    )
+
+
+def _raw(value: Any) -> Any:
+    """A large ``bytes`` object wrapped to travel out of band; anything else as it is."""
+    if type(value) is bytes and len(value) >= _wire.OUT_OF_BAND_BYTES:
+        return pickle.PickleBuffer(value)
+    return value
+
+
+def _with_raw_bytes(shape: int, payloads: list[Any]) -> list[Any]:
+    if shape == _worker.ARGS:
+        return [tuple(_raw(arg) for arg in payload) for payload in payloads]
+    # ONE payloads are the argument; PICKLED ones are a bytes pickle of the call.
+    if shape in (_worker.ONE, _worker.PICKLED):
+        return [_raw(payload) for payload in payloads]
+    return payloads
 
 
 def _call_of(shape: int, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

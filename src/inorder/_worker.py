@@ -7,8 +7,9 @@ A batch is a list of *segments*: consecutive items that share a function and a c
 shape. Wire format of a process batch (built by ``_serialize.PickleCodec``)::
 
     functions: {digest: cloudpickle bytes}            each callable once per batch
-    segments:  [(digest, shape, count, payloads, flagged), ...]
+    segments:  [(digest, shape, count, payloads, flagged, buffers), ...]
                payloads: one pickle of the segment's list of arguments
+               buffers: its large ``bytes`` arguments, out of band (pickle protocol 5)
     returns:   (pickled [outcome, ...], seconds of work)
 
 Shapes: ``ONE`` calls ``fn(x)``, ``ARGS`` calls ``fn(*args)``, ``KWARGS`` calls
@@ -50,7 +51,7 @@ _functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
 # Call shapes: how a segment's payloads are applied to its function.
 ONE, ARGS, KWARGS, PICKLED = 0, 1, 2, 3
 
-WireSegment = tuple[bytes, int, int, bytes, bool]
+WireSegment = tuple[bytes, int, int, bytes, bool, list[Any]]
 
 # A worker's slot in the shared progress array: the job it runs, the index of the item it
 # runs within that job (NOT_IN_ITEM between items), when that item started
@@ -164,7 +165,7 @@ def run_pickled(
     items_run += count
     outcomes: list[Any] = []
     failures = 0
-    for digest, shape, count, blob, flagged in segments:
+    for digest, shape, count, blob, flagged, buffers in segments:
         if _progress is not None:
             # Loading the function and the arguments is no item's own work: a crash
             # here makes every item of the batch a suspect, to be re-run alone.
@@ -175,7 +176,7 @@ def run_pickled(
             failures += count
             continue
         try:
-            payloads = pickle.loads(blob)
+            payloads = pickle.loads(blob, buffers=buffers)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
             if _progress is not None and len(outcomes) + count > 1:
                 return b"", time.perf_counter() - started, ISOLATE
