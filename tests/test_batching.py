@@ -13,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inorder import OrderedPipeline
-from inorder._batching import GROWTH, TARGET_BATCH_SECONDS, BatchSizer
+from inorder._batching import (
+    GROWTH,
+    MAX_BATCH_SIZE,
+    REMEMBERED_FUNCTIONS,
+    TARGET_BATCH_SECONDS,
+    BatchSizer,
+    BatchSizers,
+)
 from inorder._window import (
     AUTO_WINDOW_MAX,
     AUTO_WINDOW_MIN_PER_WORKER,
@@ -111,16 +118,89 @@ async def test_slow_items_keep_batches_small(anyio_backend: Any) -> None:
         assert pipe.statistics().batch_size == 1
 
 
+def test_each_function_has_its_own_batch_size() -> None:
+    sizers = BatchSizers()
+    cheap, costly = object(), object()
+    for _ in range(20):
+        sizers.of(cheap).observe(sizers.of(cheap).size, 1e-7)
+    assert sizers.of(cheap).size == MAX_BATCH_SIZE
+    assert sizers.of(costly).size == 1  # a new function starts at one item
+    assert sizers.size == 1  # statistics report the function used last
+    sizers.limit_to(8)
+    assert sizers.of(cheap).size == 8
+    assert sizers.of(object()).size == 1
+    assert BatchSizers(5).of(cheap).size == 5
+
+
+def test_remembered_functions_are_bounded() -> None:
+    sizers = BatchSizers()
+    functions = [object() for _ in range(REMEMBERED_FUNCTIONS + 10)]
+    for function in functions:
+        sizers.of(function).observe(1, 1e-7)
+    assert len(sizers._sizers) == REMEMBERED_FUNCTIONS
+    assert sizers.of(functions[-1]).size == 2  # the newest are remembered
+    assert sizers.of(functions[0]).size == 1  # the oldest were forgotten
+
+
 class _BatchRecorder(concurrent.futures.ThreadPoolExecutor):
-    """A borrowed thread pool that records how many items each call carries."""
+    """A borrowed thread pool that records the function and item count of each call."""
 
     def __init__(self) -> None:
         super().__init__(2)
-        self.sizes: list[int] = []
+        self.calls: list[tuple[Any, int]] = []
+
+    @property
+    def sizes(self) -> list[int]:
+        return [count for _, count in self.calls]
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        self.sizes.append(sum(len(payloads) for _, _, payloads in args[0]))
+        for function, _, payloads in args[0]:
+            self.calls.append((function, len(payloads)))
         return super().submit(fn, *args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_an_idle_pipeline_sends_the_first_of_many_items_alone() -> None:
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
+            for i in range(3000):  # cheap: batches grow
+                await pipe.put(workloads.square, i)
+            assert [await anext(pipe) for _ in range(3000)] == [i * i for i in range(3000)]
+            assert max(executor.sizes) > 16
+            before = len(executor.calls)
+            # The pipeline is idle and 100 items arrive at once: the first result is
+            # awaited, so the first item must not wait for batch-mates.
+            results = [r async for r in pipe.map(workloads.square, range(100))]
+    assert results == [i * i for i in range(100)]
+    assert executor.sizes[before] == 1
+    assert max(executor.sizes[before:]) > 1
+
+
+@pytest.mark.anyio
+async def test_a_function_not_seen_yet_starts_with_one_item_batches() -> None:
+    gate = threading.Event()
+
+    def held(x: int) -> int:
+        gate.wait(10)
+        return x
+
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
+            for i in range(3000):  # cheap: batches grow
+                await pipe.put(workloads.square, i)
+            assert [await anext(pipe) for _ in range(3000)] == [i * i for i in range(3000)]
+            for i in range(4):  # fill the dispatch slots, so what follows queues
+                await pipe.put(held, i)
+            for i in range(40):
+                await pipe.put(workloads.square, i)
+            for i in range(40):
+                await pipe.put(workloads.add, i, 1)
+            gate.set()  # not closed: the input may go on, so no end-of-input sharing
+            results = [await anext(pipe) for _ in range(84)]
+    assert results == [0, 1, 2, 3] + [i * i for i in range(40)] + [i + 1 for i in range(40)]
+    adds = [count for function, count in executor.calls if function is workloads.add]
+    # The add items queued behind the squares do not ride in a batch sized for squares.
+    assert adds[0] == 1
 
 
 @pytest.mark.anyio

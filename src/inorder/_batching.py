@@ -20,6 +20,8 @@ queued, up to the current size. Nothing here needs to know the length of the inp
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 # Work per batch the controller aims at. Streaming latency matters, unlike joblib's
 # 0.2-2 s for finite inputs. The parent's CPU per round trip is taken from the same cores
 # the workers run on: at 5 ms it cost CPU-bound items 10-13 % of their throughput on 2
@@ -78,3 +80,52 @@ class BatchSizer:
             self._size = min(int(ideal), grown, self._limit)
         else:
             self._size = max(1, int(ideal))
+
+
+# Functions whose batch sizes are remembered; a stream of fresh lambdas cannot grow this.
+REMEMBERED_FUNCTIONS = 256
+
+
+class BatchSizers:
+    """A ``BatchSizer`` per function: the cost of items is a property of their function.
+
+    A function the pipeline has not run yet starts at one item, whatever the functions
+    before it cost: cheap warm-up calls must not make the first batch of an expensive
+    function large (its first result would wait for the whole batch).
+    """
+
+    __slots__ = ("_fixed", "_last", "_limit", "_sizers")
+
+    def __init__(self, fixed: int | None = None) -> None:
+        if fixed is not None and fixed < 1:
+            raise ValueError(f"a fixed batch size must be at least 1, got {fixed}")
+        self._fixed = fixed
+        self._limit = MAX_BATCH_SIZE
+        self._sizers: OrderedDict[int, tuple[object, BatchSizer]] = OrderedDict()
+        self._last = BatchSizer(fixed)
+
+    @property
+    def size(self) -> int:
+        """The batch size of the function used most recently."""
+        return self._last.size
+
+    def of(self, function: object) -> BatchSizer:
+        """The sizer for ``function`` (compared by identity), new ones at one item."""
+        entry = self._sizers.get(id(function))
+        if entry is not None and entry[0] is function:
+            self._sizers.move_to_end(id(function))
+            sizer = entry[1]
+        else:
+            sizer = BatchSizer(self._fixed, limit=self._limit)
+            self._sizers[id(function)] = (function, sizer)
+            if len(self._sizers) > REMEMBERED_FUNCTIONS:
+                self._sizers.popitem(last=False)
+        self._last = sizer
+        return sizer
+
+    def limit_to(self, limit: int) -> None:
+        """Lower (or raise) every sizer's ceiling, and that of sizers made later."""
+        self._limit = max(1, limit)
+        self._last.limit_to(self._limit)
+        for _, sizer in self._sizers.values():
+            sizer.limit_to(self._limit)

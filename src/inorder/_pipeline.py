@@ -66,7 +66,7 @@ from ._backends import Backend
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
 from ._backends.thread import ThreadBackend
-from ._batching import MAX_BATCH_SIZE, BatchSizer
+from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._errors import PipelineClosedError, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._pool import WorkerDied
@@ -300,7 +300,7 @@ class OrderedPipeline:
         self._futures: set[FutureLike] = set()
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
         self._dispatches = 0
-        self._sizer = BatchSizer(_check_batch(batch))
+        self._sizers = BatchSizers(_check_batch(batch))
         self._timeout = _check_timeout(timeout)
         self._retry = RetryPolicy(
             _check_non_negative_int("retries", retries), check_retry_on(retry_on)
@@ -601,7 +601,7 @@ class OrderedPipeline:
             failed=self._failed,
             workers=self._workers,
             window=self._window.capacity,
-            batch_size=self._sizer.size,
+            batch_size=self._sizers.size,
             restarts=self._backend.restarts if self._backend is not None else 0,
             retries=self._retried,
             timeouts=self._backend.timeouts if self._backend is not None else 0,
@@ -689,13 +689,15 @@ class OrderedPipeline:
         assert self._backend is not None
         assert self._codec is not None
         assert self._bridge is not None
-        size = self._sizer.size
-        if self._state is _State.CLOSED:
-            # No more input: share what is left among the workers, so that none idles
-            # at the end while another works through one full-size batch.
-            size = min(size, -(-self._queued // self._workers))
+        # No more input: share what is left among the workers, so that none idles at
+        # the end while another works through one full-size batch.
+        share = -(-self._queued // self._workers) if self._state is _State.CLOSED else None
         while self._queued and self._dispatches < self._max_dispatches:
-            parts, runs, attempts = self._cut_batch(size)
+            # With nothing in flight someone may be waiting for the next result: it goes
+            # alone, so it is not held up by batch-mates; the other workers take full
+            # batches meanwhile.
+            size = self._sizers.of(self._pending[0].key).size if self._in_flight else 1
+            parts, runs, attempts = self._cut_batch(size if share is None else min(size, share))
             count = sum(len(part.payloads) for part in parts)
             self._queued -= count
             self._dispatches += 1
@@ -727,7 +729,7 @@ class OrderedPipeline:
     def _limit_batches(self) -> None:
         # A batch larger than the window's share of dispatches would leave workers idle.
         share = self._window.capacity // self._max_dispatches
-        self._sizer.limit_to(max(1, min(share, self._batch_cap)))
+        self._sizers.limit_to(max(1, min(share, self._batch_cap)))
 
     def _cut_batch(self, size: int) -> tuple[list[Part], list[tuple[int, int]], int]:
         """Take up to ``size`` queued items, oldest first, as parts and sequence runs.
@@ -742,10 +744,17 @@ class OrderedPipeline:
             return [part], [(head.start, len(head.payloads))], head.attempts
         parts: list[Part] = []
         runs: list[tuple[int, int]] = []  # (start, count), merged where consecutive
+        taken = 0
         while size and pending:
             segment = pending[0]
             if segment.isolated:
                 break
+            if parts and segment.key is not parts[-1].key:
+                # Another function: its own batch size caps the batch, so that its items
+                # do not fill a batch sized for cheaper ones.
+                size = min(size, self._sizers.of(segment.key).size - taken)
+                if size <= 0:
+                    break
             available = len(segment.payloads) - segment.offset
             take = min(size, available)
             if take == available:
@@ -764,6 +773,7 @@ class OrderedPipeline:
             else:
                 runs.append((start, take))
             size -= take
+            taken += take
         return parts, runs, 0
 
     def _job_done(
@@ -797,7 +807,7 @@ class OrderedPipeline:
             if failures == ISOLATE:  # its arguments could not be unpickled as one
                 self._requeue(_items_of(runs, parts), isolated=True)
             else:
-                self._sizer.observe(count, seconds)
+                self._sizers.of(parts[0].key).observe(count, seconds)
                 if self._window_sizer is not None and type(payload) is bytes:
                     self._window_sizer.observe_results(count, len(payload))
                     self._resize_window()
