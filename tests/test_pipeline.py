@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -598,3 +600,54 @@ def test_out_of_band_arguments_leave_the_pickle_and_writable_buffers_stay() -> N
     blob, _, buffers = _dump_payloads("f", ONE, [big], raw_bytes=False)
     assert buffers == []
     assert len(blob) > len(big)
+
+
+# -- iteration ------------------------------------------------------------------------------
+
+
+async def test_a_loop_left_early_goes_on_in_the_next_loop(executor: str) -> None:
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        pipe.map(workloads.square, range(50))
+        first = []
+        async for result in pipe:
+            first.append(result)
+            if len(first) == 10:
+                break
+        assert await anext(pipe) == 100  # anext() shares the loop's state
+        rest = [r async for r in pipe]
+    assert [*first, 100, *rest] == [i * i for i in range(50)]
+
+
+async def test_iteration_goes_on_after_a_failure_is_raised(executor: str) -> None:
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        pipe.map(workloads.fail_if, range(6), [frozenset({2})] * 6)
+        seen: list[int] = []
+
+        async def read_into_seen() -> None:
+            async for result in pipe:
+                seen.append(result)
+
+        with pytest.raises(ValueError, match="2"):
+            await read_into_seen()
+        seen += [r async for r in pipe]
+    assert seen == [0, 1, 3, 4, 5]
+
+
+async def test_leaving_loops_early_leaves_no_unfinished_generator_behind(
+    anyio_backend: Any,
+) -> None:
+    """trio warns (ResourceWarning) about async generators collected unfinished."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with OrderedPipeline(workers=1, executor="thread") as pipe:
+            pipe.map(workloads.square, range(10))
+            async for _ in pipe:
+                break
+        stream = inorder.map(workloads.square, range(10), workers=1, executor="thread")
+        async with stream:
+            async for _ in stream:
+                break
+        del pipe, stream
+        gc.collect()
+        await anyio.sleep(0.01)  # trio finalizes collected generators in a task
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
-from ._pipeline import OrderedPipeline, PipelineOptions, _check_map_arguments
+from ._pipeline import (
+    OrderedPipeline,
+    PipelineOptions,
+    _check_map_arguments,
+    close_suspended,
+    is_suspended_or_new,
+)
 from ._stats import PipelineStatistics
 
 T = TypeVar("T")
@@ -34,9 +40,22 @@ class MapStream(Generic[T]):
         self._iterables = iterables
         self._started = False
         self._finished = False
+        self._results: AsyncGenerator[T, None] | None = None
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncIterator[T]:
+        # The pipeline's own generator, told to start the pipeline first and close it at
+        # the end: one generator step per item, not this class's __anext__ around the
+        # pipeline's. Kept, like the pipeline's, so a loop left early can go on.
+        if not is_suspended_or_new(self._results):
+            self._results = self._pipeline._iterate(self._begin, self.aclose)
+        return self._results  # type: ignore[return-value]
+
+    async def _begin(self) -> bool:
+        if self._finished:
+            return False
+        if not self._started:
+            await self._start()
+        return True
 
     async def __anext__(self) -> T:
         if self._finished:
@@ -54,6 +73,7 @@ class MapStream(Generic[T]):
         """Stop the workers and discard what is pending. Safe to call more than once."""
         self._finished = True
         await self._pipeline.aclose()
+        await close_suspended(self._results)
 
     async def __aenter__(self) -> Self:
         if not self._started:

@@ -46,8 +46,10 @@ import itertools
 import logging
 import os
 import signal
+import types
 from collections import deque
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -56,7 +58,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self, TypedDict
+from typing import Any, Literal, NamedTuple, Self, TypedDict, cast
 
 import anyio
 import anyio.lowlevel
@@ -334,6 +336,7 @@ class OrderedPipeline:
         self._failed = 0
         self._consumer_event: anyio.Event | None = None
         self._feeder: _Feeder | None = None
+        self._results: AsyncGenerator[Any, None] | None = None  # see __aiter__
         self._backend: Backend | None = None
         self._codec: Codec | None = None
         self._bridge: LoopBridge | None = None
@@ -413,6 +416,7 @@ class OrderedPipeline:
                 self._feeder.cancel_scope.cancel()
                 await self._feeder.done.wait()
             await self._backend.stop(abandon=abandon)
+            await close_suspended(self._results)
 
     def close(self) -> None:
         """No more items: iteration ends once every accepted item has been yielded.
@@ -515,8 +519,42 @@ class OrderedPipeline:
 
     # -- consuming ----------------------------------------------------------------------
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncIterator[Any]:
+        """The results, in order, as an async generator that the pipeline keeps.
+
+        ``async for`` drives an async generator with less work per item than
+        ``__anext__`` (no coroutine per item); the pipeline holds on to it, so leaving a
+        loop early and starting another goes on where the first stopped, and closes it
+        when the pipeline stops. ``anext(pipe)`` works too, on the same state.
+        """
+        if not is_suspended_or_new(self._results):  # none yet, or it ended (raised)
+            self._results = self._iterate()
+        return self._results  # type: ignore[return-value]
+
+    async def _iterate(
+        self,
+        begin: Callable[[], Awaitable[bool]] | None = None,
+        end: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Yield outcomes as ``__anext__`` would. ``begin()`` runs first and may decline
+        (nothing is yielded); ``end()`` runs once the stream is exhausted."""
+        if begin is not None and not await begin():
+            return
+        while True:
+            index = self._run_index
+            if index < self._clean_end:  # the fast path, as in __anext__
+                self._run_index = index + 1
+                if self._waiters:
+                    self._settle()
+                yield self._run[index]
+                continue
+            try:
+                outcome = await self._next_slow()
+            except StopAsyncIteration:
+                break
+            yield outcome
+        if end is not None:
+            await end()
 
     async def __anext__(self) -> Any:
         index = self._run_index
@@ -1202,6 +1240,24 @@ def _as_exception(seq: int, failure: Failure) -> BaseException:
     with contextlib.suppress(AttributeError, TypeError):
         error._inorder_seq = seq  # type: ignore[attr-defined]
     return error
+
+
+def is_suspended_or_new(results: AsyncGenerator[Any, None] | None) -> bool:
+    """Whether a results generator exists and has not ended."""
+    return (
+        results is not None
+        and cast("types.AsyncGeneratorType[Any, None]", results).ag_frame is not None
+    )
+
+
+async def close_suspended(results: AsyncGenerator[Any, None] | None) -> None:
+    """Close a results generator that is suspended at a yield (a loop left early) now,
+    rather than when it is collected: trio warns about async generators collected before
+    they were exhausted. One that is running ends by itself."""
+    if is_suspended_or_new(results):
+        generator = cast("types.AsyncGeneratorType[Any, None]", results)
+        if not generator.ag_running:
+            await generator.aclose()
 
 
 async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) -> None:
