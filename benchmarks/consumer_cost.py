@@ -1,8 +1,9 @@
 """The consumer's own cost per item: ``async for`` over a run of ready results.
 
 Fills the pipeline's current run by hand (no workers involved) and times ``async for``
-over it, next to a bare class-based async iterator: the floor any per-item async
-consumer pays.
+over it, next to a bare class-based async iterator (the floor of a per-item
+``__anext__``) and a plain ``for`` over a generator (what the consumer loop of
+``Pool.imap`` pays per item: it flattens chunks with a generator).
 
     python benchmarks/consumer_cost.py
 """
@@ -47,8 +48,21 @@ async def through(iterator: Any, n: int) -> float:
     return (time.perf_counter() - started) / n * 1e9
 
 
+def through_sync(n: int) -> float:
+    items = (item for chunk in [list(range(n))] for item in chunk)
+    started = time.perf_counter()
+    total = 0
+    count = 0
+    for result in items:
+        total += result
+        count += 1  # noqa: SIM113 - the same loop body as the async consumer's
+        if count == n:
+            break
+    return (time.perf_counter() - started) / n * 1e9
+
+
 async def main() -> None:
-    pipe_ns, bare_ns = [], []
+    pipe_ns, bare_ns, sync_ns = [], [], []
     for _ in range(5):
         async with inorder.OrderedPipeline(workers=1, executor="thread") as pipe:
             run = list(range(N + 1))
@@ -58,8 +72,10 @@ async def main() -> None:
             pipe._run, pipe._run_length, pipe._clean_end = [], 0, 0
             pipe._run_index = pipe._settled = 0
         bare_ns.append(await through(Bare(list(range(N))), N))
-    print(f"OrderedPipeline.__anext__ fast path: {statistics.median(pipe_ns):.0f} ns/item")
+        sync_ns.append(through_sync(N))
+    print(f"async for over an OrderedPipeline:  {statistics.median(pipe_ns):.0f} ns/item")
     print(f"bare class-based async iterator:    {statistics.median(bare_ns):.0f} ns/item")
+    print(f"sync for over a generator:          {statistics.median(sync_ns):.0f} ns/item")
 
 
 if __name__ == "__main__":
