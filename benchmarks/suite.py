@@ -7,6 +7,8 @@ same Python consumer loop, which checks each value and its order. Medians of ``-
 
     python benchmarks/suite.py                      # everything, writes docs/performance.md
     python benchmarks/suite.py --workloads trivial,cpu --peers "inorder*,Pool.imap*"
+    # and, added to the saved results, the 20M-item stream for inorder and Pool.imap:
+    python benchmarks/suite.py --merge --workloads stream_20m --peers "inorder pipe.map,Pool*1024"
 """
 
 from __future__ import annotations
@@ -313,7 +315,7 @@ def headline(workload: Workload, s: dict[str, Any] | None) -> str:
         return f"{s['mib_per_s']:,.0f} MiB/s{check}"
     if workload.name == "latency":
         return f"{s['first_ms']:.1f} ms to first{check}"
-    if workload.name in ("stream", "slow_consumer"):
+    if workload.name in ("stream", "stream_20m", "slow_consumer"):
         return f"{s['items_per_s']:,.0f} items/s, +{s['rss_mib']:,.0f} MiB RSS{check}"
     return f"{s['items_per_s']:,.0f} items/s{check}"
 
@@ -342,7 +344,9 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument(
+        "--workloads", default=",".join(n for n, w in WORKLOADS.items() if not w.only_when_named)
+    )
     parser.add_argument("--peers", default="*", help="comma-separated glob patterns")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")

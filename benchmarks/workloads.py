@@ -67,6 +67,7 @@ class Workload:
     serial_seconds: float = 0.0  # CPU seconds of work in all items, for efficiency
     consumer_delay: float = 0.0  # seconds the consumer spends per result (slow consumer)
     description: str = ""
+    only_when_named: bool = False  # too long for every peer: run with --workloads NAME
 
 
 def _range(n: int) -> Iterator[int]:
@@ -129,6 +130,15 @@ WORKLOADS = {
             _range,
             lambda i, r: r == i + 1,
             description="2M tiny items from a generator: items/s and parent peak RSS growth",
+        ),
+        Workload(
+            "stream_20m",
+            inc,
+            20_000_000,
+            _range,
+            lambda i, r: r == i + 1,
+            description="20M tiny items from a generator: parent peak RSS growth stays flat",
+            only_when_named=True,
         ),
         Workload(
             "latency",
