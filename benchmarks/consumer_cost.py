@@ -67,9 +67,9 @@ async def main() -> None:
         async with inorder.OrderedPipeline(workers=1, executor="thread") as pipe:
             run = list(range(N + 1))
             # A failure-free run, as the pipeline holds one after unpickling a batch.
-            pipe._run, pipe._run_length, pipe._clean_end = run, len(run), len(run)
+            pipe._run, pipe._run_length, pipe._run_iter = run, len(run), iter(run)
             pipe_ns.append(await through(pipe, N))
-            pipe._run, pipe._run_length, pipe._clean_end = [], 0, 0
+            pipe._run, pipe._run_length, pipe._run_iter = [], 0, None
             pipe._run_index = pipe._settled = 0
         bare_ns.append(await through(Bare(list(range(N))), N))
         sync_ns.append(through_sync(N))

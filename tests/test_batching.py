@@ -177,6 +177,15 @@ async def test_an_idle_pipeline_sends_the_first_of_many_items_alone() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_fixed_batch_size_holds_from_the_first_batch() -> None:
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, batch=10, executor=executor) as pipe:
+            results = [r async for r in pipe.map(workloads.square, range(100))]
+    assert results == [i * i for i in range(100)]
+    assert executor.sizes == [10] * 10
+
+
+@pytest.mark.anyio
 async def test_a_function_not_seen_yet_starts_with_one_item_batches() -> None:
     gate = threading.Event()
 
@@ -212,16 +221,23 @@ async def test_once_input_ends_what_is_queued_is_shared_among_the_workers() -> N
         return x
 
     with _BatchRecorder() as executor:
-        async with OrderedPipeline(workers=2, batch=100, executor=executor) as pipe:
+        async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
+            gate.set()
+            for i in range(3000):  # cheap: its batches grow large
+                await pipe.put(held, i)
+            assert [await anext(pipe) for _ in range(3000)] == list(range(3000))
+            gate.clear()
+            before = len(executor.calls)
             for i in range(24):  # 4 calls of one item fill the dispatch slots
                 await pipe.put(held, i)
             pipe.close()  # 20 items queued, and no more to come
             gate.set()
             assert [r async for r in pipe] == list(range(24))
-    assert executor.sizes[:4] == [1, 1, 1, 1]
-    assert sum(executor.sizes[4:]) == 20
+    sizes = executor.sizes[before:]
+    assert sizes[:4] == [1, 1, 1, 1]
+    assert sum(sizes[4:]) == 20
     # Without the sharing the first free worker would take all 20 while the other idles.
-    assert max(executor.sizes[4:]) <= 10
+    assert max(sizes[4:]) <= 10
 
 
 @pytest.mark.anyio

@@ -651,3 +651,20 @@ async def test_leaving_loops_early_leaves_no_unfinished_generator_behind(
         gc.collect()
         await anyio.sleep(0.01)  # trio finalizes collected generators in a task
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_statistics_count_each_item_of_a_batch_as_it_is_handed_out(
+    anyio_backend: Any,
+) -> None:
+    async with OrderedPipeline(workers=1, batch=100, executor="thread") as pipe:
+        pipe.map(workloads.square, range(100))
+        await wait_until(lambda: pipe.statistics().buffered == 100)  # one batch, done
+        handed = 0
+        async for _ in pipe:
+            handed += 1
+            stats = pipe.statistics()
+            assert (stats.yielded, stats.buffered) == (handed, 100 - handed)
+            if handed == 40:
+                break
+        assert await anext(pipe) == 40 * 40
+        assert pipe.statistics().yielded == 41

@@ -109,6 +109,11 @@ class BatchSizers:
         """The batch size of the function used most recently."""
         return self._last.size
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether sizes follow measurements (``batch="auto"``), not a fixed size."""
+        return self._fixed is None
+
     def of(self, function: object) -> BatchSizer:
         """The sizer for ``function`` (compared by identity), new ones at one item."""
         entry = self._sizers.get(id(function))

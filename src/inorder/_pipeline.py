@@ -44,6 +44,7 @@ import enum
 import functools
 import itertools
 import logging
+import operator
 import os
 import signal
 import types
@@ -321,12 +322,14 @@ class OrderedPipeline:
         if progress:
             _progress.check_available()
         self._progress = _progress.ProgressLine(self.statistics) if progress else None
-        # The run the consumer is handing out: its outcomes, whether none is a failure,
-        # the next index, and how many were settled (counted, window slots freed).
+        # The run the consumer is handing out: its outcomes, the next index, and how many
+        # were settled (counted, window slots freed). A run without failures is handed
+        # out through a list iterator (``_run_iter``), the cheapest step per item; while
+        # one is active, ``_run_index`` is brought up to date from it (``_sync_index``).
         self._run_start = 0
         self._run: list[Any] = []
         self._run_length = 0
-        self._clean_end = 0  # the run's length if it has no failures, else 0
+        self._run_iter: Iterator[Any] | None = None
         self._run_index = 0
         self._settled = 0
         self._next_seq = 0
@@ -409,8 +412,9 @@ class OrderedPipeline:
         self._pending.clear()
         self._queued = 0
         self._buffer.clear()
-        self._run = []
-        self._run_length = self._clean_end = self._run_index = self._settled = 0
+        self._run.clear()  # in place: an iterator over it may still be held
+        self._run_iter = None
+        self._run_length = self._run_index = self._settled = 0
         with anyio.CancelScope(shield=True):
             if self._feeder is not None:
                 self._feeder.cancel_scope.cancel()
@@ -515,6 +519,7 @@ class OrderedPipeline:
 
     def _outcome_ready(self) -> bool:
         """Whether the next ``__anext__`` has an outcome at hand (it may still be skipped)."""
+        self._sync_index()
         return self._run_index < self._run_length or self._buffer.ready()
 
     # -- consuming ----------------------------------------------------------------------
@@ -540,13 +545,17 @@ class OrderedPipeline:
         (nothing is yielded); ``end()`` runs once the stream is exhausted."""
         if begin is not None and not await begin():
             return
+        waiters = self._waiters
         while True:
-            index = self._run_index
-            if index < self._clean_end:  # the fast path, as in __anext__
-                self._run_index = index + 1
-                if self._waiters:
-                    self._settle()
-                yield self._run[index]
+            run = self._run_iter
+            if run is not None:
+                # The fast path, for every item of a batch without failures: slots and
+                # counters settle in bulk, at once if a producer waits.
+                for outcome in run:
+                    if waiters:
+                        self._settle()
+                    yield outcome
+                self._end_iteration(run)
                 continue
             try:
                 outcome = await self._next_slow()
@@ -557,18 +566,35 @@ class OrderedPipeline:
             await end()
 
     async def __anext__(self) -> Any:
-        index = self._run_index
-        if index < self._clean_end:
-            # The fast path, taken for every item of a batch without failures: plain
-            # indexing; slots and counters settle in bulk, at once if a producer waits.
-            self._run_index = index + 1
-            if self._waiters:
-                self._settle()
-            return self._run[index]
+        run = self._run_iter
+        if run is not None:
+            for outcome in run:  # the fast path, as in _iterate; shares its iterator
+                if self._waiters:
+                    self._settle()
+                return outcome
         return await self._next_slow()
+
+    def _sync_index(self) -> None:
+        """Bring ``_run_index`` up to date while a run is handed out by its iterator."""
+        run = self._run_iter
+        if run is not None:
+            self._run_index = self._run_length - operator.length_hint(run)
+
+    def _end_iteration(self, run: Iterator[Any]) -> None:
+        """``run`` (a run's iterator) is exhausted; unless a newer run replaced it."""
+        if self._run_iter is run:
+            self._run_iter = None
+            self._run_index = self._run_length
 
     async def _next_slow(self) -> Any:
         while True:
+            run_iter = self._run_iter
+            if run_iter is not None:
+                for outcome in run_iter:
+                    if self._waiters:
+                        self._settle()
+                    return outcome
+                self._end_iteration(run_iter)
             index = self._run_index
             if index < self._run_length:
                 self._run_index = index + 1
@@ -587,18 +613,18 @@ class OrderedPipeline:
                 # Unpickles the batch's outcomes in one call.
                 self._run, clean = resolve(run[1])
                 self._run_length = len(self._run)
-                self._clean_end = self._run_length if clean else 0
                 self._run_index = self._settled = 0
+                if clean:
+                    self._run_iter = iter(self._run)
                 # One checkpoint per run, not per item: lets the map() feeder refill the
                 # window just settled and completions come in while this run is handed out.
                 await anyio.lowlevel.checkpoint()
-                if clean:
-                    return await self.__anext__()
                 continue
             await self._wait_for_outcomes()
 
     def _settle(self) -> None:
         """Count the outcomes handed out since the last call as yielded; free their slots."""
+        self._sync_index()
         handed = self._run_index - self._settled
         if handed:
             self._settled = self._run_index
@@ -629,6 +655,7 @@ class OrderedPipeline:
 
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters."""
+        self._sync_index()
         return PipelineStatistics(
             accepted=self._next_seq,
             queued=self._queued + self._delayed,
@@ -728,13 +755,17 @@ class OrderedPipeline:
         assert self._codec is not None
         assert self._bridge is not None
         # No more input: share what is left among the workers, so that none idles at
-        # the end while another works through one full-size batch.
-        share = -(-self._queued // self._workers) if self._state is _State.CLOSED else None
+        # the end while another works through one full-size batch (adaptive sizes only).
+        share = None
+        if self._state is _State.CLOSED and self._sizers.adaptive:
+            share = -(-self._queued // self._workers)
         while self._queued and self._dispatches < self._max_dispatches:
             # With nothing in flight someone may be waiting for the next result: it goes
             # alone, so it is not held up by batch-mates; the other workers take full
-            # batches meanwhile.
-            size = self._sizers.of(self._pending[0].key).size if self._in_flight else 1
+            # batches meanwhile. (A fixed batch size is the user's choice: kept.)
+            size = self._sizers.of(self._pending[0].key).size
+            if not self._in_flight and self._sizers.adaptive:
+                size = 1
             parts, runs, attempts = self._cut_batch(size if share is None else min(size, share))
             count = sum(len(part.payloads) for part in parts)
             self._queued -= count
