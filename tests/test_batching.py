@@ -319,6 +319,35 @@ async def test_tiny_items_grow_the_automatic_window(anyio_backend: Any) -> None:
     assert stats.window == AUTO_WINDOW_MAX
 
 
+def test_window_sizer_forgets_results_for_a_new_function() -> None:
+    sizer = WindowSizer(2)
+    sizer.observe_arguments(1000, 10_000)
+    sizer.observe_results(1000, 10_000)
+    assert sizer.capacity == AUTO_WINDOW_MAX
+    sizer.forget_results()
+    assert sizer.capacity == AUTO_WINDOW_START
+
+
+async def test_a_new_function_starts_from_the_initial_window(anyio_backend: Any) -> None:
+    """A window grown on tiny results must not admit that many items of a function
+    whose results are not measured yet (they may be large)."""
+    async with OrderedPipeline(workers=2) as pipe:
+        for i in range(20_000):  # tiny items, put() one by one, consumed as they come
+            await pipe.put(workloads.square, i)
+            if i % 1000 == 999:
+                assert [await anext(pipe) for _ in range(1000)][-1] == i * i
+        assert pipe.statistics().window == AUTO_WINDOW_MAX
+        await pipe.put(workloads.square, 3)  # the same function: the window stays
+        assert pipe.statistics().window == AUTO_WINDOW_MAX
+        assert await anext(pipe) == 9
+        await pipe.put(workloads.add, 1, 2)  # another function
+        assert pipe.statistics().window == AUTO_WINDOW_START
+        assert await anext(pipe) == 3
+        pipe.map(workloads.describe_buffer, [b"x" * 32_768] * 10)
+        assert pipe.statistics().window <= AUTO_WINDOW_START
+        assert [r async for r in pipe] == [("bytes", 32_768, ord("x"), 0)] * 10
+
+
 async def test_large_items_shrink_the_automatic_window(anyio_backend: Any) -> None:
     """1 MiB arguments: the window holds about WINDOW_BYTES of them, not 1024."""
     async with OrderedPipeline(workers=2) as pipe, anyio.create_task_group() as tasks:

@@ -77,7 +77,7 @@ from ._reorder import ReorderBuffer
 from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
 from ._serialize import Codec, Outcomes, OutcomeSlice, Part, Prepared, SerializedFunction, resolve
 from ._stats import PipelineStatistics
-from ._window import Window, WindowSizer
+from ._window import AUTO_WINDOW_START, Window, WindowSizer
 from ._worker import ARGS, ISOLATE, ONE, Failure, describe
 
 logger = logging.getLogger("inorder")
@@ -289,6 +289,7 @@ class OrderedPipeline:
             self._window_sizer = WindowSizer(self._workers)
             fixed_window = self._window_sizer.capacity
         self._window: Window[_Waiter] = Window(fixed_window)
+        self._measured: Any = None  # the function whose results sized the window last
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
@@ -462,6 +463,8 @@ class OrderedPipeline:
         if callable(fn):
             assert self._codec is not None
             prepared = self._codec.prepare(fn, args, kwargs)
+            if prepared[0] is not self._measured:
+                self._expect_function(prepared[0])
             if not self._window.try_acquire():
                 await self._wait_for_slot()
             return self._accept_call(prepared)
@@ -495,6 +498,7 @@ class OrderedPipeline:
         assert self._codec is not None
         assert self._bridge is not None
         key = self._codec.key(fn)  # an unpicklable function fails here, not per item
+        self._expect_function(key)
         feeder = self._feeder = _Feeder()
         self._bridge.spawn(functools.partial(self._feed, key, iterables, feeder))
         return self
@@ -513,6 +517,7 @@ class OrderedPipeline:
         assert self._codec is not None
         assert self._bridge is not None
         key = self._codec.key(fn)
+        self._expect_function(key)
         feeder = self._feeder = _Feeder()
         self._bridge.spawn(functools.partial(self._feed_chunks, key, chunks, feeder))
         return self
@@ -787,6 +792,19 @@ class OrderedPipeline:
                 continue
             self._futures.add(future)
 
+    def _expect_function(self, key: Any) -> None:
+        """Items of ``key`` are about to be accepted: if the automatic window has grown
+        on results of another function, bring it back to its start until theirs are
+        measured."""
+        sizer = self._window_sizer
+        if (
+            sizer is not None
+            and key is not self._measured
+            and self._window.capacity > (AUTO_WINDOW_START)
+        ):
+            sizer.forget_results()
+            self._resize_window()
+
     def _resize_window(self) -> None:
         """Follow the window sizer: grow or shrink the window and the batch cap with it."""
         assert self._window_sizer is not None
@@ -879,6 +897,7 @@ class OrderedPipeline:
                 self._sizers.of(parts[0].key).observe(count, seconds)
                 if self._window_sizer is not None and type(payload) is bytes:
                     self._window_sizer.observe_results(count, len(payload))
+                    self._measured = parts[0].key
                     self._resize_window()
                 outcomes = self._codec.outcomes(payload, count, failures)
                 if failures and self._retry.retries:
