@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -382,7 +383,7 @@ def main() -> None:
             summary = runs[0] if "error" in runs[0] else summarise(workload, runs)
             results[name][peer] = summary
             print(f"  {peer:42} {headline(workload, summary)}", file=sys.stderr)
-    command = " ".join(["python benchmarks/suite.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/suite.py", *sys.argv[1:]])
     saved["commands"] = [*saved["commands"], command] if args.merge else [command]
     saved["runs"] = args.runs
     RESULTS.write_text(json.dumps(saved, indent=1))
