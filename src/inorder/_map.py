@@ -11,7 +11,7 @@ from ._pipeline import (
     PipelineOptions,
     _check_map_arguments,
     close_suspended,
-    is_suspended_or_new,
+    unfinished,
 )
 from ._stats import PipelineStatistics
 
@@ -46,7 +46,7 @@ class MapStream(Generic[T]):
         # The pipeline's own generator, told to start the pipeline first and close it at
         # the end: one generator step per item, not this class's __anext__ around the
         # pipeline's. Kept, like the pipeline's, so a loop left early can go on.
-        if not is_suspended_or_new(self._results):
+        if not unfinished(self._results):
             self._results = self._pipeline._iterate(self._begin, self.aclose)
         return self._results  # type: ignore[return-value]
 

@@ -537,7 +537,7 @@ class OrderedPipeline:
         loop early and starting another goes on where the first stopped, and closes it
         when the pipeline stops. ``anext(pipe)`` works too, on the same state.
         """
-        if not is_suspended_or_new(self._results):  # none yet, or it ended (raised)
+        if not unfinished(self._results):  # none yet, or it ended (raised)
             self._results = self._iterate()
         return self._results  # type: ignore[return-value]
 
@@ -546,8 +546,9 @@ class OrderedPipeline:
         begin: Callable[[], Awaitable[bool]] | None = None,
         end: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[Any, None]:
-        """Yield outcomes as ``__anext__`` would. ``begin()`` runs first and may decline
-        (nothing is yielded); ``end()`` runs once the stream is exhausted."""
+        """Yield the outcomes ``__anext__`` returns, failure-free batches straight from
+        their iterator. ``begin()`` runs first and may decline (nothing is yielded);
+        ``end()`` runs once the stream is exhausted."""
         if begin is not None and not await begin():
             return
         waiters = self._waiters
@@ -571,12 +572,7 @@ class OrderedPipeline:
             await end()
 
     async def __anext__(self) -> Any:
-        run = self._run_iter
-        if run is not None:
-            for outcome in run:  # the fast path, as in _iterate; shares its iterator
-                if self._waiters:
-                    self._settle()
-                return outcome
+        # anext(pipe); async for takes the generator from __aiter__, on the same state.
         return await self._next_slow()
 
     def _sync_index(self) -> None:
@@ -1292,7 +1288,7 @@ def _as_exception(seq: int, failure: Failure) -> BaseException:
     return error
 
 
-def is_suspended_or_new(results: AsyncGenerator[Any, None] | None) -> bool:
+def unfinished(results: AsyncGenerator[Any, None] | None) -> bool:
     """Whether a results generator exists and has not ended."""
     return (
         results is not None
@@ -1304,7 +1300,7 @@ async def close_suspended(results: AsyncGenerator[Any, None] | None) -> None:
     """Close a results generator that is suspended at a yield (a loop left early) now,
     rather than when it is collected: trio warns about async generators collected before
     they were exhausted. One that is running ends by itself."""
-    if is_suspended_or_new(results):
+    if unfinished(results):
         generator = cast("types.AsyncGeneratorType[Any, None]", results)
         if not generator.ag_running:
             await generator.aclose()
