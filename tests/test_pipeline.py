@@ -668,3 +668,26 @@ async def test_statistics_count_each_item_of_a_batch_as_it_is_handed_out(
                 break
         assert await anext(pipe) == 40 * 40
         assert pipe.statistics().yielded == 41
+
+
+async def test_large_bytes_results_arrive_intact(anyio_backend: Any) -> None:
+    async with OrderedPipeline(workers=2) as pipe:
+        kinds = ["bytes"] * 30 + ["bytearray"] * 5 + ["bytes"] * 5
+        results = [
+            r async for r in pipe.map(workloads.make_blob, range(40), [200_000] * 40, kinds)
+        ]
+    assert [type(r).__name__ for r in results] == kinds
+    assert [bytes(r) for r in results] == [_blob(i) for i in range(40)]
+
+
+def test_large_bytes_results_leave_the_pickle_and_writable_ones_stay() -> None:
+    from inorder._worker import dump_outcomes
+
+    big, small = _blob(1), _blob(2, 100)
+    blob, replaced, buffers = dump_outcomes([big, small, bytearray(big)], raw_bytes=True)
+    assert replaced == 0
+    assert [bytes(b.raw()) for b in buffers] == [big]  # the bytearray is pickled in band
+    assert len(big) < len(blob) < 2 * len(big)
+    blob, _, buffers = dump_outcomes([big], raw_bytes=False)
+    assert buffers == []
+    assert len(blob) > len(big)

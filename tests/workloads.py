@@ -235,3 +235,9 @@ def returns_unloadable(x: int) -> object:
 def describe_buffer(data: bytes | bytearray, tag: int = 0) -> tuple[str, int, int, int]:
     """The type, size, first byte and tag of an argument, as the worker received it."""
     return type(data).__name__, len(data), data[0], tag
+
+
+def make_blob(i: int, size: int = 200_000, kind: str = "bytes") -> bytes | bytearray:
+    """A large result: bytes (or a bytearray) of ``size`` copies of ``i % 256``."""
+    data = bytes([i % 256]) * size
+    return bytearray(data) if kind == "bytearray" else data

@@ -75,7 +75,16 @@ from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._pool import WorkerDied
 from ._reorder import ReorderBuffer
 from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
-from ._serialize import Codec, Outcomes, OutcomeSlice, Part, Prepared, SerializedFunction, resolve
+from ._serialize import (
+    Codec,
+    Outcomes,
+    OutcomeSlice,
+    Part,
+    Prepared,
+    SerializedFunction,
+    pickled_size,
+    resolve,
+)
 from ._stats import PipelineStatistics
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
 from ._worker import ARGS, ISOLATE, ONE, Failure, describe
@@ -891,8 +900,9 @@ class OrderedPipeline:
                 self._requeue(_items_of(runs, parts), isolated=True)
             else:
                 self._sizers.of(parts[0].key).observe(count, seconds)
-                if self._window_sizer is not None and type(payload) is bytes:
-                    self._window_sizer.observe_results(count, len(payload))
+                nbytes = pickled_size(payload)
+                if self._window_sizer is not None and nbytes is not None:
+                    self._window_sizer.observe_results(count, nbytes)
                     self._measured = parts[0].key
                     self._resize_window()
                 outcomes = self._codec.outcomes(payload, count, failures)

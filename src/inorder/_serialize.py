@@ -196,7 +196,9 @@ class PickleCodec:
             ]
         return Job(_worker.run_pickled, (functions, segments, runs), nbytes)
 
-    def outcomes(self, payload: bytes, count: int, failures: int) -> Outcomes:
+    def outcomes(
+        self, payload: bytes | tuple[bytes, list[Any]], count: int, failures: int
+    ) -> Outcomes:
         return LazyOutcomes(payload, count, failures)
 
 
@@ -233,34 +235,17 @@ def _dump(payloads: list[Any], buffers: list[pickle.PickleBuffer] | None) -> byt
     """``payloads`` pickled; with ``buffers``, large read-only buffers are left out into it."""
     if buffers is None:
         return cloudpickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
-    collected = buffers
-
-    def in_band(buffer: pickle.PickleBuffer) -> bool:
-        # A writable buffer (a numpy array, say) stays in: it would arrive read-only.
-        view = buffer.raw()
-        if view.readonly and len(view) >= _wire.OUT_OF_BAND_BYTES:
-            collected.append(buffer)
-            return False
-        return True
-
     return cloudpickle.dumps(  # type: ignore[no-any-return]
-        payloads, pickle.HIGHEST_PROTOCOL, buffer_callback=in_band
+        payloads, pickle.HIGHEST_PROTOCOL, buffer_callback=_wire.collector(buffers)
     )
-
-
-def _raw(value: Any) -> Any:
-    """A large ``bytes`` object wrapped to travel out of band; anything else as it is."""
-    if type(value) is bytes and len(value) >= _wire.OUT_OF_BAND_BYTES:
-        return pickle.PickleBuffer(value)
-    return value
 
 
 def _with_raw_bytes(shape: int, payloads: list[Any]) -> list[Any]:
     if shape == _worker.ARGS:
-        return [tuple(_raw(arg) for arg in payload) for payload in payloads]
+        return [tuple(_wire.raw(arg) for arg in payload) for payload in payloads]
     # ONE payloads are the argument; PICKLED ones are a bytes pickle of the call.
     if shape in (_worker.ONE, _worker.PICKLED):
-        return [_raw(payload) for payload in payloads]
+        return [_wire.raw(payload) for payload in payloads]
     return payloads
 
 
@@ -307,11 +292,19 @@ class LazyOutcomes(Outcomes):
     cannot be unpickled in the parent, every item of the batch yields that error.
     """
 
-    __slots__ = ("_blob",)
+    __slots__ = ("_blob", "_buffers")
 
-    def __init__(self, blob: bytes, count: int, failures: int) -> None:
+    def __init__(
+        self, payload: bytes | tuple[bytes, list[Any]], count: int, failures: int
+    ) -> None:
         super().__init__(None, failures, count)
-        self._blob = blob
+        # A worker's large bytes results arrive beside the pickle (see _wire.raw).
+        self._blob: bytes
+        self._buffers: list[Any]
+        if isinstance(payload, tuple):
+            self._blob, self._buffers = payload
+        else:
+            self._blob, self._buffers = payload, []
 
     def resolve(self) -> list[Any]:
         """The outcomes as a list, unpickled on the first call."""
@@ -322,11 +315,11 @@ class LazyOutcomes(Outcomes):
 
     def _decode(self) -> list[Any]:
         try:
-            items: list[Any] = pickle.loads(self._blob)
+            items: list[Any] = pickle.loads(self._blob, buffers=self._buffers)
         except Exception as exc:  # noqa: BLE001 - a user's __setstate__ may raise anything
-            items = _salvage(self._blob, self._count, exc)
+            items = _salvage(self._blob, self._count, exc, self._buffers)
             self.failures = sum(type(item) is _worker.Failure for item in items)
-        self._blob = b""
+        self._blob, self._buffers = b"", []
         return items
 
 
@@ -418,10 +411,12 @@ class _SalvagingUnpickler(pickle._Unpickler):
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
 
-def _salvage(blob: bytes, count: int, first_error: Exception) -> list[Any]:
+def _salvage(
+    blob: bytes, count: int, first_error: Exception, buffers: list[Any] | None = None
+) -> list[Any]:
     """A batch's outcomes when ``pickle.loads`` failed: only the affected items fail."""
     try:
-        items: list[Any] = _SalvagingUnpickler(io.BytesIO(blob)).load()
+        items: list[Any] = _SalvagingUnpickler(io.BytesIO(blob), buffers=buffers).load()
         if not isinstance(items, list) or len(items) != count:
             raise ValueError(f"expected a list of {count} outcomes")
     except Exception:  # noqa: BLE001 - not salvageable: every item gets the first error
@@ -493,6 +488,15 @@ class OutcomeSlice(Outcomes):
         items = self._source.resolve()[self._offset : self._offset + self._count]
         self.failures = self._source.failures  # conservative: any failure in the batch
         return items
+
+
+def pickled_size(payload: Any) -> int | None:
+    """The bytes a job's pickled outcomes take (with raw buffers), or None if not pickled."""
+    if type(payload) is bytes:
+        return len(payload)
+    if type(payload) is tuple:
+        return len(payload[0]) + sum(len(buffer) for buffer in payload[1])
+    return None
 
 
 def resolve(outcomes: Sequence[Any]) -> tuple[list[Any], bool]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,6 +28,27 @@ _COUNT = struct.Struct("<I")
 def out_of_band(blob: bytes) -> bytes | pickle.PickleBuffer:
     """``blob``, marked to travel raw if it is large enough to be worth it."""
     return pickle.PickleBuffer(blob) if len(blob) >= OUT_OF_BAND_BYTES else blob
+
+
+def raw(value: Any) -> Any:
+    """A large ``bytes`` object wrapped to be left out of a pickle; anything else as is."""
+    if type(value) is bytes and len(value) >= OUT_OF_BAND_BYTES:
+        return pickle.PickleBuffer(value)
+    return value
+
+
+def collector(buffers: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
+    """A pickle ``buffer_callback`` that leaves large read-only buffers out, into
+    ``buffers``. A writable one (a numpy array, say) stays in: it would arrive read-only."""
+
+    def in_band(buffer: pickle.PickleBuffer) -> bool:
+        view = buffer.raw()
+        if view.readonly and len(view) >= OUT_OF_BAND_BYTES:
+            buffers.append(buffer)
+            return False
+        return True
+
+    return in_band
 
 
 def encode(message: Any) -> list[bytes | memoryview]:

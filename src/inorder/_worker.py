@@ -67,6 +67,7 @@ _progress: Any = None
 _timed = False
 _runs: list[tuple[int, int]] = []  # the running job's sequence numbers, (start, count)
 items_run = 0  # items this process has run, for max_tasks_per_child
+_large_results = False  # whether large bytes results leave the pickle (own workers)
 max_items: int | None = None  # max_tasks_per_child, in inorder's own workers
 
 
@@ -191,10 +192,17 @@ def run_pickled(
             failures += _call_all(fn, shape, payloads, outcomes, pid)
     if _progress is not None:
         _progress[INDEX] = NOT_IN_ITEM  # a crash from here on is nobody's in particular
-    blob, unpicklable = dump_outcomes(outcomes)
-    # In inorder's own workers a large blob crosses the pipe raw (see _wire); a borrowed
-    # executor pickles with protocols that cannot carry a PickleBuffer.
-    result = _wire.out_of_band(blob) if _progress is not None else blob
+    # In inorder's own workers a large blob, and large bytes results, cross the pipe raw
+    # (see _wire); a borrowed executor pickles with protocols that cannot carry them.
+    global _large_results
+    own = _progress is not None
+    blob, unpicklable, buffers = dump_outcomes(outcomes, raw_bytes=own and _large_results)
+    if not own:
+        return blob, time.perf_counter() - started, failures + unpicklable
+    size = len(blob) + sum(len(buffer.raw()) for buffer in buffers)
+    # Looking for large results costs a check per item: only once they are large.
+    _large_results = size >= _wire.OUT_OF_BAND_BYTES * max(1, len(outcomes))
+    result = (_wire.out_of_band(blob), buffers) if buffers else _wire.out_of_band(blob)
     return result, time.perf_counter() - started, failures + unpicklable  # type: ignore[return-value]
 
 
@@ -323,21 +331,31 @@ def _failure(exc: BaseException, fn: Callable[..., Any], pid: int | None) -> Fai
     return Failure(exc, describe(fn), _format(exc), pid)
 
 
-def dump_outcomes(outcomes: list[Any]) -> tuple[bytes, int]:
+def dump_outcomes(
+    outcomes: list[Any], *, raw_bytes: bool = False
+) -> tuple[bytes, int, list[pickle.PickleBuffer]]:
     """Pickle a batch of outcomes; one that cannot be pickled becomes that item's error.
 
-    Returns the pickle and how many results had to be replaced by a failure.
+    Returns the pickle, how many results had to be replaced by a failure, and (with
+    ``raw_bytes``) the large ``bytes`` results left out of the pickle.
     """
+    buffers: list[pickle.PickleBuffer] = []
     try:
-        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL), 0
+        if raw_bytes:
+            wrapped = [_wire.raw(outcome) for outcome in outcomes]
+            blob = pickle.dumps(
+                wrapped, pickle.HIGHEST_PROTOCOL, buffer_callback=_wire.collector(buffers)
+            )
+            return blob, 0, buffers
+        return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL), 0, buffers
     except Exception:  # noqa: BLE001 - find which outcome is to blame, below
-        pass
+        buffers.clear()
     checked = [_picklable(o) for o in outcomes]
     replaced = sum(
         type(c) is Failure and type(o) is not Failure
         for o, c in zip(outcomes, checked, strict=True)
     )
-    return pickle.dumps(checked, pickle.HIGHEST_PROTOCOL), replaced
+    return pickle.dumps(checked, pickle.HIGHEST_PROTOCOL), replaced, buffers
 
 
 def _picklable(outcome: Any) -> Any:
