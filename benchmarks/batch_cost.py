@@ -25,12 +25,7 @@ import inorder
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import burn_4ms, burn_skewed
-
-WORKLOADS: list[tuple[str, Callable[[int], int], int, float]] = [
-    ("cpu", burn_4ms, 400, 400 * 0.004),
-    ("skew", burn_skewed, 2_000, 1_980 * 0.001 + 20 * 0.05),
-]
+from workloads import WORKLOADS, Workload
 
 
 async def once(batch: Any, fn: Callable[[int], int], count: int) -> tuple[float, float]:
@@ -48,14 +43,15 @@ async def main(batches: list[Any], runs: int) -> None:
     print(f"2 workers, median of {runs} runs")
     print("| workload | batch | efficiency | parent CPU | parent CPU per batch-1 item |")
     print("| --- | --- | --- | --- | --- |")
-    for name, fn, count, serial in WORKLOADS:
+    workloads: list[Workload] = [WORKLOADS["cpu"], WORKLOADS["skew"]]
+    for w in workloads:
         for batch in batches:
-            measured = [await once(batch, fn, count) for _ in range(runs)]
+            measured = [await once(batch, w.fn, w.count) for _ in range(runs)]
             wall = statistics.median(m[0] for m in measured)
             cpu = statistics.median(m[1] for m in measured)
-            per_item = f"{cpu / count * 1e6:.0f} us" if batch == 1 else ""
-            efficiency = serial / (wall * 2)
-            print(f"| {name} | {batch} | {efficiency:.2f} | {cpu * 1e3:.0f} ms | {per_item} |")
+            per_item = f"{cpu / w.count * 1e6:.0f} us" if batch == 1 else ""
+            efficiency = w.serial_seconds / (wall * 2)
+            print(f"| {w.name} | {batch} | {efficiency:.2f} | {cpu * 1e3:.0f} ms | {per_item} |")
 
 
 if __name__ == "__main__":

@@ -159,13 +159,37 @@ class _BatchRecorder(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
+class _Gate:
+    """Holds items run in threads until it is opened."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+        # One function object: a bound method would be a new object at every access,
+        # and batch sizes are kept per function object.
+        def held(x: int) -> int:
+            self.open.wait(10)
+            return x
+
+        self.held = held
+
+
+async def _grow_batches(pipe: OrderedPipeline, fn: Any, expected: Any) -> None:
+    """Put 3000 cheap items of ``fn`` and take their results: its batch size grows."""
+    for i in range(3000):
+        await pipe.put(fn, i)
+    assert [await anext(pipe) for _ in range(3000)] == [expected(i) for i in range(3000)]
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
 @pytest.mark.anyio
 async def test_an_idle_pipeline_sends_the_first_of_many_items_alone() -> None:
     with _BatchRecorder() as executor:
         async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
-            for i in range(3000):  # cheap: batches grow
-                await pipe.put(workloads.square, i)
-            assert [await anext(pipe) for _ in range(3000)] == [i * i for i in range(3000)]
+            await _grow_batches(pipe, workloads.square, _square)
             assert max(executor.sizes) > 16
             before = len(executor.calls)
             # The pipeline is idle and 100 items arrive at once: the first result is
@@ -187,24 +211,17 @@ async def test_a_fixed_batch_size_holds_from_the_first_batch() -> None:
 
 @pytest.mark.anyio
 async def test_a_function_not_seen_yet_starts_with_one_item_batches() -> None:
-    gate = threading.Event()
-
-    def held(x: int) -> int:
-        gate.wait(10)
-        return x
-
+    gate = _Gate()
     with _BatchRecorder() as executor:
         async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
-            for i in range(3000):  # cheap: batches grow
-                await pipe.put(workloads.square, i)
-            assert [await anext(pipe) for _ in range(3000)] == [i * i for i in range(3000)]
+            await _grow_batches(pipe, workloads.square, _square)
             for i in range(4):  # fill the dispatch slots, so what follows queues
-                await pipe.put(held, i)
+                await pipe.put(gate.held, i)
             for i in range(40):
                 await pipe.put(workloads.square, i)
             for i in range(40):
                 await pipe.put(workloads.add, i, 1)
-            gate.set()  # not closed: the input may go on, so no end-of-input sharing
+            gate.open.set()  # not closed: the input may go on, so no end-of-input sharing
             results = [await anext(pipe) for _ in range(84)]
     assert results == [0, 1, 2, 3] + [i * i for i in range(40)] + [i + 1 for i in range(40)]
     adds = [count for function, count in executor.calls if function is workloads.add]
@@ -214,24 +231,17 @@ async def test_a_function_not_seen_yet_starts_with_one_item_batches() -> None:
 
 @pytest.mark.anyio
 async def test_once_input_ends_what_is_queued_is_shared_among_the_workers() -> None:
-    gate = threading.Event()
-
-    def held(x: int) -> int:
-        gate.wait(10)
-        return x
-
+    gate = _Gate()
     with _BatchRecorder() as executor:
         async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
-            gate.set()
-            for i in range(3000):  # cheap: its batches grow large
-                await pipe.put(held, i)
-            assert [await anext(pipe) for _ in range(3000)] == list(range(3000))
-            gate.clear()
+            gate.open.set()
+            await _grow_batches(pipe, gate.held, lambda i: i)
+            gate.open.clear()
             before = len(executor.calls)
             for i in range(24):  # 4 calls of one item fill the dispatch slots
-                await pipe.put(held, i)
+                await pipe.put(gate.held, i)
             pipe.close()  # 20 items queued, and no more to come
-            gate.set()
+            gate.open.set()
             assert [r async for r in pipe] == list(range(24))
     sizes = executor.sizes[before:]
     assert sizes[:4] == [1, 1, 1, 1]

@@ -2,9 +2,10 @@
 
 Pure code: no event loop in here.
 
-Every executor call costs a fixed round trip in the parent (about 60 us of the parent's
-CPU on the development machine in a fast phase, 200 us in a slow one: one dispatch, one
-completion, two thread hops), so tiny items must travel in batches; but a batch is only
+Every executor call costs a fixed round trip in the parent (one dispatch, one completion,
+two thread hops: 320-380 us of the parent's CPU per one-item call on the development
+machine in a slow phase, `python benchmarks/batch_cost.py`), so tiny items must travel
+in batches; but a batch is only
 as fast as its slowest item, and a big batch delays every result in it. The controller
 aims each batch at ``TARGET_BATCH_SECONDS`` of work, measured in the worker:
 
@@ -24,9 +25,9 @@ from collections import OrderedDict
 
 # Work per batch the controller aims at. Streaming latency matters, unlike joblib's
 # 0.2-2 s for finite inputs. The parent's CPU per round trip is taken from the same cores
-# the workers run on: at 5 ms it cost CPU-bound items 10-13 % of their throughput on 2
-# workers, at 20 ms 3-5 % (cpu and skew workloads, /tmp runs in the issue notes). Only a
-# backlog makes batches this long: items arriving one at a time go one at a time.
+# the workers run on: on 2 workers the cpu and skew workloads reached an efficiency of
+# 0.88-0.91 at 5 ms and 0.94-0.97 at 20 ms (benchmarks/batch_cost.py, one session). Only
+# a backlog makes batches this long: items arriving one at a time go one at a time.
 TARGET_BATCH_SECONDS = 0.02
 
 # Growth factor per completed batch while items are cheaper than the target.

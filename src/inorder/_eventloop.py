@@ -9,7 +9,7 @@
   about 900 GIL-holding samples of the parent in a run of 3000 one-item calls).
 * Spawning a task that is owned by a pipeline rather than by a task group, so that a
   pipeline can be opened in one place and closed in another (``inorder.map`` starts on
-  the first ``__anext__`` and stops in ``aclose()``) without violating cancel-scope
+  the first step of its iteration and stops in ``aclose()``) without violating cancel-scope
   nesting. The pipeline cancels and awaits that task itself before it closes.
 """
 

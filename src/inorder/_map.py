@@ -21,7 +21,7 @@ T = TypeVar("T")
 class MapStream(Generic[T]):
     """The async iterator returned by ``inorder.map``.
 
-    Workers start on the first ``__anext__`` (or on ``async with``) and stop when the
+    Workers start on the first step of the iteration (or on ``async with``) and stop when the
     results run out, on ``aclose()``, or on leaving ``async with``. ``break`` alone does
     not close an async iterator in Python: use ``async with inorder.map(...) as results``
     (or ``contextlib.aclosing``) when you may stop early. A stream that is dropped
@@ -58,10 +58,8 @@ class MapStream(Generic[T]):
         return True
 
     async def __anext__(self) -> T:
-        if self._finished:
+        if not await self._begin():
             raise StopAsyncIteration
-        if not self._started:
-            await self._start()
         try:
             result: T = await self._pipeline.__anext__()
         except StopAsyncIteration:

@@ -499,18 +499,9 @@ class OrderedPipeline:
         An item whose arguments cannot be pickled fails at its own position (handled
         by ``on_error``). Can be called once per pipeline.
         """
-        if self._feeder is not None:
-            raise RuntimeError("map() was already called on this pipeline; it carries one stream")
-        if self._state is not _State.OPEN:
-            raise self._closed_error("map()")
+        self._check_feedable()
         _check_map_arguments(fn, iterables)
-        assert self._codec is not None
-        assert self._bridge is not None
-        key = self._codec.key(fn)  # an unpicklable function fails here, not per item
-        self._expect_function(key)
-        feeder = self._feeder = _Feeder()
-        self._bridge.spawn(functools.partial(self._feed, key, iterables, feeder))
-        return self
+        return self._start_feeder(fn, functools.partial(self._feed, iterables=iterables))
 
     def _map_chunks(self, fn: Callable[..., Any], chunks: AsyncIterable[list[Any]]) -> Self:
         """``map(fn, items)`` where ``chunks`` yields the items in lists.
@@ -519,16 +510,23 @@ class OrderedPipeline:
         a read() returns): each list is accepted as soon as the window has room, so a
         trickle of input is processed at once, a flood in bulk.
         """
+        self._check_feedable()
+        return self._start_feeder(fn, functools.partial(self._feed_chunks, chunks=chunks))
+
+    def _check_feedable(self) -> None:
         if self._feeder is not None:
             raise RuntimeError("map() was already called on this pipeline; it carries one stream")
         if self._state is not _State.OPEN:
             raise self._closed_error("map()")
+
+    def _start_feeder(self, fn: Callable[..., Any], feed: Callable[..., Awaitable[None]]) -> Self:
+        """Run ``feed(key=, feeder=)`` as the task that feeds ``fn``'s items."""
         assert self._codec is not None
         assert self._bridge is not None
-        key = self._codec.key(fn)
+        key = self._codec.key(fn)  # an unpicklable function fails here, not per item
         self._expect_function(key)
         feeder = self._feeder = _Feeder()
-        self._bridge.spawn(functools.partial(self._feed_chunks, key, chunks, feeder))
+        self._bridge.spawn(functools.partial(feed, key=key, feeder=feeder))
         return self
 
     def _outcome_ready(self) -> bool:
@@ -805,7 +803,7 @@ class OrderedPipeline:
         if (
             sizer is not None
             and key is not self._measured
-            and self._window.capacity > (AUTO_WINDOW_START)
+            and self._window.capacity > AUTO_WINDOW_START
         ):
             sizer.forget_results()
             self._resize_window()

@@ -182,7 +182,7 @@ class PickleCodec:
             blob, flagged, buffers = _dump_payloads(
                 key.name, shape, payloads, raw_bytes=self._large_arguments
             )
-            size = len(blob) + sum(len(buffer.raw()) for buffer in buffers)
+            size = _wire.nbytes(blob, buffers)
             nbytes += size
             if self._out_of_band:
                 # Looking for large arguments costs a check per item: only worth it
@@ -191,7 +191,7 @@ class PickleCodec:
             segments.append((key.digest, shape, len(payloads), blob, flagged, buffers))
         if self._out_of_band:
             segments = [
-                (digest, shape, count, _wire.out_of_band(blob), flagged, buffers)  # type: ignore[misc]
+                (digest, shape, count, _wire.out_of_band(blob), flagged, buffers)
                 for digest, shape, count, blob, flagged, buffers in segments
             ]
         return Job(_worker.run_pickled, (functions, segments, runs), nbytes)
@@ -233,19 +233,16 @@ def _dump_payloads(
 
 def _dump(payloads: list[Any], buffers: list[pickle.PickleBuffer] | None) -> bytes:
     """``payloads`` pickled; with ``buffers``, large read-only buffers are left out into it."""
-    if buffers is None:
-        return cloudpickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
-    return cloudpickle.dumps(  # type: ignore[no-any-return]
-        payloads, pickle.HIGHEST_PROTOCOL, buffer_callback=_wire.collector(buffers)
-    )
+    callback = _wire.collector(buffers) if buffers is not None else None
+    return cloudpickle.dumps(payloads, pickle.HIGHEST_PROTOCOL, buffer_callback=callback)  # type: ignore[no-any-return]
 
 
 def _with_raw_bytes(shape: int, payloads: list[Any]) -> list[Any]:
     if shape == _worker.ARGS:
-        return [tuple(_wire.raw(arg) for arg in payload) for payload in payloads]
+        return [tuple(_wire.out_of_band(arg) for arg in payload) for payload in payloads]
     # ONE payloads are the argument; PICKLED ones are a bytes pickle of the call.
     if shape in (_worker.ONE, _worker.PICKLED):
-        return [_wire.raw(payload) for payload in payloads]
+        return [_wire.out_of_band(payload) for payload in payloads]
     return payloads
 
 
@@ -298,7 +295,7 @@ class LazyOutcomes(Outcomes):
         self, payload: bytes | tuple[bytes, list[Any]], count: int, failures: int
     ) -> None:
         super().__init__(None, failures, count)
-        # A worker's large bytes results arrive beside the pickle (see _wire.raw).
+        # A worker's large bytes results arrive beside the pickle (_wire.out_of_band).
         self._blob: bytes
         self._buffers: list[Any]
         if isinstance(payload, tuple):
@@ -495,7 +492,7 @@ def pickled_size(payload: Any) -> int | None:
     if type(payload) is bytes:
         return len(payload)
     if type(payload) is tuple:
-        return len(payload[0]) + sum(len(buffer) for buffer in payload[1])
+        return _wire.nbytes(*payload)
     return None
 
 

@@ -25,16 +25,17 @@ OUT_OF_BAND_BYTES = 64 * 1024
 _COUNT = struct.Struct("<I")
 
 
-def out_of_band(blob: bytes) -> bytes | pickle.PickleBuffer:
-    """``blob``, marked to travel raw if it is large enough to be worth it."""
-    return pickle.PickleBuffer(blob) if len(blob) >= OUT_OF_BAND_BYTES else blob
-
-
-def raw(value: Any) -> Any:
-    """A large ``bytes`` object wrapped to be left out of a pickle; anything else as is."""
+def out_of_band(value: Any) -> Any:
+    """A ``bytes`` object large enough to be worth it, marked to be left out of a pickle
+    and travel raw; anything else as it is."""
     if type(value) is bytes and len(value) >= OUT_OF_BAND_BYTES:
         return pickle.PickleBuffer(value)
     return value
+
+
+def nbytes(blob: bytes, buffers: list[Any]) -> int:
+    """The size of a pickle with the buffers left out of it (PickleBuffers or bytes)."""
+    return len(blob) + sum(memoryview(buffer).nbytes for buffer in buffers)
 
 
 def collector(buffers: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:

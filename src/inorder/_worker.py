@@ -10,7 +10,8 @@ shape. Wire format of a process batch (built by ``_serialize.PickleCodec``)::
     segments:  [(digest, shape, count, payloads, flagged, buffers), ...]
                payloads: one pickle of the segment's list of arguments
                buffers: its large ``bytes`` arguments, out of band (pickle protocol 5)
-    returns:   (pickled [outcome, ...], seconds of work)
+    returns:   (pickled [outcome, ...], seconds of work, failures); in inorder's own
+               workers the pickle comes with its large bytes results out of band
 
 Shapes: ``ONE`` calls ``fn(x)``, ``ARGS`` calls ``fn(*args)``, ``KWARGS`` calls
 ``fn(*args, **kwargs)`` from an ``(args, kwargs)`` pair, and ``PICKLED`` does the same
@@ -199,9 +200,8 @@ def run_pickled(
     blob, unpicklable, buffers = dump_outcomes(outcomes, raw_bytes=own and _large_results)
     if not own:
         return blob, time.perf_counter() - started, failures + unpicklable
-    size = len(blob) + sum(len(buffer.raw()) for buffer in buffers)
     # Looking for large results costs a check per item: only once they are large.
-    _large_results = size >= _wire.OUT_OF_BAND_BYTES * max(1, len(outcomes))
+    _large_results = _wire.nbytes(blob, buffers) >= _wire.OUT_OF_BAND_BYTES * max(1, len(outcomes))
     result = (_wire.out_of_band(blob), buffers) if buffers else _wire.out_of_band(blob)
     return result, time.perf_counter() - started, failures + unpicklable  # type: ignore[return-value]
 
@@ -342,7 +342,7 @@ def dump_outcomes(
     buffers: list[pickle.PickleBuffer] = []
     try:
         if raw_bytes:
-            wrapped = [_wire.raw(outcome) for outcome in outcomes]
+            wrapped = [_wire.out_of_band(outcome) for outcome in outcomes]
             blob = pickle.dumps(
                 wrapped, pickle.HIGHEST_PROTOCOL, buffer_callback=_wire.collector(buffers)
             )
