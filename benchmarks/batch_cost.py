@@ -1,17 +1,20 @@
 """What a round trip costs the parent, and what batching buys CPU-bound items.
 
 The cpu (400 x 4 ms) and skew (2,000 x 1 ms, every 100th 50 ms) workloads of the suite on
-2 workers, at ``batch="auto"`` and at fixed batch sizes: parallel efficiency (serial CPU
-time / (wall x 2)) and the parent's CPU time (all its threads) for the whole run. With
-``batch=1`` the parent's CPU divided by the item count is the cost of one round trip.
-Medians of ``--runs``, every configuration measured in the same run.
+2 workers, at ``batch="auto"`` (at each ``--targets`` batch duration) and at fixed batch
+sizes: parallel efficiency (serial CPU time / (wall x 2)) and the parent's CPU time (all
+its threads) for the run. With ``batch=1`` the parent's CPU divided by the item count is
+the cost of one round trip. The first row of each workload is the machine's ceiling: two
+processes, started beforehand, burning the same CPU time with no IPC at all. Medians of
+``--runs``; every configuration is measured once per round, rounds side by side.
 
-    python benchmarks/batch_cost.py [--runs 3] [--batches auto,1,4,16]
+    python benchmarks/batch_cost.py [--runs 3] [--batches auto,1,4,16] [--targets 0.05]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import time
@@ -22,42 +25,96 @@ from typing import Any
 import anyio
 
 import inorder
+from inorder import _batching
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload
+from workloads import WORKLOADS, Workload, inc
+
+WORKERS = 2
 
 
-async def once(batch: Any, fn: Callable[[int], int], count: int) -> tuple[float, float]:
+def _burn_share(start: Any, fn: Callable[[int], int], items: range, ends: Any) -> None:
+    start.wait()
+    for item in items:
+        fn(item)
+    ends.put(time.perf_counter())
+
+
+def _share(count: int, index: int) -> range:
+    return range(count * index // WORKERS, count * (index + 1) // WORKERS)
+
+
+def ceiling(w: Workload) -> tuple[float, float]:
+    """(wall seconds, 0): WORKERS processes run the items, in contiguous equal shares
+    (each share of the skew workload holds as many slow items), with no IPC."""
+    context = multiprocessing.get_context("forkserver")
+    start, ends = context.Event(), context.Queue()
+    processes = [
+        context.Process(target=_burn_share, args=(start, w.fn, _share(w.count, i), ends))
+        for i in range(WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    time.sleep(0.5)  # every process is up and waiting
+    started = time.perf_counter()
+    start.set()
+    finished = max(ends.get() for _ in processes)
+    for process in processes:
+        process.join()
+    return finished - started, 0.0
+
+
+async def once(batch: Any, w: Workload) -> tuple[float, float]:
     """(wall seconds, parent CPU seconds) of one run on a warm pool."""
-    async with inorder.OrderedPipeline(workers=2, batch=batch) as pipe:
+    async with inorder.OrderedPipeline(workers=WORKERS, batch=batch) as pipe:
+        await pipe.put(inc, 0)  # the workers import the workloads module now
+        assert await anext(pipe) == 1
         started, cpu = time.perf_counter(), time.process_time()
         index = 0
-        async for result in pipe.map(fn, range(count)):
+        async for result in pipe.map(w.fn, range(w.count)):
             assert result == index
             index += 1
         return time.perf_counter() - started, time.process_time() - cpu
 
 
-async def main(batches: list[Any], runs: int) -> None:
-    print(f"2 workers, median of {runs} runs")
+async def measure(label: str, w: Workload) -> tuple[float, float]:
+    if label == "no IPC":
+        return ceiling(w)
+    batch, _, target = label.partition(" @ ")
+    if target:
+        _batching.TARGET_BATCH_SECONDS = float(target.removesuffix(" s"))
+    return await once(batch if batch == "auto" else int(batch), w)
+
+
+async def main(batches: list[str], targets: list[str], runs: int) -> None:
+    print(f"{WORKERS} workers, median of {runs} runs")
     print("| workload | batch | efficiency | parent CPU | parent CPU per batch-1 item |")
     print("| --- | --- | --- | --- | --- |")
-    workloads: list[Workload] = [WORKLOADS["cpu"], WORKLOADS["skew"]]
-    for w in workloads:
-        for batch in batches:
-            measured = [await once(batch, w.fn, w.count) for _ in range(runs)]
-            wall = statistics.median(m[0] for m in measured)
-            cpu = statistics.median(m[1] for m in measured)
-            per_item = f"{cpu / w.count * 1e6:.0f} us" if batch == 1 else ""
-            efficiency = w.serial_seconds / (wall * 2)
-            print(f"| {w.name} | {batch} | {efficiency:.2f} | {cpu * 1e3:.0f} ms | {per_item} |")
+    labels = ["no IPC"]
+    for batch in batches:
+        labels += [f"auto @ {t} s" for t in targets] if batch == "auto" else [batch]
+    for w in [WORKLOADS["cpu"], WORKLOADS["skew"]]:
+        measured: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
+        for _ in range(runs):
+            for label in labels:
+                measured[label].append(await measure(label, w))
+        for label, values in measured.items():
+            wall = statistics.median(m[0] for m in values)
+            cpu = statistics.median(m[1] for m in values)
+            per_item = f"{cpu / w.count * 1e6:.0f} us" if label == "1" else ""
+            efficiency = w.serial_seconds / (wall * WORKERS)
+            print(f"| {w.name} | {label} | {efficiency:.3f} | {cpu * 1e3:.0f} ms | {per_item} |")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches", default="auto,1,4,16")
+    parser.add_argument(
+        "--targets",
+        default=str(_batching.TARGET_BATCH_SECONDS),
+        help="batch durations (seconds) to measure batch='auto' at",
+    )
     args = parser.parse_args()
-    chosen = [b if b == "auto" else int(b) for b in args.batches.split(",")]
-    anyio.run(main, chosen, args.runs)
+    anyio.run(main, args.batches.split(","), args.targets.split(","), args.runs)

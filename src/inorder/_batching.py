@@ -5,9 +5,9 @@ Pure code: no event loop in here.
 Every executor call costs a fixed round trip in the parent (one dispatch, one completion,
 two thread hops: 320-380 us of the parent's CPU per one-item call on the development
 machine in a slow phase, `python benchmarks/batch_cost.py`), so tiny items must travel
-in batches; but a batch is only
-as fast as its slowest item, and a big batch delays every result in it. The controller
-aims each batch at ``TARGET_BATCH_SECONDS`` of work, measured in the worker:
+in batches; but a batch is only as fast as its slowest item, and a big batch delays
+every result in it. The controller aims each batch at ``TARGET_BATCH_SECONDS`` of work,
+measured in the worker:
 
 * it starts at one item, so the first result comes back as soon as possible;
 * it grows by at most ``GROWTH`` per completed batch while items are cheap, so a burst
@@ -25,10 +25,14 @@ from collections import OrderedDict
 
 # Work per batch the controller aims at. Streaming latency matters, unlike joblib's
 # 0.2-2 s for finite inputs. The parent's CPU per round trip is taken from the same cores
-# the workers run on: on 2 workers the cpu and skew workloads reached an efficiency of
-# 0.88-0.91 at 5 ms and 0.94-0.97 at 20 ms (benchmarks/batch_cost.py, one session). Only
-# a backlog makes batches this long: items arriving one at a time go one at a time.
-TARGET_BATCH_SECONDS = 0.02
+# the workers run on, and with both cores busy a round trip cost the parent 400-650 us:
+# on 2 workers the cpu / skew workloads reached an efficiency of 0.945 / 0.947 at 30 ms,
+# 0.960 / 0.964 at 50 ms and 0.966 / 0.964 at 80 ms, against 0.997 / 0.994 for two
+# processes that burn the same CPU with no IPC at all (medians of 5, side by side,
+# `python benchmarks/batch_cost.py --targets 0.03,0.05,0.08`). 50 ms gets most of it and
+# stays below what a person notices. Only a backlog makes batches this long: items
+# arriving one at a time go one at a time.
+TARGET_BATCH_SECONDS = 0.05
 
 # Growth factor per completed batch while items are cheaper than the target.
 GROWTH = 2.0
@@ -46,13 +50,14 @@ class BatchSizer:
         self,
         fixed: int | None = None,
         *,
-        target_seconds: float = TARGET_BATCH_SECONDS,
+        target_seconds: float | None = None,
         limit: int = MAX_BATCH_SIZE,
     ) -> None:
         if fixed is not None and fixed < 1:
             raise ValueError(f"a fixed batch size must be at least 1, got {fixed}")
         self._fixed = fixed
-        self._target = target_seconds
+        # Read when the sizer is made, so a benchmark can set the module's constant.
+        self._target = TARGET_BATCH_SECONDS if target_seconds is None else target_seconds
         self._limit = max(1, limit)
         self._size = fixed if fixed is not None else 1
 

@@ -242,7 +242,7 @@ class OrderedPipeline:
             afterwards. ``"return"``: the exception object is yielded in place.
             ``"skip"``: the item is dropped and logged on the ``"inorder"`` logger.
         batch: Items per executor call. ``"auto"`` (default) starts at one item and
-            follows the measured cost of items toward 20 ms of work per call (only
+            follows the measured cost of items toward 50 ms of work per call (only
             items already queued are batched: nothing waits for a batch to fill); an
             int fixes the size.
         timeout: Seconds an item may run (each attempt). One that runs longer is
