@@ -201,6 +201,20 @@ async def test_an_idle_pipeline_sends_the_first_of_many_items_alone() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_bound_method_grows_its_batches_like_a_function() -> None:
+    # obj.method is a new object at every access: its items must still share segments
+    # and one batch size, or every item would travel alone.
+    scale = workloads.Scale(3)
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
+            for i in range(3000):
+                await pipe.put(scale.apply, i)  # not _grow_batches: one access per item
+            assert [await anext(pipe) for _ in range(3000)] == [3 * i for i in range(3000)]
+    assert max(executor.sizes) > 16
+    assert all(function == scale.apply for function, _ in executor.calls)
+
+
+@pytest.mark.anyio
 async def test_a_fixed_batch_size_holds_from_the_first_batch() -> None:
     with _BatchRecorder() as executor:
         async with OrderedPipeline(workers=2, batch=10, executor=executor) as pipe:

@@ -137,6 +137,37 @@ async def test_a_function_is_serialised_once_not_per_item(anyio_backend: Any) ->
     assert calls == 1
 
 
+async def test_a_bound_method_is_serialised_once_per_instance(anyio_backend: Any) -> None:
+    # put(obj.method, x) makes a new bound method at every call: equal ones (same
+    # instance, same function) share one cache entry, and the instance's state is the one
+    # it had when its method was first sent.
+    import cloudpickle
+
+    pickled: list[Any] = []
+    original_dumps = cloudpickle.dumps
+
+    def recording_dumps(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        if callable(obj):
+            pickled.append(obj)
+        return original_dumps(obj, *args, **kwargs)
+
+    double, triple = workloads.Scale(2), workloads.Scale(3)
+    async with OrderedPipeline(workers=2) as pipe:
+        cloudpickle.dumps = recording_dumps
+        try:
+            for i in range(20):
+                await pipe.put(double.apply, i)
+                await pipe.put(triple.apply, i)
+            double.factor = 5  # too late: its method was sent with factor 2
+            await pipe.put(double.apply, 100)
+        finally:
+            cloudpickle.dumps = original_dumps
+        pipe.close()
+        results = await collect(pipe)
+    assert results == [f * i for i in range(20) for f in (2, 3)] + [200]
+    assert pickled == [double.apply, triple.apply]
+
+
 async def test_unpicklable_argument_fails_at_put_and_pipeline_stays_usable(
     anyio_backend: Any,
 ) -> None:

@@ -97,6 +97,16 @@ class CountingCallable:
         return os.getpid(), _UNPICKLED
 
 
+class Scale:
+    """``Scale(k).apply`` is a bound method: each attribute access makes a new one."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def apply(self, x: int) -> int:
+        return x * self.factor
+
+
 class NeedsTwoArguments(Exception):
     """Pickles fine, but unpickling calls NeedsTwoArguments(message): TypeError."""
 

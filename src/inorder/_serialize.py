@@ -6,8 +6,8 @@ at the boundary, in the caller's frame, naming the argument, and the stream stay
 usable; arguments travel as one pickle per segment slice, made at dispatch, and an item
 of ``map()`` that cannot be pickled fails alone, in its place. Callables go through cloudpickle
 (importable functions by reference, lambdas, closures and ``__main__`` functions by value),
-once per callable: the bytes are cached by identity in the parent and the unpickled
-function by digest in each worker.
+once per callable: the bytes are cached in the parent (by identity; a bound method by its
+instance and function) and the unpickled function by digest in each worker.
 
 ``DirectCodec`` is for threads of the parent: nothing is copied.
 """
@@ -21,7 +21,7 @@ import pickle
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import cloudpickle
 
@@ -30,6 +30,46 @@ from . import _wire, _worker
 # Serialised callables kept per pipeline. A hit saves the cloudpickle call (15-40 us for
 # a lambda); the cache keeps a reference to each callable so its id() cannot be reused.
 FUNCTION_CACHE_SIZE = 256
+
+# ``obj.method`` makes a new bound method at every access. These compare and hash by the
+# instance's identity and the function, so equal ones can share a cache entry.
+_BOUND_METHODS = frozenset({types.MethodType, types.BuiltinMethodType})
+
+V = TypeVar("V")
+
+
+class _CallableCache(Generic[V]):
+    """A value for each of the last ``FUNCTION_CACHE_SIZE`` callables seen.
+
+    Callables are told apart by identity (their own ``__eq__`` may be costly or
+    meaningless), except bound methods: ``put(obj.method, x)`` in a loop must find the
+    entry of the same instance's same method, or each item would pickle the instance
+    again and travel in a segment of its own. Each entry keeps a reference to its callable,
+    so an ``id()`` cannot be reused while it is cached.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[object, tuple[Callable[..., Any], V]] = OrderedDict()
+
+    @staticmethod
+    def _key(fn: Callable[..., Any]) -> object:
+        return fn if type(fn) in _BOUND_METHODS else id(fn)
+
+    def get(self, fn: Callable[..., Any]) -> V | None:
+        key = self._key(fn)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def add(self, fn: Callable[..., Any], value: V) -> None:
+        self._entries[self._key(fn)] = (fn, value)
+        if len(self._entries) > FUNCTION_CACHE_SIZE:
+            self._entries.popitem(last=False)
+
 
 # Argument types that plain pickle (C, ~0.3 us) always handles exactly as cloudpickle
 # would. Anything else goes through cloudpickle (~2 us), which also handles lambdas and
@@ -91,13 +131,25 @@ def _shape_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, Any]:
 class DirectCodec:
     """Items run in threads of this process: calls and results are passed as they are."""
 
+    def __init__(self) -> None:
+        # The first of each run of equal bound methods: the key of their segments.
+        self._methods: _CallableCache[Callable[..., Any]] = _CallableCache()
+
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Prepared:
+        if type(fn) in _BOUND_METHODS:
+            fn = self.key(fn)
         return (fn, *_shape_of(args, kwargs))
 
     def key(self, fn: Callable[..., Any]) -> Any:
-        return fn
+        if type(fn) not in _BOUND_METHODS:
+            return fn
+        first = self._methods.get(fn)
+        if first is None:
+            self._methods.add(fn, fn)
+            return fn
+        return first
 
     def job(self, parts: Sequence[Part], runs: list[tuple[int, int]]) -> Job:
         return Job(_worker.run_direct, ([(p.key, p.shape, p.payloads) for p in parts],))
@@ -126,9 +178,7 @@ class PickleCodec:
         # only inorder's own pool can carry them, not a borrowed executor.
         self._out_of_band = out_of_band
         self._large_arguments = False  # whether large bytes arguments travel raw
-        self._functions: OrderedDict[int, tuple[Callable[..., Any], SerializedFunction]] = (
-            OrderedDict()
-        )
+        self._functions: _CallableCache[SerializedFunction] = _CallableCache()
         self._last_fn: Callable[..., Any] | None = None
         self._last = SerializedFunction(b"", b"", "")
 
@@ -136,12 +186,10 @@ class PickleCodec:
         """``fn`` serialised, from the cache when it was seen before."""
         if fn is self._last_fn:  # a stream of puts mostly repeats the same function
             return self._last
-        key = id(fn)
-        entry = self._functions.get(key)
-        if entry is not None and entry[0] is fn:
-            self._functions.move_to_end(key)
-            self._last_fn, self._last = fn, entry[1]
-            return entry[1]
+        cached = self._functions.get(fn)
+        if cached is not None:
+            self._last_fn, self._last = fn, cached
+            return cached
         try:
             blob = cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -152,9 +200,7 @@ class PickleCodec:
             ) from exc
         digest = hashlib.blake2b(blob, digest_size=16).digest()
         serialized = SerializedFunction(digest, blob, _worker.describe(fn))
-        self._functions[key] = (fn, serialized)
-        if len(self._functions) > FUNCTION_CACHE_SIZE:
-            self._functions.popitem(last=False)
+        self._functions.add(fn, serialized)
         self._last_fn, self._last = fn, serialized
         return serialized
 
