@@ -636,6 +636,32 @@ def test_out_of_band_arguments_leave_the_pickle_and_writable_buffers_stay() -> N
 # -- iteration ------------------------------------------------------------------------------
 
 
+async def test_a_consumer_that_puts_what_it_takes_never_waits_on_itself(executor: str) -> None:
+    # A yielded item frees its slot, even though slots are counted in bulk: a consumer
+    # that feeds results back (a crawler) must find room for them in a full window.
+    async with OrderedPipeline(workers=2, window=2, executor=executor) as pipe:
+        await pipe.put(workloads.square, 2)
+        await pipe.put(workloads.square, 3)
+        seen = []
+        with anyio.fail_after(20):
+            async for result in pipe:
+                seen.append(result)
+                if result < 1000:
+                    await pipe.put(workloads.square, result)
+                elif len(seen) == 6:
+                    break
+    assert seen == [4, 9, 16, 81, 256, 6561]
+
+
+async def test_put_after_taking_a_full_window_with_anext_finds_room(executor: str) -> None:
+    async with OrderedPipeline(workers=2, window=8, executor=executor) as pipe:
+        with anyio.fail_after(20):
+            for round_ in range(3):
+                for i in range(8):  # fills the window, nobody consumes meanwhile
+                    await pipe.put(workloads.square, i)
+                assert [await anext(pipe) for _ in range(8)] == [i * i for i in range(8)], round_
+
+
 async def test_a_loop_left_early_goes_on_in_the_next_loop(executor: str) -> None:
     async with OrderedPipeline(workers=2, executor=executor) as pipe:
         pipe.map(workloads.square, range(50))

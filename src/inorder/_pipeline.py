@@ -683,6 +683,12 @@ class OrderedPipeline:
     # -- internals: admission -----------------------------------------------------------
 
     async def _wait_for_slot(self) -> None:
+        # Items handed out are counted in bulk, at the consumer's next step: when the
+        # consumer is this very task (a loop that puts what it takes), that step would
+        # never come. Yielded items free their slots: count them now.
+        self._settle()
+        if self._window.try_acquire():
+            return
         waiter = _Waiter()
         self._window.enqueue(waiter)
         try:
