@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import enum
 import functools
 import itertools
 import logging
@@ -59,7 +58,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self, TypedDict, cast
+from typing import Any, Final, Literal, NamedTuple, Self, TypedDict, cast
 
 import anyio
 import anyio.lowlevel
@@ -124,11 +123,15 @@ class PipelineOptions(TypedDict, total=False):
     progress: bool
 
 
-class _State(enum.Enum):
-    NEW = "new"  # constructed, not entered
-    OPEN = "open"  # accepting items
-    CLOSED = "closed"  # close() called: no more items, results still flow
-    STOPPED = "stopped"  # aclose() or exit: workers released, nothing flows
+class _State:
+    """The pipeline's lifecycle. Not an ``enum.Enum``: on CPython 3.11 reading an enum
+    member through its class costs about 130 ns (a descriptor call), a plain class
+    attribute 15 ns, and ``put()`` reads one per call."""
+
+    NEW: Final = "new"  # constructed, not entered
+    OPEN: Final = "open"  # accepting items
+    CLOSED: Final = "closed"  # close() called: no more items, results still flow
+    STOPPED: Final = "stopped"  # aclose() or exit: workers released, nothing flows
 
 
 class _Waiter:
@@ -352,6 +355,7 @@ class OrderedPipeline:
         self._results: AsyncGenerator[Any, None] | None = None  # see __aiter__
         self._backend: Backend | None = None
         self._codec: Codec | None = None
+        self._prepare: Callable[[Any, tuple[Any, ...], dict[str, Any]], Prepared]  # entered
         self._bridge: LoopBridge | None = None
         self._stopped: anyio.Event | None = None
 
@@ -366,6 +370,7 @@ class OrderedPipeline:
         self._bridge = current_bridge()
         backend = self._backend = self._make_backend()
         self._codec = backend.codec()
+        self._prepare = self._codec.prepare  # put() calls it per item
         self._state = _State.OPEN
         try:
             await backend.start(self._bridge)
@@ -470,8 +475,7 @@ class OrderedPipeline:
         if self._state is not _State.OPEN:
             raise self._closed_error("put()")
         if callable(fn):
-            assert self._codec is not None
-            prepared = self._codec.prepare(fn, args, kwargs)
+            prepared = self._prepare(fn, args, kwargs)
             if prepared[0] is not self._measured:
                 self._expect_function(prepared[0])
             if not self._window.try_acquire():
