@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload, call_async, inc
+from workloads import WORKLOADS, Workload, call_async, inc, run_share
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results.json"
@@ -72,6 +72,25 @@ def executor_map(chunksize: int) -> Runner:
                 consume(result)
 
     return run
+
+
+def no_ipc_ceiling(w: Workload, consume: Consume, mark: Mark) -> None:
+    """Not a peer: what this machine allows CPU-bound workloads at the time. Each worker
+    runs an equal contiguous share of the items in one call (each share of the skew
+    workload holds as many slow items) and sends its results back once, at the end."""
+    items = list(w.items(w.count))
+    shares = [
+        items[len(items) * i // WORKERS : len(items) * (i + 1) // WORKERS] for i in range(WORKERS)
+    ]
+    with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=_forkserver()) as ex:
+        list(ex.map(inc, range(64)))
+        mark()
+        for future in [ex.submit(run_share, w.fn, share) for share in shares]:
+            for result in future.result():
+                consume(result)
+
+
+CEILING = "no IPC: equal shares, one call per worker (ceiling)"
 
 
 def joblib_generator(w: Workload, consume: Consume, mark: Mark) -> None:
@@ -215,6 +234,7 @@ PEERS: dict[str, Runner] = {
     "mpire imap": mpire_imap,
     "pebble map": pebble_map,
     "aiomultiprocess map": aiomultiprocess_map,
+    CEILING: no_ipc_ceiling,  # CPU-bound workloads only
 }
 
 
@@ -373,6 +393,8 @@ def main() -> None:
         print(f"{name}: {workload.description}", file=sys.stderr)
         results.setdefault(name, {})
         for peer in peers:
+            if peer == CEILING and not workload.serial_seconds:
+                continue
             runs = []
             for _ in range(args.runs):
                 run = run_isolated(name, peer, args.timeout)
@@ -409,7 +431,9 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         "`inorder.map (cold)`, which includes start-up; every peer's results go through the "
         "same Python loop, which checks each value and its order. inorder runs at its "
         "defaults. Ratios compare with `Pool.imap` at its best chunksize for the workload "
-        "(higher is better). Written " + time.strftime("%Y-%m-%d") + ".",
+        "(higher is better). In the cpu and skew tables the last row is not a peer but the "
+        "machine's ceiling at the time: each worker runs an equal share of the items in one "
+        "call, with no IPC per item. Written " + time.strftime("%Y-%m-%d") + ".",
         "",
     ]
     for name, by_peer in results.items():
