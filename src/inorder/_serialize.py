@@ -141,18 +141,20 @@ class DirectCodec:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Prepared:
         if type(fn) in _BOUND_METHODS:
-            fn = self.key(fn)
+            fn = self._first_equal(fn)
         if len(args) == 1 and not kwargs:  # put() runs this per item: no call for fn(x)
             return (fn, _ONE, args[0])
         return (fn, *_shape_of(args, kwargs))
 
     def key(self, fn: Callable[..., Any]) -> Any:
-        if type(fn) not in _BOUND_METHODS:
-            return fn
-        first = self._methods.get(fn)
+        return self._first_equal(fn) if type(fn) in _BOUND_METHODS else fn
+
+    def _first_equal(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """The first bound method seen equal to ``method``: one segment key for them all."""
+        first = self._methods.get(method)
         if first is None:
-            self._methods.add(fn, fn)
-            return fn
+            self._methods.add(method, method)
+            return method
         return first
 
     def job(self, parts: Sequence[Part], runs: list[tuple[int, int]]) -> Job:
