@@ -4,9 +4,10 @@ The cpu (400 x 4 ms) and skew (2,000 x 1 ms, every 100th 50 ms) workloads of the
 2 workers, at ``batch="auto"`` (at each ``--targets`` batch duration) and at fixed batch
 sizes: parallel efficiency (serial CPU time / (wall x 2)) and the parent's CPU time (all
 its threads) for the run. With ``batch=1`` the parent's CPU divided by the item count is
-the cost of one round trip. The first row of each workload is the machine's ceiling: two
-processes, started beforehand, burning the same CPU time with no IPC at all. Medians of
-``--runs``; every configuration is measured once per round, rounds side by side.
+the cost of one round trip. The first row of each workload is the machine's ceiling, as in
+the suite: each worker of a warm pool runs an equal share of the items in one call, with
+no IPC per item. Medians of ``--runs``; every configuration is measured once per round,
+rounds side by side.
 
     python benchmarks/batch_cost.py [--runs 3] [--batches auto,1,4,16] [--targets 0.05]
 """
@@ -14,11 +15,11 @@ processes, started beforehand, burning the same CPU time with no IPC at all. Med
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,40 +30,22 @@ from inorder import _batching
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload, inc
+from workloads import WORKLOADS, Workload, equal_shares, inc, run_share
 
 WORKERS = 2
 
 
-def _burn_share(start: Any, fn: Callable[[int], int], items: range, ends: Any) -> None:
-    start.wait()
-    for item in items:
-        fn(item)
-    ends.put(time.perf_counter())
-
-
-def _share(count: int, index: int) -> range:
-    return range(count * index // WORKERS, count * (index + 1) // WORKERS)
-
-
 def ceiling(w: Workload) -> tuple[float, float]:
-    """(wall seconds, 0): WORKERS processes run the items, in contiguous equal shares
-    (each share of the skew workload holds as many slow items), with no IPC."""
+    """(wall seconds, 0): the suite's no-IPC ceiling, each worker running an equal share
+    of the items in one call on a warm pool and sending its results back once."""
     context = multiprocessing.get_context("forkserver")
-    start, ends = context.Event(), context.Queue()
-    processes = [
-        context.Process(target=_burn_share, args=(start, w.fn, _share(w.count, i), ends))
-        for i in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    time.sleep(0.5)  # every process is up and waiting
-    started = time.perf_counter()
-    start.set()
-    finished = max(ends.get() for _ in processes)
-    for process in processes:
-        process.join()
-    return finished - started, 0.0
+    shares = equal_shares(list(range(w.count)), WORKERS)
+    with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=context) as ex:
+        list(ex.map(inc, range(64)))
+        started = time.perf_counter()
+        for future in [ex.submit(run_share, w.fn, share) for share in shares]:
+            future.result()
+        return time.perf_counter() - started, 0.0
 
 
 async def once(batch: Any, w: Workload) -> tuple[float, float]:

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload, call_async, inc, run_share
+from workloads import WORKLOADS, Workload, call_async, equal_shares, inc, run_share
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results.json"
@@ -76,12 +76,9 @@ def executor_map(chunksize: int) -> Runner:
 
 def no_ipc_ceiling(w: Workload, consume: Consume, mark: Mark) -> None:
     """Not a peer: what this machine allows CPU-bound workloads at the time. Each worker
-    runs an equal contiguous share of the items in one call (each share of the skew
-    workload holds as many slow items) and sends its results back once, at the end."""
-    items = list(w.items(w.count))
-    shares = [
-        items[len(items) * i // WORKERS : len(items) * (i + 1) // WORKERS] for i in range(WORKERS)
-    ]
+    runs an equal contiguous share of the items in one call and sends its results back
+    once, at the end."""
+    shares = equal_shares(list(w.items(w.count)), WORKERS)
     with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=_forkserver()) as ex:
         list(ex.map(inc, range(64)))
         mark()

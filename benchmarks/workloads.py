@@ -65,6 +65,12 @@ def run_share(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     return [fn(item) for item in items]
 
 
+def equal_shares(items: list[Any], parts: int) -> list[list[Any]]:
+    """``items`` cut into ``parts`` contiguous shares of equal length (each share of the
+    skew workload holds as many slow items)."""
+    return [items[len(items) * i // parts : len(items) * (i + 1) // parts] for i in range(parts)]
+
+
 def make_payload(index: int) -> bytes:
     return index.to_bytes(4, "little") * (MIB // 4)
 

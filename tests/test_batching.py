@@ -165,13 +165,9 @@ class _Gate:
     def __init__(self) -> None:
         self.open = threading.Event()
 
-        # One function object: a bound method would be a new object at every access,
-        # and batch sizes are kept per function object.
-        def held(x: int) -> int:
-            self.open.wait(10)
-            return x
-
-        self.held = held
+    def held(self, x: int) -> int:
+        self.open.wait(10)
+        return x
 
 
 async def _grow_batches(pipe: OrderedPipeline, fn: Any, expected: Any) -> None:

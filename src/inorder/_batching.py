@@ -21,7 +21,7 @@ queued, up to the current size. Nothing here needs to know the length of the inp
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from ._recent import Recent
 
 # Work per batch the controller aims at. Streaming latency matters, unlike joblib's
 # 0.2-2 s for finite inputs. The parent's CPU per round trip is taken from the same cores
@@ -107,7 +107,7 @@ class BatchSizers:
             raise ValueError(f"a fixed batch size must be at least 1, got {fixed}")
         self._fixed = fixed
         self._limit = MAX_BATCH_SIZE
-        self._sizers: OrderedDict[int, tuple[object, BatchSizer]] = OrderedDict()
+        self._sizers: Recent[BatchSizer] = Recent(REMEMBERED_FUNCTIONS)
         self._last = BatchSizer(fixed)
 
     @property
@@ -121,16 +121,11 @@ class BatchSizers:
         return self._fixed is None
 
     def of(self, function: object) -> BatchSizer:
-        """The sizer for ``function`` (compared by identity), new ones at one item."""
-        entry = self._sizers.get(id(function))
-        if entry is not None and entry[0] is function:
-            self._sizers.move_to_end(id(function))
-            sizer = entry[1]
-        else:
+        """The sizer for ``function`` (a codec's segment key), new ones at one item."""
+        sizer = self._sizers.get(function)
+        if sizer is None:
             sizer = BatchSizer(self._fixed, limit=self._limit)
-            self._sizers[id(function)] = (function, sizer)
-            if len(self._sizers) > REMEMBERED_FUNCTIONS:
-                self._sizers.popitem(last=False)
+            self._sizers.add(function, sizer)
         self._last = sizer
         return sizer
 
@@ -138,5 +133,5 @@ class BatchSizers:
         """Lower (or raise) every sizer's ceiling, and that of sizers made later."""
         self._limit = max(1, limit)
         self._last.limit_to(self._limit)
-        for _, sizer in self._sizers.values():
+        for sizer in self._sizers.values():
             sizer.limit_to(self._limit)

@@ -301,7 +301,9 @@ class OrderedPipeline:
             self._window_sizer = WindowSizer(self._workers)
             fixed_window = self._window_sizer.capacity
         self._window: Window[_Waiter] = Window(fixed_window)
-        self._measured: Any = None  # the function whose results sized the window last
+        # The function whose results sized the window last (with a fixed window: the one
+        # put() saw last, see _expect_function).
+        self._measured: Any = None
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
@@ -810,11 +812,11 @@ class OrderedPipeline:
         on results of another function, bring it back to its start until theirs are
         measured."""
         sizer = self._window_sizer
-        if (
-            sizer is not None
-            and key is not self._measured
-            and self._window.capacity > AUTO_WINDOW_START
-        ):
+        if sizer is None:
+            # A fixed window has nothing to bring back: remembering the key as measured
+            # spares put() this call for every item of the same function.
+            self._measured = key
+        elif key is not self._measured and self._window.capacity > AUTO_WINDOW_START:
             sizer.forget_results()
             self._resize_window()
 

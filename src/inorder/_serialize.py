@@ -19,57 +19,17 @@ import hashlib
 import io
 import pickle
 import types
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import cloudpickle
 
 from . import _wire, _worker
+from ._recent import BOUND_METHODS, Recent
 
 # Serialised callables kept per pipeline. A hit saves the cloudpickle call (15-40 us for
 # a lambda); the cache keeps a reference to each callable so its id() cannot be reused.
 FUNCTION_CACHE_SIZE = 256
-
-# ``obj.method`` makes a new bound method at every access. These compare and hash by the
-# instance's identity and the function, so equal ones can share a cache entry.
-_BOUND_METHODS = frozenset({types.MethodType, types.BuiltinMethodType})
-
-V = TypeVar("V")
-
-
-class _CallableCache(Generic[V]):
-    """A value for each of the last ``FUNCTION_CACHE_SIZE`` callables seen.
-
-    Callables are told apart by identity (their own ``__eq__`` may be costly or
-    meaningless), except bound methods: ``put(obj.method, x)`` in a loop must find the
-    entry of the same instance's same method, or each item would pickle the instance
-    again and travel in a segment of its own. Each entry keeps a reference to its callable,
-    so an ``id()`` cannot be reused while it is cached.
-    """
-
-    __slots__ = ("_entries",)
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[object, tuple[Callable[..., Any], V]] = OrderedDict()
-
-    @staticmethod
-    def _key(fn: Callable[..., Any]) -> object:
-        return fn if type(fn) in _BOUND_METHODS else id(fn)
-
-    def get(self, fn: Callable[..., Any]) -> V | None:
-        key = self._key(fn)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        return entry[1]
-
-    def add(self, fn: Callable[..., Any], value: V) -> None:
-        self._entries[self._key(fn)] = (fn, value)
-        if len(self._entries) > FUNCTION_CACHE_SIZE:
-            self._entries.popitem(last=False)
-
 
 # Argument types that plain pickle (C, ~0.3 us) always handles exactly as cloudpickle
 # would. Anything else goes through cloudpickle (~2 us), which also handles lambdas and
@@ -135,19 +95,19 @@ class DirectCodec:
 
     def __init__(self) -> None:
         # The first of each run of equal bound methods: the key of their segments.
-        self._methods: _CallableCache[Callable[..., Any]] = _CallableCache()
+        self._methods: Recent[Callable[..., Any]] = Recent(FUNCTION_CACHE_SIZE)
 
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Prepared:
-        if type(fn) in _BOUND_METHODS:
+        if type(fn) in BOUND_METHODS:
             fn = self._first_equal(fn)
         if len(args) == 1 and not kwargs:  # put() runs this per item: no call for fn(x)
             return (fn, _ONE, args[0])
         return (fn, *_shape_of(args, kwargs))
 
     def key(self, fn: Callable[..., Any]) -> Any:
-        return self._first_equal(fn) if type(fn) in _BOUND_METHODS else fn
+        return self._first_equal(fn) if type(fn) in BOUND_METHODS else fn
 
     def _first_equal(self, method: Callable[..., Any]) -> Callable[..., Any]:
         """The first bound method seen equal to ``method``: one segment key for them all."""
@@ -184,7 +144,7 @@ class PickleCodec:
         # only inorder's own pool can carry them, not a borrowed executor.
         self._out_of_band = out_of_band
         self._large_arguments = False  # whether large bytes arguments travel raw
-        self._functions: _CallableCache[SerializedFunction] = _CallableCache()
+        self._functions: Recent[SerializedFunction] = Recent(FUNCTION_CACHE_SIZE)
         self._last_fn: Callable[..., Any] | None = None
         self._last = SerializedFunction(b"", b"", "")
 
