@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +389,56 @@ async def test_buffered_never_exceeds_window_with_a_paused_consumer(executor: st
                 assert stats.accepted - stats.yielded <= window
     assert results == [i * i for i in range(30)]
     assert peak <= window
+
+
+class _Token:
+    """An argument whose lifetime a weak reference can watch."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+def _number_slowly(token: _Token) -> int:
+    time.sleep(0.001)
+    return token.number
+
+
+@pytest.mark.parametrize("feed", ["put", "map"])
+async def test_arguments_are_let_go_once_dispatched_while_the_producer_stays_ahead(
+    anyio_backend: Any, feed: str
+) -> None:
+    # The producer is always ahead of the workers, so queued items never run out: the
+    # items already handed to a worker must not stay referenced by the queue meanwhile
+    # (on an endless stream that would be memory growing without bound).
+    window, count = 8, 300
+    refs: list[weakref.ref[_Token]] = []
+
+    def tokens() -> Any:
+        for i in range(count):
+            token = _Token(i)
+            refs.append(weakref.ref(token))
+            yield token
+
+    peak = 0
+    pipe = OrderedPipeline(workers=2, window=window, batch=1, executor="thread")
+    async with pipe, anyio.create_task_group() as tg:
+        if feed == "map":
+            pipe.map(_number_slowly, tokens())
+        else:
+
+            async def produce() -> None:
+                for token in tokens():
+                    await pipe.put(_number_slowly, token)
+                pipe.close()
+
+            tg.start_soon(produce)
+        results = []
+        async for result in pipe:
+            results.append(result)
+            peak = max(peak, sum(ref() is not None for ref in refs))
+    assert results == list(range(count))
+    # The window's items, and the one the producer holds while it waits for room.
+    assert peak <= window + 1
 
 
 async def test_statistics_snapshot_is_frozen_and_adds_up(executor: str) -> None:

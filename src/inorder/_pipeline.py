@@ -164,7 +164,7 @@ class _Segment:
     an item being retried (``attempts``: how many of its attempts failed so far).
     """
 
-    __slots__ = ("attempts", "end", "isolated", "key", "offset", "payloads", "shape", "start")
+    __slots__ = ("attempts", "end", "isolated", "key", "payloads", "shape", "start")
 
     def __init__(
         self,
@@ -179,9 +179,8 @@ class _Segment:
         self.key = key
         self.shape = shape
         self.payloads = payloads
-        self.start = start  # the sequence number of payloads[offset]
+        self.start = start  # the sequence number of payloads[0]
         self.end = start + len(payloads)  # one past the last item's sequence number
-        self.offset = 0  # payloads before it were dispatched already
         self.isolated = isolated
         self.attempts = attempts
 
@@ -857,16 +856,17 @@ class OrderedPipeline:
                 size = min(size, self._sizers.of(segment.key).size - taken)
                 if size <= 0:
                     break
-            available = len(segment.payloads) - segment.offset
+            available = len(segment.payloads)
             take = min(size, available)
             if take == available:
                 pending.popleft()
-                payloads = (
-                    segment.payloads[segment.offset :] if segment.offset else segment.payloads
-                )
+                payloads = segment.payloads
             else:
-                payloads = segment.payloads[segment.offset : segment.offset + take]
-                segment.offset += take
+                # The segment keeps only what is still queued: a producer that stays
+                # ahead appends to it for ever, so what it handed out must not stay.
+                # (A new list: map() may have handed over its own.)
+                payloads = segment.payloads[:take]
+                segment.payloads = segment.payloads[take:]
             start = segment.start
             segment.start += take
             parts.append(Part(segment.key, segment.shape, payloads))
