@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -366,6 +367,30 @@ async def test_a_new_function_starts_from_the_initial_window(anyio_backend: Any)
         pipe.map(workloads.describe_buffer, [b"x" * 32_768] * 10)
         assert pipe.statistics().window <= AUTO_WINDOW_START
         assert [r async for r in pipe] == [("bytes", 32_768, ord("x"), 0)] * 10
+
+
+async def test_put_rechecks_the_window_once_another_functions_results_came_in(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    """put() of the same function again and again takes a fast path; when another
+    function's results are measured meanwhile, the window must be checked again."""
+    gate = tmp_path / "gate"
+    spec = f"{gate}|8192"
+    async with OrderedPipeline(workers=2) as pipe:
+        gate.touch()
+        await pipe.put(workloads.bytes_after_file, spec)
+        assert await anext(pipe) == bytes(8192)  # measured: 8 KiB results
+        gate.unlink()
+        await pipe.put(workloads.square, 3)  # another function: the window goes back
+        for _ in range(20):  # these wait for the gate; most are queued (the fast path)
+            await pipe.put(workloads.bytes_after_file, spec)
+        assert await anext(pipe) == 9  # tiny results measured: the window grows
+        assert pipe.statistics().window > AUTO_WINDOW_START
+        await pipe.put(workloads.bytes_after_file, spec)
+        assert pipe.statistics().window == AUTO_WINDOW_START
+        gate.touch()
+        pipe.close()
+        assert [r async for r in pipe] == [bytes(8192)] * 21
 
 
 async def test_large_items_shrink_the_automatic_window(anyio_backend: Any) -> None:

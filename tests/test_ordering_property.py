@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from inorder import OrderedPipeline
@@ -180,3 +180,101 @@ async def test_map_equals_builtin_map(
         results = [r async for r in p.map(workloads.square, values)]
     expected = [v * v for v in values]
     assert results == expected if ordered else sorted(results) == sorted(expected)
+
+
+# put() of single plain arguments takes a fast path (the lane) while the same function
+# repeats; these streams mix it with everything that must close it: other functions,
+# other call shapes, markers, fresh bound methods, and completions in between.
+PAUSES = (0.0, 0.0005, 0.002)
+
+
+def tagged(code: int, offset: int = 0) -> tuple[str, int]:
+    """``code`` is ``index * 10 + pause``: the item's number and how long it takes."""
+    if isinstance(code, tuple):
+        code = code[0]
+    if PAUSES[code % 10]:
+        import time
+
+        time.sleep(PAUSES[code % 10])
+    return ("f", code + offset)
+
+
+def other(code: int) -> tuple[str, int]:
+    return ("g", tagged(code)[1])
+
+
+SCALE = workloads.Scale(1)
+
+lane_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["f", "f", "f", "f", "g", "kwargs", "tuple", "marker", "bound", "pause"]),
+        st.integers(0, len(PAUSES) - 1),
+    ),
+    max_size=60,
+)
+
+
+async def run_lane_stream(
+    ops: list[tuple[str, int]], *, workers: int, window: int | str, executor: str
+) -> tuple[list[Any], list[Any]]:
+    expected: list[Any] = []
+    outcomes: list[Any] = []
+    with anyio.fail_after(30):  # a lost item would hang the stream
+        async with OrderedPipeline(workers=workers, window=window, executor=executor) as pipe:
+
+            async def produce() -> None:
+                for index, (kind, pause) in enumerate(ops):
+                    code = index * 10 + pause
+                    if kind == "f":
+                        await pipe.put(tagged, code)
+                        expected.append(("f", code))
+                    elif kind == "g":
+                        await pipe.put(other, code)
+                        expected.append(("g", code))
+                    elif kind == "kwargs":
+                        await pipe.put(tagged, code, offset=0)
+                        expected.append(("f", code))
+                    elif kind == "tuple":
+                        await pipe.put(tagged, (code,))
+                        expected.append(("f", code))
+                    elif kind == "marker":
+                        await pipe.put(f"marker-{index}")
+                        expected.append(f"marker-{index}")
+                    elif kind == "bound":
+                        await pipe.put(SCALE.apply, code)
+                        expected.append(code)
+                    else:  # let completions and the consumer run
+                        await anyio.sleep(PAUSES[pause])
+                pipe.close()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                async for outcome in pipe:
+                    outcomes.append(outcome)
+    return outcomes, expected
+
+
+@settings(max_examples=40)
+# The queued items of the fast path are all dispatched, then the same function again.
+@example(ops=[("f", 2)] * 3 + [("pause", 2)] * 3 + [("f", 0)] * 2, workers=1, window=4)
+@given(
+    ops=lane_ops,
+    workers=st.integers(1, 3),
+    window=st.one_of(st.just("auto"), st.integers(1, 12)),
+)
+async def test_threads_put_fast_path_keeps_order(
+    anyio_backend: Any, ops: list[tuple[str, int]], workers: int, window: int | str
+) -> None:
+    outcomes, expected = await run_lane_stream(
+        ops, workers=workers, window=window, executor="thread"
+    )
+    assert outcomes == expected
+
+
+@settings(max_examples=6)
+@given(ops=lane_ops, window=st.one_of(st.just("auto"), st.integers(1, 12)))
+async def test_processes_put_fast_path_keeps_order(
+    anyio_backend: Any, ops: list[tuple[str, int]], window: int | str
+) -> None:
+    outcomes, expected = await run_lane_stream(ops, workers=2, window=window, executor="process")
+    assert outcomes == expected

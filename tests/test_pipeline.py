@@ -284,16 +284,60 @@ async def test_unpicklable_result_and_exception_fail_at_their_position(anyio_bac
 
 
 async def test_put_after_close_raises_pipeline_closed(executor: str) -> None:
-    async with OrderedPipeline(workers=1, executor=executor) as pipe:
-        await pipe.put(workloads.square, 4)
+    async with OrderedPipeline(workers=1, window=8, executor=executor) as pipe:
+        # The one worker's dispatch slots fill up: the last items are queued, which is
+        # when put() takes its fast path for the same function. Closing must end it too.
+        for i in range(4):
+            await pipe.put(workloads.square, i)
         pipe.close()
         pipe.close()  # idempotent
         with pytest.raises(PipelineClosedError, match=r"closed with close\(\)"):
             await pipe.put(workloads.square, 5)
         with pytest.raises(PipelineClosedError):
             await pipe.put("marker")
-        assert await collect(pipe) == [16]
+        assert await collect(pipe) == [0, 1, 4, 9]
         assert await collect(pipe) == []  # exhausted stays exhausted
+
+
+async def test_put_after_aclose_raises_pipeline_closed(executor: str) -> None:
+    async with OrderedPipeline(workers=1, window=8, executor=executor) as pipe:
+        for i in range(4):  # the last ones queued, as above
+            await pipe.put(workloads.square, i)
+        await pipe.aclose()
+        with pytest.raises(PipelineClosedError):
+            await pipe.put(workloads.square, 5)
+
+
+@pytest.mark.parametrize("window", ["auto", 16])
+async def test_put_while_map_feeds_keeps_each_item_at_its_number(
+    executor: str, window: int | str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    spec = f"{gate}|1"
+    more = anyio.Event()
+
+    async def numbers() -> Any:
+        for i in range(3):
+            yield i
+        await more.wait()
+        yield 3
+
+    async with OrderedPipeline(workers=1, window=window, executor=executor) as pipe:
+        gate.touch()
+        assert await pipe.put(workloads.bytes_after_file, spec) == 0
+        assert await anext(pipe) == b"\0"  # measured: put() may take its fast path
+        gate.unlink()
+        # The worker holds two of these (its dispatch slots), two stay queued.
+        put_seqs = [await pipe.put(workloads.bytes_after_file, spec) for _ in range(4)]
+        pipe.map(workloads.identity, numbers())
+        await wait_until(lambda: pipe.statistics().accepted == 8)  # the feeder took 3
+        put_seqs.append(await pipe.put(workloads.bytes_after_file, spec))
+        more.set()
+        gate.touch()
+        with anyio.fail_after(20):  # an item filed under the wrong number never comes
+            results = await collect(pipe)
+    assert put_seqs == [1, 2, 3, 4, 8]
+    assert results == [b"\0"] * 4 + [0, 1, 2, b"\0", 3]
 
 
 async def test_close_refuses_producers_waiting_for_room(executor: str) -> None:

@@ -40,6 +40,15 @@ def wait_for_file(x: int, path: str) -> int:
     return x
 
 
+def bytes_after_file(spec: str) -> bytes:
+    """``spec`` is ``"path|size"``: wait for ``path`` (a gate), then return ``size`` bytes.
+
+    One plain argument, so put() may take its fast path for it."""
+    path, size = spec.rsplit("|", 1)
+    wait_for_file(0, path)
+    return bytes(int(size))
+
+
 def pid_of_worker(_: object = None) -> int:
     return os.getpid()
 

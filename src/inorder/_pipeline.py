@@ -75,6 +75,7 @@ from ._pool import WorkerDied
 from ._reorder import ReorderBuffer
 from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
 from ._serialize import (
+    PLAIN_TYPES,
     Codec,
     Outcomes,
     OutcomeSlice,
@@ -183,6 +184,11 @@ class _Segment:
         self.end = start + len(payloads)  # one past the last item's sequence number
         self.isolated = isolated
         self.attempts = attempts
+
+
+# put()'s lane when closed: a function no caller can pass, and a segment of nothing.
+_NO_LANE_FN: Final = object()
+_NO_LANE: Final = _Segment(None, -1, [], 0)
 
 
 class _Item(NamedTuple):
@@ -303,6 +309,10 @@ class OrderedPipeline:
         # The function whose results sized the window last (with a fixed window: the one
         # put() saw last, see _expect_function).
         self._measured: Any = None
+        # put()'s fast path (see put): the function whose next items join ``_lane``, the
+        # last queued segment, without the checks of the general path.
+        self._lane_fn: Any = _NO_LANE_FN
+        self._lane = _NO_LANE
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
@@ -407,6 +417,7 @@ class OrderedPipeline:
             return
         started = self._state is not _State.NEW
         self._state = _State.STOPPED
+        self._close_lane()
         if not started:
             return
         self._stopped = anyio.Event()
@@ -447,6 +458,7 @@ class OrderedPipeline:
             raise RuntimeError("close() called before the pipeline was entered with async with")
         if self._state is _State.OPEN:
             self._state = _State.CLOSED
+            self._close_lane()
             self._refuse_waiters()
             self._wake_consumer()
 
@@ -473,6 +485,25 @@ class OrderedPipeline:
                 accepted; the pipeline stays usable.
             PipelineClosedError: after ``close()``, or the pipeline closed while waiting.
         """
+        if (
+            fn is self._lane_fn
+            and len(args) == 1
+            and not kwargs
+            and type(args[0]) in PLAIN_TYPES
+            and self._window.try_acquire()
+        ):
+            # The lane: the function the last put() queued, again with one argument that
+            # needs no check. The lane closes whenever this shortcut would skip anything
+            # (another segment, a marker, the state, the window sizer's function).
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            lane = self._lane
+            lane.payloads.append(args[0])
+            lane.end = seq + 1
+            self._queued += 1
+            if self._dispatches < self._max_dispatches:
+                self._dispatch()
+            return seq
         if self._state is not _State.OPEN:
             raise self._closed_error("put()")
         if callable(fn):
@@ -481,7 +512,9 @@ class OrderedPipeline:
                 self._expect_function(prepared[0])
             if not self._window.try_acquire():
                 await self._wait_for_slot()
-            return self._accept_call(prepared)
+            seq = self._accept_call(prepared)
+            self._open_lane(fn, prepared[0], prepared[1])
+            return seq
         if args or kwargs:
             raise TypeError(
                 f"put() takes a callable and its arguments, or a single marker object; got a "
@@ -734,8 +767,28 @@ class OrderedPipeline:
             self._dispatch()
         return seq
 
+    def _open_lane(self, fn: Any, key: Any, shape: int) -> None:
+        """Let put()'s next items of ``fn`` join the last queued segment, if it took this
+        one, as long as nothing else happens in between (see put)."""
+        pending = self._pending
+        if shape == ONE and key is self._measured and pending:
+            tail = pending[-1]
+            if (
+                tail.key is key
+                and tail.shape == ONE
+                and tail.end == self._next_seq
+                and not tail.isolated
+            ):
+                self._lane_fn, self._lane = fn, tail
+                return
+        self._close_lane()
+
+    def _close_lane(self) -> None:
+        self._lane_fn, self._lane = _NO_LANE_FN, _NO_LANE
+
     def _accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
         """Accept consecutive items fed by map() (their window slots are taken)."""
+        self._close_lane()
         seq = self._next_seq
         self._next_seq = seq + len(payloads)
         pending = self._pending
@@ -760,6 +813,7 @@ class OrderedPipeline:
 
         ``barrier``: yield it only after every earlier item, even when unordered.
         """
+        self._close_lane()
         seq = self._next_seq
         self._next_seq = seq + 1
         self._buffer.add(seq, [outcome], barrier=barrier)  # a list: checked item by item
@@ -814,10 +868,15 @@ class OrderedPipeline:
         if sizer is None:
             # A fixed window has nothing to bring back: remembering the key as measured
             # spares put() this call for every item of the same function.
-            self._measured = key
+            self._set_measured(key)
         elif key is not self._measured and self._window.capacity > AUTO_WINDOW_START:
             sizer.forget_results()
             self._resize_window()
+
+    def _set_measured(self, key: Any) -> None:
+        if key is not self._measured:
+            self._measured = key
+            self._close_lane()  # its items skip _expect_function, which would differ now
 
     def _resize_window(self) -> None:
         """Follow the window sizer: grow or shrink the window and the batch cap with it."""
@@ -860,6 +919,8 @@ class OrderedPipeline:
             take = min(size, available)
             if take == available:
                 pending.popleft()
+                if segment is self._lane:
+                    self._close_lane()
                 payloads = segment.payloads
             else:
                 # The segment keeps only what is still queued: a producer that stays
@@ -913,7 +974,7 @@ class OrderedPipeline:
                 nbytes = pickled_size(payload)
                 if self._window_sizer is not None and nbytes is not None:
                     self._window_sizer.observe_results(count, nbytes)
-                    self._measured = parts[0].key
+                    self._set_measured(parts[0].key)
                     self._resize_window()
                 outcomes = self._codec.outcomes(payload, count, failures)
                 if failures and self._retry.retries:

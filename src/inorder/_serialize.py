@@ -33,8 +33,9 @@ FUNCTION_CACHE_SIZE = 256
 
 # Argument types that plain pickle (C, ~0.3 us) always handles exactly as cloudpickle
 # would. Anything else goes through cloudpickle (~2 us), which also handles lambdas and
-# __main__ functions *inside* the arguments by value.
-_PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None), complex})
+# __main__ functions *inside* the arguments by value. A single argument of these types
+# needs no check on its way to any worker, so put()'s lane takes it (see _pipeline).
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 _ONE = _worker.ONE  # a module global: one lookup less per put()
 
@@ -180,9 +181,9 @@ class PickleCodec:
         function = self._last if fn is self._last_fn else self.function(fn)
         if not kwargs:
             if len(args) == 1:
-                if type(args[0]) in _PLAIN_TYPES:
+                if type(args[0]) in PLAIN_TYPES:
                     return (function, _ONE, args[0])
-            elif all(type(a) in _PLAIN_TYPES for a in args):
+            elif all(type(a) in PLAIN_TYPES for a in args):
                 return (function, _worker.ARGS, args)
         return (function, _worker.PICKLED, dump_arguments(fn, args, kwargs))
 
@@ -520,7 +521,7 @@ def resolve(outcomes: Sequence[Any]) -> tuple[list[Any], bool]:
 def dump_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """``(args, kwargs)`` as bytes, or a TypeError naming the argument that cannot travel."""
     call = (args, kwargs)
-    if not kwargs and all(type(a) in _PLAIN_TYPES for a in args):
+    if not kwargs and all(type(a) in PLAIN_TYPES for a in args):
         return pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
     try:
         return cloudpickle.dumps(call, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
