@@ -81,6 +81,30 @@ def test_a_short_batch_does_not_grow_the_size() -> None:
     assert sizer.size == size
 
 
+def test_each_full_batch_grows_the_current_size() -> None:
+    # Four batches of one item are in flight (two per worker) when the first comes back:
+    # each one that was full grows the size further, not back to twice its own.
+    sizer = BatchSizer(limit=1000)
+    for _ in range(4):
+        sizer.observe(1, 1e-6, full=True)
+    assert sizer.size == 16
+    short = BatchSizer(limit=1000)
+    for _ in range(4):
+        short.observe(1, 1e-6)  # cut short: the queue held no more
+    assert short.size == 2
+
+
+@given(st.lists(st.tuples(st.integers(1, 5000), costs, st.booleans()), max_size=60))
+def test_no_step_grows_by_more_than_the_growth_factor(
+    batches: list[tuple[int, float, bool]],
+) -> None:
+    sizer = BatchSizer(limit=100_000)
+    for items, per_item, full in batches:
+        before = sizer.size
+        sizer.observe(items, items * per_item, full=full)
+        assert 1 <= sizer.size <= max(before, int(max(before, items) * GROWTH))
+
+
 def test_fixed_size_ignores_measurements() -> None:
     sizer = BatchSizer(7)
     sizer.observe(7, 10.0)
@@ -88,6 +112,33 @@ def test_fixed_size_ignores_measurements() -> None:
     assert sizer.size == 7
     with pytest.raises(ValueError, match="at least 1"):
         BatchSizer(0)
+
+
+class _InlineThreads(concurrent.futures.ThreadPoolExecutor):
+    """Runs each executor call at submit() and records how many items it carried."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.batches: list[int] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        (parts,) = args
+        self.batches.append(sum(len(payloads) for _, _, payloads in parts))
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@pytest.mark.anyio
+async def test_cheap_items_ramp_up_to_the_largest_batch_in_few_batches() -> None:
+    executor = _InlineThreads()
+    with executor:
+        async with OrderedPipeline(workers=2, window=16384, executor=executor) as pipe:
+            results = [r async for r in pipe.map(workloads.square, range(30_000))]
+    assert results == [x * x for x in range(30_000)]
+    # Four batches of one item go out at once; from then on every full batch that comes
+    # back doubles the size: 1 -> MAX_BATCH_SIZE (4096) in 12 more.
+    assert executor.batches.index(MAX_BATCH_SIZE) <= 4 + 12
 
 
 @pytest.mark.anyio

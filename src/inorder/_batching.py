@@ -11,7 +11,9 @@ measured in the worker:
 
 * it starts at one item, so the first result comes back as soon as possible;
 * it grows by at most ``GROWTH`` per completed batch while items are cheap, so a burst
-  of cheap items cannot jump the size up on one lucky measurement;
+  of cheap items cannot jump the size up on one lucky measurement; a batch that held
+  all it was allowed grows the current size, so the ramp is not held to one step per
+  round of the batches in flight (cut before the last growth, each reports less);
 * it shrinks at once when items get slower, so a change to expensive items costs at most
   one oversized batch.
 
@@ -72,8 +74,12 @@ class BatchSizer:
         if self._fixed is None:
             self._size = min(self._size, self._limit)
 
-    def observe(self, items: int, seconds: float) -> None:
-        """A batch of ``items`` took ``seconds`` of work in its worker."""
+    def observe(self, items: int, seconds: float, *, full: bool = False) -> None:
+        """A batch of ``items`` took ``seconds`` of work in its worker.
+
+        ``full``: it held as many items as its size allowed when it was cut (the queue
+        did not run short).
+        """
         if self._fixed is not None or items < 1:
             return
         # Work below the clock's resolution is as cheap as it gets: aim at the ceiling.
@@ -81,8 +87,9 @@ class BatchSizer:
         size = self._size
         if ideal >= size:
             # Grow from what the measured batch actually held: a batch that ran short
-            # because little was queued says nothing about larger ones.
-            grown = max(size, int(items * GROWTH))
+            # because little was queued says nothing about larger ones. A full one
+            # shows the queue keeps up: grow from the current size.
+            grown = max(size, int((size if full else items) * GROWTH))
             self._size = min(int(ideal), grown, self._limit)
         else:
             self._size = max(1, int(ideal))

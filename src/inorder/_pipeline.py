@@ -836,7 +836,7 @@ class OrderedPipeline:
             # With nothing in flight someone may be waiting for the next result: it goes
             # alone, so it is not held up by batch-mates; the other workers take full
             # batches meanwhile. (A fixed batch size is the user's choice: kept.)
-            size = self._sizers.of(self._pending[0].key).size
+            allowed = size = self._sizers.of(self._pending[0].key).size
             if not self._in_flight and self._sizers.adaptive:
                 size = 1
             parts, runs, attempts = self._cut_batch(size if share is None else min(size, share))
@@ -844,7 +844,8 @@ class OrderedPipeline:
             self._queued -= count
             self._dispatches += 1
             self._in_flight += count
-            on_done = functools.partial(self._job_done, runs, parts, attempts, count)
+            full = count >= allowed  # the queue kept up with the batch size
+            on_done = functools.partial(self._job_done, runs, parts, attempts, count, full)
             try:
                 job = self._codec.job(parts, runs)
                 if self._window_sizer is not None and job.nbytes:
@@ -945,6 +946,7 @@ class OrderedPipeline:
         parts: list[Part],
         attempts: int,
         count: int,
+        full: bool,
         future: FutureLike,
     ) -> None:
         self._futures.discard(future)
@@ -970,7 +972,7 @@ class OrderedPipeline:
             if failures == ISOLATE:  # its arguments could not be unpickled as one
                 self._requeue(_items_of(runs, parts), isolated=True)
             else:
-                self._sizers.of(parts[0].key).observe(count, seconds)
+                self._sizers.of(parts[0].key).observe(count, seconds, full=full)
                 nbytes = pickled_size(payload)
                 if self._window_sizer is not None and nbytes is not None:
                     self._window_sizer.observe_results(count, nbytes)
