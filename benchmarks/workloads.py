@@ -41,6 +41,14 @@ def burn_1ms(index: int) -> int:
     return burn(index, 0.001)
 
 
+def timed_burn_1ms(index: int) -> tuple[float, float]:
+    """``burn_1ms``, returning when it started and ended (``time.perf_counter``, which
+    all processes of this machine share)."""
+    started = time.perf_counter()
+    burn(index, 0.001)
+    return started, time.perf_counter()
+
+
 async def call_async(fn: Callable[[Any], Any], item: Any) -> Any:
     """aiomultiprocess runs coroutine functions only: the same call, wrapped."""
     return fn(item)
