@@ -3,6 +3,7 @@ order, with exactly one outcome per item."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -21,8 +22,6 @@ def job(index: int, seconds: float, fail: bool) -> int:
     if fail:
         raise ValueError(index)
     if seconds:
-        import time
-
         time.sleep(seconds)
     return index
 
@@ -188,15 +187,12 @@ async def test_map_equals_builtin_map(
 PAUSES = (0.0, 0.0005, 0.002)
 
 
-def tagged(code: int, offset: int = 0) -> tuple[str, int]:
-    """``code`` is ``index * 10 + pause``: the item's number and how long it takes."""
-    if isinstance(code, tuple):
-        code = code[0]
-    if PAUSES[code % 10]:
-        import time
-
-        time.sleep(PAUSES[code % 10])
-    return ("f", code + offset)
+def tagged(code: int | tuple[int], offset: int = 0) -> tuple[str, int]:
+    """``code`` is ``index * 10 + pause``: the item's number and how long it takes (in a
+    tuple, it is an argument put() must check, which the fast path does not take)."""
+    number = code[0] if isinstance(code, tuple) else code
+    time.sleep(PAUSES[number % 10])
+    return ("f", number + offset)
 
 
 def other(code: int) -> tuple[str, int]:
