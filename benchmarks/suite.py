@@ -400,11 +400,11 @@ def main() -> None:
                     break
                 runs.append(run)
             summary = runs[0] if "error" in runs[0] else summarise(workload, runs)
+            summary["runs"] = len(runs)  # merged tables may come from runs of other --runs
             results[name][peer] = summary
             print(f"  {peer:42} {headline(workload, summary)}", file=sys.stderr)
     command = shlex.join(["python", "benchmarks/suite.py", *sys.argv[1:]])
     saved["commands"] = [*saved["commands"], command] if args.merge else [command]
-    saved["runs"] = args.runs
     RESULTS.write_text(json.dumps(saved, indent=1))
     write_report(saved, args.output)
 
@@ -423,8 +423,9 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         "",
         f"Machine: {machine()}. This VM's CPU speed wobbles between two levels about 1.7x "
         "apart and the machine is shared, so read ratios within one table, not absolute "
-        f"figures across tables. {WORKERS} workers everywhere; medians of {saved['runs']} "
-        "runs, each in a fresh process; pools created and warmed before timing, except "
+        f"figures across tables. {WORKERS} workers everywhere; medians of the runs counted "
+        "under each table, each run in a fresh process; pools created and warmed before "
+        "timing, except "
         "`inorder.map (cold)`, which includes start-up; every peer's results go through the "
         "same Python loop, which checks each value and its order. inorder runs at its "
         "defaults. Ratios compare with `Pool.imap` at its best chunksize for the workload "
@@ -438,8 +439,16 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         imap = [p for p in by_peer if p.startswith("Pool.imap")]
         best_imap = max(imap, key=lambda p: score(workload, by_peer[p]), default=None)
         reference = score(workload, by_peer[best_imap]) if best_imap else 0.0
+        counts = sorted({s.get("runs", 1) for s in by_peer.values() if "error" not in s})
+        runs = (
+            "One run per row."
+            if counts == [1]
+            else f"Median of {' or '.join(map(str, counts))} runs per row."
+        )
         lines += [
             f"## {name}: {workload.description}",
+            "",
+            runs,
             "",
             "| peer | result | vs Pool.imap best |",
             "| --- | --- | --- |",
