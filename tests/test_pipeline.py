@@ -454,7 +454,7 @@ async def test_arguments_are_let_go_once_dispatched_while_the_producer_stays_ahe
     # The producer is always ahead of the workers, so queued items never run out: the
     # items already handed to a worker must not stay referenced by the queue meanwhile
     # (on an endless stream that would be memory growing without bound).
-    window, count = 8, 300
+    window, count, workers = 8, 300, 2
     refs: list[weakref.ref[_Token]] = []
 
     def tokens() -> Any:
@@ -464,7 +464,7 @@ async def test_arguments_are_let_go_once_dispatched_while_the_producer_stays_ahe
             yield token
 
     peak = 0
-    pipe = OrderedPipeline(workers=2, window=window, batch=1, executor="thread")
+    pipe = OrderedPipeline(workers=workers, window=window, batch=1, executor="thread")
     async with pipe, anyio.create_task_group() as tg:
         if feed == "map":
             pipe.map(_number_slowly, tokens())
@@ -481,8 +481,10 @@ async def test_arguments_are_let_go_once_dispatched_while_the_producer_stays_ahe
             results.append(result)
             peak = max(peak, sum(ref() is not None for ref in refs))
     assert results == list(range(count))
-    # The window's items, and the one the producer holds while it waits for room.
-    assert peak <= window + 1
+    # The window's items, the one the producer holds while it waits for room, and for a
+    # moment each worker thread's last batch: the thread drops its call only after the
+    # result it set has been handed over (seen on a loaded machine).
+    assert peak <= window + 1 + workers
 
 
 async def test_statistics_snapshot_is_frozen_and_adds_up(executor: str) -> None:
