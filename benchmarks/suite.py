@@ -17,12 +17,14 @@ import argparse
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import fnmatch
 import json
 import multiprocessing
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -283,23 +285,41 @@ def measure(workload: str, peer: str) -> dict[str, Any]:
 
 
 def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any]:
-    """One measurement in a fresh interpreter; ``{"error": ...}`` if it produced none."""
+    """One measurement in a fresh interpreter; ``{"error": ...}`` if it produced none.
+
+    The interpreter runs in a session of its own, and every process left in it is killed
+    when it ends or overruns: a peer stopped mid-run leaves its pool's workers behind
+    (seen: aiomultiprocess, and forkserver pools on a timeout), and orphans that keep
+    polling would take CPU from every later measurement.
+    """
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # workers start 3-6x slower without bytecode
-    try:
-        done = subprocess.run(
-            [sys.executable, __file__, "--one", workload, peer],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"did not finish in {timeout:.0f} s"}
-    if done.returncode != 0:
-        errors = [line.strip() for line in done.stderr.splitlines() if "Error" in line]
-        return {"error": "failed: " + (errors[-1] if errors else f"exit {done.returncode}")}
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    with subprocess.Popen(
+        [sys.executable, __file__, "--one", workload, peer],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(process.pid)
+            process.communicate()
+            return {"error": f"did not finish in {timeout:.0f} s"}
+        finally:
+            _kill_session(process.pid)
+    if process.returncode != 0:
+        errors = [line.strip() for line in stderr.splitlines() if "Error" in line]
+        return {"error": "failed: " + (errors[-1] if errors else f"exit {process.returncode}")}
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
+
+
+def _kill_session(leader: int) -> None:
+    """SIGKILL what is left of the process group ``leader`` started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)
 
 
 # -- orchestration and report ------------------------------------------------------------
