@@ -15,8 +15,6 @@ rounds side by side.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
 import statistics
 import sys
 import time
@@ -30,22 +28,16 @@ from inorder import _batching
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload, equal_shares, inc, run_share
+from workloads import WORKLOADS, Workload, inc, no_ipc_ceiling
 
 WORKERS = 2
 
 
 def ceiling(w: Workload) -> tuple[float, float]:
-    """(wall seconds, 0): the suite's no-IPC ceiling, each worker running an equal share
-    of the items in one call on a warm pool and sending its results back once."""
-    context = multiprocessing.get_context("forkserver")
-    shares = equal_shares(list(range(w.count)), WORKERS)
-    with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=context) as ex:
-        list(ex.map(inc, range(64)))
-        started = time.perf_counter()
-        for future in [ex.submit(run_share, w.fn, share) for share in shares]:
-            future.result()
-        return time.perf_counter() - started, 0.0
+    """(wall seconds, 0): the suite's no-IPC ceiling."""
+    started: list[float] = []
+    no_ipc_ceiling(w, WORKERS, lambda _: None, lambda: started.append(time.perf_counter()))
+    return time.perf_counter() - started[0], 0.0
 
 
 async def once(batch: Any, w: Workload) -> tuple[float, float]:

@@ -36,7 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import WORKLOADS, Workload, call_async, equal_shares, inc, run_share
+import workloads
+from workloads import WORKLOADS, Workload, call_async, inc
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results.json"
@@ -77,16 +78,7 @@ def executor_map(chunksize: int) -> Runner:
 
 
 def no_ipc_ceiling(w: Workload, consume: Consume, mark: Mark) -> None:
-    """Not a peer: what this machine allows CPU-bound workloads at the time. Each worker
-    runs an equal contiguous share of the items in one call and sends its results back
-    once, at the end."""
-    shares = equal_shares(list(w.items(w.count)), WORKERS)
-    with concurrent.futures.ProcessPoolExecutor(WORKERS, mp_context=_forkserver()) as ex:
-        list(ex.map(inc, range(64)))
-        mark()
-        for future in [ex.submit(run_share, w.fn, share) for share in shares]:
-            for result in future.result():
-                consume(result)
+    workloads.no_ipc_ceiling(w, WORKERS, consume, mark)
 
 
 CEILING = "no IPC: equal shares, one call per worker (ceiling)"
@@ -305,21 +297,16 @@ def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any]:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_session(process.pid)
-            process.communicate()
+            stdout = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if stdout is None:
+            process.communicate()  # its pipes close once the whole session is gone
             return {"error": f"did not finish in {timeout:.0f} s"}
-        finally:
-            _kill_session(process.pid)
     if process.returncode != 0:
         errors = [line.strip() for line in stderr.splitlines() if "Error" in line]
         return {"error": "failed: " + (errors[-1] if errors else f"exit {process.returncode}")}
     return dict(json.loads(stdout.strip().splitlines()[-1]))
-
-
-def _kill_session(leader: int) -> None:
-    """SIGKILL what is left of the process group ``leader`` started."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(leader, signal.SIGKILL)
 
 
 # -- orchestration and report ------------------------------------------------------------

@@ -7,7 +7,9 @@ fixed loop would make "4 ms" mean different things from one item to the next.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,6 +79,22 @@ def equal_shares(items: list[Any], parts: int) -> list[list[Any]]:
     """``items`` cut into ``parts`` contiguous shares of equal length (each share of the
     skew workload holds as many slow items)."""
     return [items[len(items) * i // parts : len(items) * (i + 1) // parts] for i in range(parts)]
+
+
+def no_ipc_ceiling(
+    w: Workload, workers: int, consume: Callable[[Any], None], mark: Callable[[], None]
+) -> None:
+    """Not a peer: what this machine allows a CPU-bound workload at the time. On a warm
+    pool, each worker runs an equal contiguous share of the items in one call and sends
+    its results back once, at the end; ``mark()`` is called when the clock starts."""
+    shares = equal_shares(list(w.items(w.count)), workers)
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as ex:
+        list(ex.map(inc, range(64)))
+        mark()
+        for future in [ex.submit(run_share, w.fn, share) for share in shares]:
+            for result in future.result():
+                consume(result)
 
 
 def make_payload(index: int) -> bytes:

@@ -16,7 +16,9 @@ Data flow (each arrow is synchronous code on the event-loop thread unless marked
   all slots are taken.
 * **pending**: accepted items not yet handed to the executor, as *segments*: runs of
   consecutive items that share a function and a call shape, so that a batch is cut from
-  them with list slices and pickled as one list per segment, never item by item.
+  them with list slices and pickled as one list per segment, never item by item. A
+  ``put()`` that repeats the last queued function with one plain argument appends to
+  its segment directly (the *lane*, see ``put``).
 * **dispatch**: at most ``DISPATCHES_PER_WORKER`` executor calls per worker are
   outstanding: enough to keep every worker busy while a result travels back, few enough
   that queued items stay cancellable in the parent. This bound is separate from the
@@ -749,20 +751,30 @@ class OrderedPipeline:
         if waiter is not None:
             waiter.event.set()
 
+    def _open_tail(self, key: Any, shape: int) -> _Segment | None:
+        """The last queued segment, if the next accepted item of ``key`` and ``shape``
+        continues it (no other function or shape, no marker came in between)."""
+        if self._pending:
+            tail = self._pending[-1]
+            if (
+                tail.end == self._next_seq
+                and tail.key is key
+                and tail.shape == shape
+                and not tail.isolated
+            ):
+                return tail
+        return None
+
     def _accept_call(self, prepared: Prepared) -> int:
+        key, shape, payload = prepared
+        tail = self._open_tail(key, shape)
         seq = self._next_seq
         self._next_seq = seq + 1
-        key, shape, payload = prepared
-        pending = self._pending
-        if pending:
-            last = pending[-1]
-            if last.end == seq and last.key is key and last.shape == shape and not last.isolated:
-                last.payloads.append(payload)
-                last.end = seq + 1
-            else:  # another function or shape, or a marker came in between
-                pending.append(_Segment(key, shape, [payload], seq))
+        if tail is not None:
+            tail.payloads.append(payload)
+            tail.end = seq + 1
         else:
-            pending.append(_Segment(key, shape, [payload], seq))
+            self._pending.append(_Segment(key, shape, [payload], seq))
         self._queued += 1
         if self._dispatches < self._max_dispatches:
             self._dispatch()
@@ -771,18 +783,11 @@ class OrderedPipeline:
     def _open_lane(self, fn: Any, key: Any, shape: int) -> None:
         """Let put()'s next items of ``fn`` join the last queued segment, if it took this
         one, as long as nothing else happens in between (see put)."""
-        pending = self._pending
-        if shape == ONE and key is self._measured and pending:
-            tail = pending[-1]
-            if (
-                tail.key is key
-                and tail.shape == ONE
-                and tail.end == self._next_seq
-                and not tail.isolated
-            ):
-                self._lane_fn, self._lane = fn, tail
-                return
-        self._close_lane()
+        tail = self._open_tail(key, shape) if shape == ONE and key is self._measured else None
+        if tail is not None:
+            self._lane_fn, self._lane = fn, tail
+        else:
+            self._close_lane()
 
     def _close_lane(self) -> None:
         self._lane_fn, self._lane = _NO_LANE_FN, _NO_LANE
@@ -790,21 +795,14 @@ class OrderedPipeline:
     def _accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
         """Accept consecutive items fed by map() (their window slots are taken)."""
         self._close_lane()
+        tail = self._open_tail(key, shape)
         seq = self._next_seq
         self._next_seq = seq + len(payloads)
-        pending = self._pending
-        last = pending[-1] if pending else None
-        if (
-            last is not None
-            and last.end == seq
-            and last.key is key
-            and last.shape == shape
-            and not last.isolated
-        ):
-            last.payloads.extend(payloads)
-            last.end = self._next_seq
+        if tail is not None:
+            tail.payloads.extend(payloads)
+            tail.end = self._next_seq
         else:
-            pending.append(_Segment(key, shape, payloads, seq))
+            self._pending.append(_Segment(key, shape, payloads, seq))
         self._queued += len(payloads)
         if self._dispatches < self._max_dispatches:
             self._dispatch()
