@@ -251,8 +251,11 @@ async def run_lane_stream(
 
 
 @settings(max_examples=40)
-# The queued items of the fast path are all dispatched, then the same function again.
+# The queued items of the fast path are all dispatched, then the same function again;
+# a marker, or the same function called another way, comes in between.
 @example(ops=[("f", 2)] * 3 + [("pause", 2)] * 3 + [("f", 0)] * 2, workers=1, window=4)
+@example(ops=[("f", 2)] * 3 + [("marker", 0)] + [("f", 0)] * 2, workers=1, window=8)
+@example(ops=[("f", 2)] * 3 + [("kwargs", 0)] + [("f", 0)] * 2, workers=1, window=8)
 @given(
     ops=lane_ops,
     workers=st.integers(1, 3),
