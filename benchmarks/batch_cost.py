@@ -15,6 +15,7 @@ rounds side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -33,27 +34,43 @@ from workloads import WORKLOADS, Workload, inc, no_ipc_ceiling
 WORKERS = 2
 
 
-def ceiling(w: Workload) -> tuple[float, float]:
-    """(wall seconds, 0): the suite's no-IPC ceiling."""
+def context_switches() -> int:
+    """Context switches of all this process's threads so far (0 where /proc is missing)."""
+    total = 0
+    for task in Path("/proc/self/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+    return total
+
+
+def ceiling(w: Workload) -> tuple[float, float, int]:
+    """(wall seconds, 0, 0): the suite's no-IPC ceiling."""
     started: list[float] = []
     no_ipc_ceiling(w, WORKERS, lambda _: None, lambda: started.append(time.perf_counter()))
-    return time.perf_counter() - started[0], 0.0
+    return time.perf_counter() - started[0], 0.0, 0
 
 
-async def once(batch: Any, w: Workload) -> tuple[float, float]:
-    """(wall seconds, parent CPU seconds) of one run on a warm pool."""
+async def once(batch: Any, w: Workload) -> tuple[float, float, int]:
+    """(wall seconds, parent CPU seconds, parent context switches) of one run on a warm
+    pool. The pool's manager thread outlives the run's measurement by design."""
     async with inorder.OrderedPipeline(workers=WORKERS, batch=batch) as pipe:
         await pipe.put(inc, 0)  # the workers import the workloads module now
         assert await anext(pipe) == 1
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu, switches = time.perf_counter(), time.process_time(), context_switches()
         index = 0
         async for result in pipe.map(w.fn, range(w.count)):
             assert result == index
             index += 1
-        return time.perf_counter() - started, time.process_time() - cpu
+        return (
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+            context_switches() - switches,
+        )
 
 
-async def measure(label: str, w: Workload) -> tuple[float, float]:
+async def measure(label: str, w: Workload) -> tuple[float, float, int]:
     if label == "no IPC":
         return ceiling(w)
     batch, _, target = label.partition(" @ ")
@@ -64,22 +81,29 @@ async def measure(label: str, w: Workload) -> tuple[float, float]:
 
 async def main(batches: list[str], targets: list[str], runs: int) -> None:
     print(f"{WORKERS} workers, median of {runs} runs")
-    print("| workload | batch | efficiency | parent CPU | parent CPU per batch-1 item |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| workload | batch | efficiency | parent CPU | parent context switches "
+        "| parent CPU per batch-1 item |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     labels = ["no IPC"]
     for batch in batches:
         labels += [f"auto @ {t} s" for t in targets] if batch == "auto" else [batch]
     for w in [WORKLOADS["cpu"], WORKLOADS["skew"]]:
-        measured: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
+        measured: dict[str, list[tuple[float, float, int]]] = {label: [] for label in labels}
         for _ in range(runs):
             for label in labels:
                 measured[label].append(await measure(label, w))
         for label, values in measured.items():
             wall = statistics.median(m[0] for m in values)
             cpu = statistics.median(m[1] for m in values)
+            switches = statistics.median(m[2] for m in values)
             per_item = f"{cpu / w.count * 1e6:.0f} us" if label == "1" else ""
             efficiency = w.serial_seconds / (wall * WORKERS)
-            print(f"| {w.name} | {label} | {efficiency:.3f} | {cpu * 1e3:.0f} ms | {per_item} |")
+            print(
+                f"| {w.name} | {label} | {efficiency:.3f} | {cpu * 1e3:.0f} ms "
+                f"| {switches:.0f} | {per_item} |"
+            )
 
 
 if __name__ == "__main__":
