@@ -3,7 +3,9 @@
 Every (workload, peer) pair runs in a fresh subprocess, so memory figures are not
 polluted by earlier runs. Pools are created and warmed before the clock starts (except
 ``inorder.map (cold)``, which includes start-up). Every peer's results go through the
-same Python consumer loop, which checks each value and its order. Medians of ``--runs``.
+same Python consumer loop, which checks each value and its order. The parent's RSS is
+sampled (every 2 ms, by a thread) only in the workloads that report it: elsewhere the
+sampler would only take CPU from the peers. Medians of ``--runs``.
 
     python benchmarks/suite.py                      # everything, writes docs/performance.md
     python benchmarks/suite.py --workloads trivial,cpu --peers "inorder*,Pool.imap*"
@@ -263,16 +265,20 @@ def measure(workload: str, peer: str) -> dict[str, Any]:
             time.sleep(w.consumer_delay)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if w.measures_memory:
+        sampler.start()
     PEERS[peer](w, consume, mark)
     elapsed = time.perf_counter() - state["t0"]
     finished.set()
-    sampler.join()
+    if w.measures_memory:
+        sampler.join()
     return {
         "elapsed": elapsed,
         "first": state["first"],
         "ok": state["ok"] and state["index"] == w.count,
-        "rss_growth_mib": (state["peak"] - state["baseline"]) / 2**20,
+        "rss_growth_mib": (state["peak"] - state["baseline"]) / 2**20
+        if w.measures_memory
+        else None,
     }
 
 
@@ -318,7 +324,9 @@ def summarise(workload: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "elapsed": elapsed,
         "items_per_s": workload.count / elapsed,
         "first_ms": statistics.median(r["first"] for r in runs) * 1e3,
-        "rss_mib": statistics.median(r["rss_growth_mib"] for r in runs),
+        "rss_mib": statistics.median(r["rss_growth_mib"] for r in runs)
+        if workload.measures_memory
+        else None,
         "ok": all(r["ok"] for r in runs),
     }
     if workload.serial_seconds:
@@ -438,7 +446,8 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         "defaults. Ratios compare with `Pool.imap` at its best chunksize for the workload "
         "(higher is better). In the cpu and skew tables the last row is not a peer but the "
         "machine's ceiling at the time: each worker runs an equal share of the items in one "
-        "call, with no IPC per item. Written " + time.strftime("%Y-%m-%d") + ".",
+        "call, with no IPC per item. The parent's peak RSS is sampled every 2 ms in the "
+        "workloads that report it, and only there. Written " + time.strftime("%Y-%m-%d") + ".",
         "",
     ]
     for name, by_peer in results.items():
