@@ -5,7 +5,8 @@ polluted by earlier runs. Pools are created and warmed before the clock starts (
 ``inorder.map (cold)``, which includes start-up). Every peer's results go through the
 same Python consumer loop, which checks each value and its order. The parent's RSS is
 sampled (every 2 ms, by a thread) only in the workloads that report it: elsewhere the
-sampler would only take CPU from the peers. Medians of ``--runs``.
+sampler would only take CPU from the peers. Medians of ``--runs`` (at least 9 for the
+latency workload, whose runs give one sample each).
 
     python benchmarks/suite.py                      # everything, writes docs/performance.md
     python benchmarks/suite.py --workloads trivial,cpu --peers "inorder*,Pool.imap*"
@@ -408,7 +409,7 @@ def main() -> None:
             if peer == CEILING and not workload.serial_seconds:
                 continue
             runs = []
-            for _ in range(args.runs):
+            for _ in range(max(args.runs, workload.min_runs)):
                 run = run_isolated(name, peer, args.timeout)
                 if "error" in run:
                     runs = [run]

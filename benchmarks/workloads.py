@@ -120,6 +120,11 @@ class Workload:
     measures_memory: bool = False
     description: str = ""
     only_when_named: bool = False  # too long for every peer: run with --workloads NAME
+    # Runs per peer at least, whatever --runs says: a run gives the latency workload one
+    # sample, and on this VM one first result of the same peer ranges over 2x-4x (suite.py
+    # --one latency, 10 runs each: inorder pipe.map 2.1-4.8 ms, Pool.imap chunksize=1
+    # 2.3-33 ms), so a median of 3 moved by a millisecond between suite runs.
+    min_runs: int = 1
 
 
 def _range(n: int) -> Iterator[int]:
@@ -191,6 +196,7 @@ WORKLOADS = {
             _range,
             lambda i, r: r == i,
             description="time to the first result of 1 ms items on a warm pool",
+            min_runs=9,
         ),
         Workload(
             "slow_consumer",
