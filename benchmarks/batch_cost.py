@@ -54,7 +54,8 @@ def ceiling(w: Workload) -> tuple[float, float, int]:
 
 async def once(batch: Any, w: Workload) -> tuple[float, float, int]:
     """(wall seconds, parent CPU seconds, parent context switches) of one run on a warm
-    pool. The pool's manager thread outlives the run's measurement by design."""
+    pool. Switches count the threads alive at both ends of the run: the event loop's and
+    the pool's manager thread, which is all the pipeline runs on."""
     async with inorder.OrderedPipeline(workers=WORKERS, batch=batch) as pipe:
         await pipe.put(inc, 0)  # the workers import the workloads module now
         assert await anext(pipe) == 1

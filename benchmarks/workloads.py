@@ -121,9 +121,10 @@ class Workload:
     description: str = ""
     only_when_named: bool = False  # too long for every peer: run with --workloads NAME
     # Runs per peer at least, whatever --runs says: a run gives the latency workload one
-    # sample, and on this VM one first result of the same peer ranges over 2x-4x (suite.py
-    # --one latency, 10 runs each: inorder pipe.map 2.1-4.8 ms, Pool.imap chunksize=1
-    # 2.3-33 ms), so a median of 3 moved by a millisecond between suite runs.
+    # sample, and on this VM the first result of the same peer varies by 2x or more from
+    # run to run (suite.py --one latency, 10 runs each: inorder pipe.map 2.1-4.8 ms,
+    # Pool.imap chunksize=1 2.3-33 ms), so a median of 3 moved by a millisecond between
+    # suite runs.
     min_runs: int = 1
 
 
