@@ -334,7 +334,32 @@ def summarise(workload: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
         summary["efficiency"] = workload.serial_seconds / (elapsed * WORKERS)
     if workload.name.startswith("payload"):
         summary["mib_per_s"] = workload.count / elapsed
+    values = sorted(figure(workload, r["elapsed"], r["first"]) for r in runs)
+    summary["range"] = [values[0], values[-1]]
     return summary
+
+
+def figure(workload: Workload, elapsed: float, first: float) -> float:
+    """The number a table shows for one run: ms to the first result (latency),
+    efficiency (cpu, skew), or items (MiB for payloads, whose items are 1 MiB) per second."""
+    if workload.name == "latency":
+        return first * 1e3
+    if workload.serial_seconds:
+        return workload.serial_seconds / (elapsed * WORKERS)
+    return workload.count / elapsed
+
+
+def spread(workload: Workload, s: dict[str, Any] | None) -> str:
+    """The lowest and highest run of a row, in the unit of its result."""
+    if s is None or "range" not in s or s.get("runs", 1) < 2:
+        return ""
+    low, high = s["range"]
+    if workload.name == "latency":
+        return f"{low:.1f}-{high:.1f} ms"
+    if workload.serial_seconds:
+        return f"{low:.2f}-{high:.2f}"
+    unit = "MiB/s" if workload.name.startswith("payload") else "items/s"
+    return f"{low:,.0f}-{high:,.0f} {unit}"
 
 
 def headline(workload: Workload, s: dict[str, Any] | None) -> str:
@@ -444,7 +469,9 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         "timing, except "
         "`inorder.map (cold)`, which includes start-up; every peer's results go through the "
         "same Python loop, which checks each value and its order. inorder runs at its "
-        "defaults. Ratios compare with `Pool.imap` at its best chunksize for the workload "
+        "defaults. Each row gives the median of its runs and the lowest and highest of them: "
+        "one peer's figure can vary severalfold from run to run on this VM. "
+        "Ratios compare with `Pool.imap` at its best chunksize for the workload "
         "(higher is better). In the cpu and skew tables the last row is not a peer but the "
         "machine's ceiling at the time: each worker runs an equal share of the items in one "
         "call, with no IPC per item. The parent's peak RSS is sampled every 2 ms in the "
@@ -467,8 +494,8 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
             "",
             runs,
             "",
-            "| peer | result | vs Pool.imap best |",
-            "| --- | --- | --- |",
+            "| peer | result | lowest-highest run | vs Pool.imap best |",
+            "| --- | --- | --- | --- |",
         ]
         for peer in PEERS:
             if peer not in by_peer:
@@ -480,7 +507,9 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
                 else "-"
             )
             marker = " (best Pool.imap)" if peer == best_imap else ""
-            lines.append(f"| {peer}{marker} | {headline(workload, s)} | {ratio} |")
+            lines.append(
+                f"| {peer}{marker} | {headline(workload, s)} | {spread(workload, s)} | {ratio} |"
+            )
         lines.append("")
     output.write_text("\n".join(lines))
     print(f"wrote {output}", file=sys.stderr)
