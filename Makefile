@@ -36,7 +36,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	@touch $@
 
-## bench: inorder against its peers on every workload; writes docs/performance.md (~30 min)
+## bench: inorder against its peers on every workload; writes docs/performance.md (~40 min)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/suite.py
 

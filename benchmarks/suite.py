@@ -331,12 +331,17 @@ def summarise(workload: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ok": all(r["ok"] for r in runs),
     }
     if workload.serial_seconds:
-        summary["efficiency"] = workload.serial_seconds / (elapsed * WORKERS)
+        summary["efficiency"] = efficiency(workload, elapsed)
     if workload.name.startswith("payload"):
-        summary["mib_per_s"] = workload.count / elapsed
+        summary["mib_per_s"] = summary["items_per_s"]  # its items are 1 MiB each
     values = sorted(figure(workload, r["elapsed"], r["first"]) for r in runs)
     summary["range"] = [values[0], values[-1]]
     return summary
+
+
+def efficiency(workload: Workload, elapsed: float) -> float:
+    """Serial CPU time over the wall time of all workers."""
+    return workload.serial_seconds / (elapsed * WORKERS)
 
 
 def figure(workload: Workload, elapsed: float, first: float) -> float:
@@ -345,7 +350,7 @@ def figure(workload: Workload, elapsed: float, first: float) -> float:
     if workload.name == "latency":
         return first * 1e3
     if workload.serial_seconds:
-        return workload.serial_seconds / (elapsed * WORKERS)
+        return efficiency(workload, elapsed)
     return workload.count / elapsed
 
 
@@ -368,13 +373,13 @@ def headline(workload: Workload, s: dict[str, Any] | None) -> str:
     if "error" in s:
         return str(s["error"])
     check = "" if s["ok"] else " (WRONG RESULTS)"
-    if workload.name in ("cpu", "skew"):
+    if workload.serial_seconds:
         return f"efficiency {s['efficiency']:.2f}{check}"
     if workload.name.startswith("payload"):
         return f"{s['mib_per_s']:,.0f} MiB/s{check}"
     if workload.name == "latency":
         return f"{s['first_ms']:.1f} ms to first{check}"
-    if workload.name in ("stream", "stream_20m", "slow_consumer"):
+    if workload.measures_memory:
         return f"{s['items_per_s']:,.0f} items/s, +{s['rss_mib']:,.0f} MiB RSS{check}"
     return f"{s['items_per_s']:,.0f} items/s{check}"
 
