@@ -62,6 +62,16 @@ def returns_unpicklable(_: object) -> object:
     return Unpicklable()
 
 
+def returns_adder(n: int) -> object:
+    """A closure: plain pickle refuses it, cloudpickle sends it by value."""
+    return lambda x: x + n
+
+
+def imported(module: str) -> bool:
+    """Whether this worker process has imported ``module``."""
+    return module in sys.modules
+
+
 class CustomError(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(f"custom failure {code}")

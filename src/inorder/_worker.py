@@ -1,7 +1,10 @@
 """What runs inside a worker: a batch of calls in, a batch of outcomes out.
 
-Every worker process imports this module, so it imports only the standard library and
-cloudpickle (``inorder/__init__.py`` imports the rest lazily for the same reason).
+Every worker process imports this module, so it imports only the standard library
+(``inorder/__init__.py`` imports the rest lazily for the same reason). Not even
+cloudpickle: importing it takes a starting worker 11-14 ms, and a worker needs it only
+to send back a result that plain pickle refuses. Functions that travel by value (lambdas,
+``__main__``'s) import it as ``pickle.loads`` reads them.
 
 A batch is a list of *segments*: consecutive items that share a function and a call
 shape. Wire format of a process batch (built by ``_serialize.PickleCodec``)::
@@ -38,8 +41,6 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
-
-import cloudpickle
 
 from . import _wire
 
@@ -368,6 +369,8 @@ def _picklable(outcome: Any) -> Any:
     try:
         # Results that plain pickle refuses (a lambda, a local class) may still travel
         # by value; pickle.loads in the parent reads cloudpickle's output.
+        import cloudpickle  # here: rarely needed, and costly to import at worker start
+
         return _CloudPickled(cloudpickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
     except Exception as exc:  # noqa: BLE001 - reported as the item's outcome
         reason = f"{type(exc).__name__}: {exc}"

@@ -29,7 +29,7 @@ if it is not marked. So a job never runs in two workers.
 printed by different workers never interleave mid-line (up to the pipe's atomic size,
 4 KiB on Linux, when the output is a pipe).
 
-Imported in worker processes: standard library and cloudpickle only.
+Imported in worker processes: standard library only (see ``_worker``).
 """
 
 from __future__ import annotations
