@@ -345,6 +345,45 @@ async def test_a_failing_initializer_fails_async_with(anyio_backend: Any) -> Non
     assert "the database is not there" in str(caught.value)
 
 
+async def test_items_start_on_the_first_worker_up_while_the_others_start(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    # The second worker's initializer waits until the first item's result is back.
+    async with OrderedPipeline(
+        workers=2, initializer=workloads.start_first_or_wait, initargs=(str(tmp_path),)
+    ) as pipe:
+        await pipe.put(workloads.pid_of_worker, 0)
+        first_pid = await anext(pipe)
+        (tmp_path / "go").touch()
+        pids = {first_pid}
+        while len(pids) < 2:  # the other worker comes up and takes items too
+            pids |= {pid async for pid in pipe.map(workloads.sleep_then_pid, range(4))}
+    assert len(pids) == 2
+
+
+async def test_a_worker_failing_to_start_later_fails_the_items_not_yet_sent(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    async with OrderedPipeline(
+        workers=2,
+        on_error="return",
+        initializer=workloads.start_first_or_wait,
+        initargs=(str(tmp_path), True),
+    ) as pipe:
+        await pipe.put(workloads.square, 3)
+        assert await anext(pipe) == 9
+        (tmp_path / "go").touch()  # the second worker's initializer raises now
+        outcome: object = 0
+        for i in range(2000):  # items run on the first worker until the pool breaks
+            await pipe.put(workloads.sleep_then_return, i, 0.01)
+            outcome = await anext(pipe)
+            if isinstance(outcome, Exception):
+                break
+    assert isinstance(outcome, RuntimeError), outcome
+    assert "the initializer given to the pipeline raised" in str(outcome)
+    assert "the second database is not there" in str(outcome)
+
+
 async def test_max_tasks_per_child_replaces_workers(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2, max_tasks_per_child=2) as pipe:
         pids = [r async for r in pipe.map(workloads.pid_of_worker, range(12))]

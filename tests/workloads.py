@@ -53,6 +53,12 @@ def pid_of_worker(_: object = None) -> int:
     return os.getpid()
 
 
+def sleep_then_pid(_: object = None) -> int:
+    """Long enough that a batch of these keeps a worker busy while others take more."""
+    time.sleep(0.05)
+    return os.getpid()
+
+
 class Unpicklable:
     def __reduce__(self) -> object:
         raise TypeError("Unpicklable refuses to be pickled")
@@ -229,6 +235,24 @@ def initialized(_: object) -> object:
 
 def fail_to_initialize() -> None:
     raise OSError("the database is not there")
+
+
+def start_first_or_wait(folder: str, then_fail: bool = False) -> None:
+    """Initializer: the first worker to start goes on at once. The others wait for the
+    file ``go`` in ``folder`` and then start (or raise, with ``then_fail``); without it
+    they give up after 20 s and raise."""
+    try:
+        os.close(os.open(os.path.join(folder, "first"), os.O_CREAT | os.O_EXCL))
+        return
+    except FileExistsError:
+        pass
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(folder, "go")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("no go: this worker was not told to start")
+        time.sleep(0.01)
+    if then_fail:
+        raise OSError("the second database is not there")
 
 
 def log_and_return(x: int) -> int:

@@ -2,7 +2,8 @@
 
 The pool (``_pool.WorkerPool``) starts with ``forkserver`` on Linux (``fork`` is unsafe in
 a process that has threads, and every asyncio program has some) and ``spawn`` elsewhere.
-``start()`` launches every worker before the first item arrives.
+``start()`` launches every worker before the first item arrives, and returns as soon as
+one is ready: items start on it while the others finish starting.
 
 Stopping early does not wait for long-running items: each worker's process group is
 sent SIGTERM, then SIGKILL after a short grace period. A weakref finalizer kills the
