@@ -5,8 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import random
+import time
 
-from inorder._pool import WorkerPool, _Job, _Worker
+from inorder._pool import PREFETCH_MAX_BYTES, WorkerPool, _Job, _Worker
 
 from . import workloads
 
@@ -53,3 +54,47 @@ def test_a_worker_with_a_revoked_job_pending_takes_nothing_until_it_skips_it() -
     worker.jobs.clear()
     worker.revoked.clear()  # it answered SKIPPED
     assert pool._can_take(worker, ahead=False)
+
+
+def _count_wakes(pool: WorkerPool) -> list[None]:
+    """A list that gains an entry whenever something wakes ``pool``'s manager thread."""
+    wakes: list[None] = []
+    wake = pool._wake_locked
+
+    def counted() -> None:
+        wakes.append(None)
+        wake()
+
+    pool._wake_locked = counted  # type: ignore[method-assign]
+    return wakes
+
+
+def test_a_small_job_goes_straight_to_an_idle_worker_without_waking_the_manager() -> None:
+    """The submitting thread sends it itself: through the manager thread the job would
+    take one more thread switch, and the caller would wait for the GIL while the manager
+    takes its turn. Large jobs, and every job when items have a timeout (the manager
+    times them), still go through the manager."""
+    pool = WorkerPool(1, context=multiprocessing.get_context("forkserver"))
+    pool.start()
+    try:
+        pool.ready.result(timeout=30)
+        wakes = _count_wakes(pool)
+        while pool._turn_lock.locked():  # the manager is still dealing with READY
+            time.sleep(0.001)
+        small = pool.submit(workloads.identity, 3)
+        assert wakes == []
+        assert small.result(timeout=30) == 3
+        large = pool.submit(workloads.identity, b"x" * (PREFETCH_MAX_BYTES + 1))
+        assert len(wakes) == 1
+        assert large.result(timeout=30) == b"x" * (PREFETCH_MAX_BYTES + 1)
+    finally:
+        pool.kill()
+    timed = WorkerPool(1, context=multiprocessing.get_context("forkserver"), timeout=30)
+    timed.start()
+    try:
+        timed.ready.result(timeout=30)
+        wakes = _count_wakes(timed)
+        assert timed.submit(workloads.identity, 4).result(timeout=30) == 4
+        assert len(wakes) == 1
+    finally:
+        timed.kill()

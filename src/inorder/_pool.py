@@ -8,6 +8,7 @@ its workers outlive a parent killed by SIGKILL. This pool keeps the parts that w
 futures, so the event-loop bridge treats it like any executor) and changes the rest::
 
     submit() ─▶ queue ─▶ manager thread ──pipe──▶ worker process (own process group)
+       └─ a small job, while the manager waits ──┘      │
     future  ◀─ manager thread ◀──pipe── READY / LOG / DONE ◀──┘
                     ▲                        │ marks job id, item index, item start
                     └── reads ── shared progress array ◀──┘
@@ -16,6 +17,14 @@ futures, so the event-loop bridge treats it like any executor) and changes the r
   sentinels and a wake-up pipe with one selector, kept for the pool's life (not
   ``multiprocessing.connection.wait``, which builds a new one per call). Nothing polls:
   with ``timeout`` set, the thread also wakes when the earliest running item may overrun.
+* A small job submitted while the manager thread waits is sent by the submitting thread
+  itself, to an idle worker or one job ahead to a busy one; the manager hears of it when
+  the worker answers. Waking the manager instead cost every job a thread switch, and
+  the submitter the GIL while the manager took its turn: ``benchmarks/batch_cost.py``
+  counted half the parent's context switches with one-item batches. Both sides hold
+  ``_turn_lock`` while they assign jobs; the submitter only tries it, and wakes the
+  manager when it is taken. Large jobs (writing them blocks) and all jobs when items
+  have a timeout (the manager times them) go through the manager.
 * A dead worker fails only its own jobs, with ``WorkerDied`` saying whether each job had
   started and which item was running (read from the progress array); a new worker takes
   its slot. The pipeline turns that into re-runs and a ``WorkerCrashedError``.
@@ -193,6 +202,10 @@ class WorkerPool(concurrent.futures.Executor):
         self._close_wake_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self._wake_pending = False
         self._lock = threading.Lock()  # guards _queue, _stopping, _killing, _wake_pending
+        # Held by the manager thread while it deals with what happened (not while it
+        # waits), and by a submitting thread that sends a job itself: guards the workers
+        # and what each was sent.
+        self._turn_lock = threading.Lock()
         self._queue: deque[_Job] = deque()
         self._stopping = False  # shutdown(): finish the queue, then let workers exit
         self._killing = False  # kill(): stop everything now
@@ -226,14 +239,36 @@ class WorkerPool(concurrent.futures.Executor):
         job_id = next(self._job_ids)
         parts = _wire.encode((job_id, fn, args))
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        job = _Job(job_id, parts, future)
         with self._lock:
             if self._stopping or self._killing:
                 raise RuntimeError("cannot submit to an inorder worker pool that was shut down")
             if self._broken is not None:
                 raise self._broken
-            self._queue.append(_Job(job_id, parts, future))
-            self._wake_locked()
+            self._queue.append(job)
+            # The manager times running items: it must hear of every job sent.
+            direct = self._timeout is None and job.size <= PREFETCH_MAX_BYTES
+            if not direct:
+                self._wake_locked()
+        if direct and not self._send_directly():
+            with self._lock:
+                self._wake_locked()
         return future
+
+    def _send_directly(self) -> bool:
+        """Send queued small jobs to workers from the submitting thread, unless the
+        manager is dealing with something (then it is woken to send them).
+
+        Waking the manager costs the job a thread switch on its way and the caller the
+        GIL for the manager's turn, at the moment the caller wants to get on.
+        """
+        if not self._turn_lock.acquire(blocking=False):
+            return False
+        try:
+            self._assign(small_only=True)
+        finally:
+            self._turn_lock.release()
+        return True
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Finish queued jobs (or cancel them), then let the workers exit."""
@@ -290,13 +325,13 @@ class WorkerPool(concurrent.futures.Executor):
 
     def _run(self) -> None:
         try:
-            for slot in range(self.size):
-                self._spawn(slot)
+            with self._turn_lock:
+                for slot in range(self.size):
+                    self._spawn(slot)
         except Exception as exc:  # noqa: BLE001 - e.g. started from a worker's import of __main__
             self._broken = RuntimeError(f"could not start the worker processes: {exc}")
             self._broken.__cause__ = exc
-            self._set_ready_error(self._broken)
-            self._terminate_all()
+            self._end()
             return
         try:
             while self._turn():
@@ -304,22 +339,33 @@ class WorkerPool(concurrent.futures.Executor):
         except BaseException as exc:
             logger.exception("the inorder worker pool's manager thread failed")
             self._broken = RuntimeError(f"the inorder worker pool failed: {exc!r}")
-            self._set_ready_error(self._broken)
         finally:
+            self._end()
+
+    def _end(self) -> None:
+        """Stop the workers and fail what is left, where no job can be sent meanwhile."""
+        with self._turn_lock:
             self._terminate_all()
             self._fail_everything()
 
     def _turn(self) -> bool:
         """Wait for something to happen and deal with it. False when the pool is done."""
-        with self._lock:
-            killing, stopping = self._killing, self._stopping
-        if killing:
-            return False
-        if stopping and not self._queue and all(not w.jobs for w in self._workers.values()):
-            self._release_idle_workers()
-            return False
+        with self._turn_lock:
+            with self._lock:
+                killing, stopping = self._killing, self._stopping
+            if killing:
+                return False
+            if stopping and not self._queue and all(not w.jobs for w in self._workers.values()):
+                self._release_idle_workers()
+                return False
+            timeout = self._next_check()
         assert self._selector is not None
-        events = [key.data for key, _ in self._selector.select(self._next_check())]
+        events = [key.data for key, _ in self._selector.select(timeout)]
+        with self._turn_lock:
+            self._deal_with(events)
+        return True
+
+    def _deal_with(self, events: list[tuple[str, Any]]) -> None:
         for kind, worker in events:
             if kind == "wake":
                 with self._lock:
@@ -332,7 +378,6 @@ class WorkerPool(concurrent.futures.Executor):
                 self._reap(worker)
         self._check_timeouts()
         self._assign()
-        return True
 
     def _spawn(self, slot: int) -> None:
         fields = _worker.PROGRESS_FIELDS
@@ -483,15 +528,19 @@ class WorkerPool(concurrent.futures.Executor):
         if not self.ready.done():
             self.ready.set_exception(error)
 
-    def _assign(self) -> None:
-        """Send queued jobs to idle workers, then one small job ahead to busy ones."""
+    def _assign(self, *, small_only: bool = False) -> None:
+        """Send queued jobs to idle workers, then one small job ahead to busy ones.
+
+        ``small_only``: send no large job, and take none back from a busy worker's pipe
+        for an idle one (that waits for the worker's gate): what the manager does.
+        """
         for ahead in (False, True):
             for worker in self._workers.values():
                 if not self._can_take(worker, ahead):
                     continue
-                job = self._next_job(small_only=ahead)
+                job = self._next_job(small_only=ahead or small_only)
                 if job is None:
-                    if not ahead:
+                    if not ahead and not small_only:
                         self._steal_for_idle_workers()
                     return
                 self._send(worker, job)
