@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import multiprocessing
+import os
 import random
 import time
+from typing import Any
+
+import pytest
 
 from inorder._pool import PREFETCH_MAX_BYTES, WorkerPool, _Job, _Worker
 
@@ -98,3 +103,41 @@ def test_a_small_job_goes_straight_to_an_idle_worker_without_waking_the_manager(
         assert len(wakes) == 1
     finally:
         timed.kill()
+
+
+class _NoProcesses:
+    """A multiprocessing context whose processes cannot start (the system is out of them)."""
+
+    def __init__(self) -> None:
+        self._real = multiprocessing.get_context("forkserver")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:  # the name a context has
+        process = self._real.Process(*args, **kwargs)
+
+        def refuse() -> None:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+        process.start = refuse
+        return process
+
+
+def test_workers_that_cannot_start_fail_ready_and_every_queued_job() -> None:
+    # Shared memory and the resource tracker keep a file open for good once used.
+    context = multiprocessing.get_context("forkserver")
+    context.RawArray("d", 1)
+    context.Lock()
+    open_files = len(os.listdir("/proc/self/fd"))
+    pool = WorkerPool(2, context=_NoProcesses())  # type: ignore[arg-type]
+    queued = pool.submit(workloads.identity, 1)
+    pool.start()
+    try:
+        with pytest.raises(RuntimeError, match="could not start the worker processes"):
+            pool.ready.result(timeout=30)
+        with pytest.raises(RuntimeError, match="Resource temporarily unavailable"):
+            queued.result(timeout=30)
+    finally:
+        pool.kill()
+    assert len(os.listdir("/proc/self/fd")) == open_files  # the pipes made for the worker

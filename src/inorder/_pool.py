@@ -401,8 +401,13 @@ class WorkerPool(concurrent.futures.Executor):
             ),
             name=f"inorder-worker-{slot}",
         )
-        process.start()
-        child_end.close()
+        try:
+            process.start()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
         worker = self._workers[slot] = _Worker(slot, process, parent_end, gate)
         worker.poller.register(parent_end.fileno(), select.POLLIN)
         assert self._selector is not None
