@@ -357,7 +357,9 @@ async def test_items_start_on_the_first_worker_up_while_the_others_start(
         (tmp_path / "go").touch()
         pids = {first_pid}
         while len(pids) < 2:  # the other worker comes up and takes items too
-            pids |= {pid async for pid in pipe.map(workloads.sleep_then_pid, range(4))}
+            for _ in range(4):
+                await pipe.put(workloads.sleep_then_pid)
+            pids |= {await anext(pipe) for _ in range(4)}
     assert len(pids) == 2
 
 

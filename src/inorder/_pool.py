@@ -223,10 +223,9 @@ class WorkerPool(concurrent.futures.Executor):
 
         ``ready`` resolves once the first worker is up: it takes jobs while the others
         finish starting (``benchmarks/startup.py``: the last one is up 4 ms after the
-        first with 2 workers, 40 ms with 8, medians on the 2-core development
-        machine). It fails
-        if the workers cannot start: every one runs the initializer and imports the
-        main module, so what fails in one fails in all. Should one fail later, the
+        first with 2 workers, 40 ms with 8, medians on the 2-core development machine).
+        It fails if the workers cannot start: every one runs the initializer and imports
+        the main module, so what fails in one fails in all. Should one fail later, the
         pool breaks then: jobs not yet sent fail with the reason.
         """
         self._thread.start()
@@ -536,8 +535,9 @@ class WorkerPool(concurrent.futures.Executor):
     def _assign(self, *, small_only: bool = False) -> None:
         """Send queued jobs to idle workers, then one small job ahead to busy ones.
 
-        ``small_only``: send no large job, and take none back from a busy worker's pipe
-        for an idle one (that waits for the worker's gate): what the manager does.
+        ``small_only`` (a submitting thread, which must not block): send no large job,
+        and take no job back from a busy worker's pipe for an idle one (that waits for
+        the worker's gate). The manager does both in its next turn.
         """
         for ahead in (False, True):
             for worker in self._workers.values():
