@@ -1,6 +1,6 @@
 """Cold start: how long a new process takes to its first result, and where it goes.
 
-    python benchmarks/startup.py [--workers 2] [--runs 9]
+    python benchmarks/startup.py [--workers 2] [--runs 9] [--main-imports trio,rich]
 
 Each run is a fresh interpreter that opens an ``OrderedPipeline`` of ``--workers``
 worker processes and puts one call of ``x + 1``. It reports, from the start of
@@ -9,11 +9,17 @@ worker processes and puts one call of ``x + 1``. It reports, from the start of
 the pool's message handler (a private method: this is a diagnostic). Medians and
 ranges in ms. To compare two versions, run it alternately with
 ``PYTHONPATH=<other checkout>/src``.
+
+``--main-imports`` makes this script's main module import those modules at its top
+level, as a script that imports a big library would: each worker imports the main
+module again when it starts (multiprocessing's forkserver and spawn children do), so
+the workers pay for them too.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -25,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+MAIN_IMPORTS = "STARTUP_MAIN_IMPORTS"  # set by --main-imports; seen by the workers too
+for name in filter(None, os.environ.get(MAIN_IMPORTS, "").split(",")):
+    importlib.import_module(name)
 
 STAGES = ("first worker ready", "last worker ready", "async with returned", "first result")
 
@@ -67,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument(
+        "--main-imports", default="", help="modules the main module imports, comma-separated"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
@@ -74,6 +87,7 @@ def main() -> None:
         return
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # workers start 3-6x slower without bytecode
+    env[MAIN_IMPORTS] = options.main_imports
     command = [sys.executable, __file__, "--one", "--workers", str(options.workers)]
     runs = [
         json.loads(
@@ -83,7 +97,10 @@ def main() -> None:
         )
         for _ in range(options.runs)
     ]
-    print(f"{options.workers} workers, {options.runs} fresh processes: ms from async with")
+    imports = f", main module imports {options.main_imports}" if options.main_imports else ""
+    print(
+        f"{options.workers} workers, {options.runs} fresh processes{imports}: ms from async with"
+    )
     for stage in STAGES:
         values = sorted(run[stage] for run in runs)
         print(

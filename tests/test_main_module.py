@@ -64,6 +64,36 @@ def test_python_dash_c_has_no_main_file_and_still_works(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == EXPECTED
 
 
+def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
+    tmp_path: Path,
+) -> None:
+    # README advises importing what only the parent needs under the guard: workers
+    # import the main module as they start, but not what the guard imports.
+    script = tmp_path / "guarded.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import anyio, inorder
+
+            def encode(x):
+                return json.dumps({"x": x})
+
+            async def main():
+                print(json.dumps([r async for r in inorder.map(encode, range(2), workers=1)]))
+
+            if __name__ == "__main__":
+                import json
+                anyio.run(main)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ['{"x": 0}', '{"x": 1}']
+
+
 def test_missing_main_guard_gives_a_clear_error(tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(
