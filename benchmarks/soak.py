@@ -8,7 +8,11 @@ must come out as its result). Prints items in, outcomes out, lost, duplicated, o
 order, wrong outcomes, restarts, retries, timeouts and wall time, as a Markdown table
 (docs/reliability.md quotes it).
 
-    python benchmarks/soak.py [--items 100000] [--fault-every 100] [--workers 2]
+``--no-timeout`` leaves out the hang and the timeout: without a timeout the event loop
+sends small jobs to the workers itself, where with one the pool's manager thread sends
+every job (see ``_pool``), so the two runs cover both ways.
+
+    python benchmarks/soak.py [--items 100000] [--fault-every 100] [--workers 2] [--no-timeout]
 """
 
 from __future__ import annotations
@@ -81,15 +85,18 @@ def item(x: int, kind: str, folder: str) -> Any:
     return x
 
 
-def kind_of(x: int, fault_every: int) -> str:
+def kind_of(x: int, fault_every: int, kinds: list[str]) -> str:
     if x % fault_every != fault_every // 2:
         return "ok"
-    return KINDS[(x // fault_every) % len(KINDS)]
+    return kinds[(x // fault_every) % len(kinds)]
 
 
-async def soak(items: int, fault_every: int, workers: int, retries: int) -> dict[str, Any]:
+async def soak(
+    items: int, fault_every: int, workers: int, retries: int, item_timeout: float | None
+) -> dict[str, Any]:
     folder = tempfile.mkdtemp(prefix="inorder-soak-")
-    kinds = (kind_of(x, fault_every) for x in range(items))
+    faults = KINDS if item_timeout is not None else [k for k in KINDS if k != "hang"]
+    kinds = (kind_of(x, fault_every, faults) for x in range(items))
     outcomes = 0
     wrong: Counter[str] = Counter()
     seen_results: set[int] = set()
@@ -97,13 +104,13 @@ async def soak(items: int, fault_every: int, workers: int, retries: int) -> dict
     last = -1
     started = time.perf_counter()
     async with inorder.OrderedPipeline(
-        workers=workers, on_error="return", timeout=TIMEOUT, retries=retries
+        workers=workers, on_error="return", timeout=item_timeout, retries=retries
     ) as pipe:
         pipe.map(item, range(items), kinds, [folder] * items)
         async for outcome in pipe:
             x = outcomes  # the position of this outcome is the item it belongs to
             outcomes += 1
-            kind = kind_of(x, fault_every)
+            kind = kind_of(x, fault_every, faults)
             if isinstance(outcome, int) and not isinstance(outcome, bool):
                 if outcome in seen_results:
                     duplicated += 1
@@ -131,7 +138,7 @@ async def soak(items: int, fault_every: int, workers: int, retries: int) -> dict
         "duplicated": duplicated,
         "out of order": out_of_order,
         "wrong outcomes": sum(wrong.values()),
-        "faults injected": sum(kind_of(x, fault_every) != "ok" for x in range(items)),
+        "faults injected": sum(kind_of(x, fault_every, faults) != "ok" for x in range(items)),
         "errors yielded": stats.failed,
         "faults cured by a re-run": rerun_by_a_crash,
         "restarts": stats.restarts,
@@ -147,13 +154,17 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--fault-every", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-timeout", action="store_true", help="no timeout, no hang faults")
     args = parser.parse_args()
+    timeout = None if args.no_timeout else TIMEOUT
     rows = [
-        anyio.run(soak, args.items, args.fault_every, args.workers, retries) for retries in (0, 2)
+        anyio.run(soak, args.items, args.fault_every, args.workers, retries, timeout)
+        for retries in (0, 2)
     ]
+    limit = "no timeout (no hangs)" if timeout is None else f"timeout={timeout} s"
     print(
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"workers={args.workers}, timeout={TIMEOUT} s, one fault per {args.fault_every} items"
+        f"workers={args.workers}, {limit}, one fault per {args.fault_every} items"
     )
     print()
     columns = [c for c in rows[0] if c != "details"]
