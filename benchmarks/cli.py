@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from workloads import fresh_process_env
+
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 PER_LINE_SAMPLE = 500
@@ -67,15 +69,9 @@ def _quote(text: str) -> str:
 
 def run(command: str, output: str = "/dev/null") -> float:
     started = time.perf_counter()
-    subprocess.run(f"{command} > {output}", shell=True, check=True, cwd=HERE, env=_env())
+    env = fresh_process_env(PYTHONPATH=str(HERE))
+    subprocess.run(f"{command} > {output}", shell=True, check=True, cwd=HERE, env=env)
     return time.perf_counter() - started
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # workers start faster with bytecode caches
-    env["PYTHONPATH"] = str(HERE)
-    return env
 
 
 def digest(path: str) -> str:

@@ -44,7 +44,7 @@ def one_run(workers: int) -> dict[str, float]:
 
     import inorder
     from inorder import _pool
-    from workloads import inc
+    from workloads import inc  # not at the top: every worker imports this main module
 
     ready: list[float] = []
     all_ready = threading.Event()
@@ -85,9 +85,9 @@ def main() -> None:
     if options.one:
         print(json.dumps(one_run(options.workers)))
         return
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # workers start 3-6x slower without bytecode
-    env[MAIN_IMPORTS] = options.main_imports
+    from workloads import fresh_process_env
+
+    env = fresh_process_env(**{MAIN_IMPORTS: options.main_imports})
     command = [sys.executable, __file__, "--one", "--workers", str(options.workers)]
     runs = [
         json.loads(

@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import workloads
-from workloads import WORKLOADS, Workload, call_async, inc
+from workloads import WORKLOADS, Workload, call_async, fresh_process_env, inc
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results.json"
@@ -291,14 +291,12 @@ def run_isolated(workload: str, peer: str, timeout: float) -> dict[str, Any]:
     (seen: aiomultiprocess, and forkserver pools on a timeout), and orphans that keep
     polling would take CPU from every later measurement.
     """
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # workers start 3-6x slower without bytecode
     with subprocess.Popen(
         [sys.executable, __file__, "--one", workload, peer],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=fresh_process_env(),
         start_new_session=True,
     ) as process:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -126,6 +127,15 @@ class Workload:
     # Pool.imap chunksize=1 2.3-33 ms), so a median of 3 moved by a millisecond between
     # suite runs.
     min_runs: int = 1
+
+
+def fresh_process_env(**extra: str) -> dict[str, str]:
+    """The environment for a benchmark's fresh interpreter: this one's, with ``extra``,
+    and with bytecode caches allowed (without them workers start 3-6x slower)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(extra)
+    return env
 
 
 def _range(n: int) -> Iterator[int]:

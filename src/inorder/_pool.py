@@ -239,14 +239,15 @@ class WorkerPool(concurrent.futures.Executor):
         parts = _wire.encode((job_id, fn, args))
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         job = _Job(job_id, parts, future)
+        # The manager sends large jobs (writing one blocks) and, when items have a
+        # timeout, every job (it times them, so it must hear of each).
+        direct = self._timeout is None and job.size <= PREFETCH_MAX_BYTES
         with self._lock:
             if self._stopping or self._killing:
                 raise RuntimeError("cannot submit to an inorder worker pool that was shut down")
             if self._broken is not None:
                 raise self._broken
             self._queue.append(job)
-            # The manager times running items: it must hear of every job sent.
-            direct = self._timeout is None and job.size <= PREFETCH_MAX_BYTES
             if not direct:
                 self._wake_locked()
         if direct and not self._send_directly():
