@@ -11,9 +11,9 @@ ranges in ms. To compare two versions, run it alternately with
 ``PYTHONPATH=<other checkout>/src``.
 
 ``--main-imports`` makes this script's main module import those modules at its top
-level, as a script that imports a big library would: each worker imports the main
-module again when it starts (multiprocessing's forkserver and spawn children do), so
-the workers pay for them too.
+level, as a script that imports a big library would. inorder's Linux workers do not
+import the main module, so they should not pay for them; multiprocessing's own
+forkserver and spawn children (and inorder's before it skipped that step) do.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def one_run(workers: int) -> dict[str, float]:
 
     import inorder
     from inorder import _pool
-    from workloads import inc  # not at the top: every worker imports this main module
+    from workloads import inc  # not at the top: spawn workers import this main module
 
     ready: list[float] = []
     all_ready = threading.Event()

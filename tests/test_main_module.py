@@ -67,8 +67,8 @@ def test_python_dash_c_has_no_main_file_and_still_works(tmp_path: Path) -> None:
 def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
     tmp_path: Path,
 ) -> None:
-    # README advises importing what only the parent needs under the guard: workers
-    # import the main module as they start, but not what the guard imports.
+    # README advises importing what only the parent needs under the guard (spawn
+    # workers import the main module as they start, but not what the guard imports).
     script = tmp_path / "guarded.py"
     script.write_text(
         textwrap.dedent(
@@ -94,10 +94,110 @@ def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
     assert json.loads(done.stdout) == ['{"x": 0}', '{"x": 1}']
 
 
-def test_missing_main_guard_gives_a_clear_error(tmp_path: Path) -> None:
+UNGUARDED = textwrap.dedent(
+    """
+    import json, os, sys
+    import anyio, inorder
+
+    print("imported in", os.getpid(), file=sys.stderr)
+
+    class Box:
+        def __init__(self, v):
+            self.v = v
+
+    def box(x):
+        return Box(x * 2)
+
+    async def main():
+        results = [b async for b in inorder.map(box, range(4), workers=2)]
+        assert all(type(b) is Box for b in results), [type(b) for b in results]
+        print(json.dumps({"values": [b.v for b in results], "pid": os.getpid()}))
+
+    anyio.run(main)
+    """
+)
+
+
+def _main_module_imports(stderr: str) -> list[int]:
+    return [
+        int(line.split()[-1]) for line in stderr.splitlines() if line.startswith("imported in")
+    ]
+
+
+def test_workers_do_not_import_the_main_script(tmp_path: Path) -> None:
+    # On Linux (forkserver) the workers leave the main module alone: a script without
+    # the main guard works, its top level runs once, and its classes come back as the
+    # parent's own.
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    output = json.loads(done.stdout)
+    assert output["values"] == [0, 2, 4, 6]
+    assert _main_module_imports(done.stderr) == [output["pid"]]
+
+
+def test_workers_do_not_import_a_main_module_run_with_dash_m(tmp_path: Path) -> None:
+    # python -m names the main module by import name rather than by path.
+    package = tmp_path / "jobs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "run.py").write_text(UNGUARDED)
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    output = json.loads(done.stdout)
+    assert output["values"] == [0, 2, 4, 6]
+    assert _main_module_imports(done.stderr) == [output["pid"]]
+
+
+def test_workers_see_the_parents_sys_path(tmp_path: Path) -> None:
+    # The main module is left out of the workers' preparation, not the rest of it: a
+    # module found through a directory the script put on sys.path is imported by name
+    # in the workers too.
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "shapes.py").write_text("def area(side):\n    return side * side\n")
+    script = tmp_path / "uses_lib.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            sys.path.insert(0, {str(library)!r})
+            import anyio, inorder
+            import shapes
+
+            async def main():
+                print(json.dumps([a async for a in inorder.map(shapes.area, range(3), workers=1)]))
+
+            if __name__ == "__main__":
+                anyio.run(main)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [0, 1, 4]
+
+
+def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path) -> None:
+    # The spawn start method (macOS, Windows) imports the main module in each worker:
+    # a script that starts the pipeline at its top level starts it again there.
     script = tmp_path / "unguarded.py"
     script.write_text(
+        "import multiprocessing\n"
         "import anyio, inorder\n"
+        "from inorder._backends import process\n"
+        "process.default_context = lambda: multiprocessing.get_context('spawn')\n"
         "async def main():\n"
         "    async with inorder.OrderedPipeline(workers=1):\n"
         "        pass\n"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from inorder import _forkserver
+from inorder._backends.process import default_context
 from inorder._pool import PREFETCH_MAX_BYTES, WorkerPool, _Job, _Worker
 
 from . import workloads
@@ -141,3 +143,20 @@ def test_workers_that_cannot_start_fail_ready_and_every_queued_job() -> None:
     finally:
         pool.kill()
     assert len(os.listdir("/proc/self/fd")) == open_files  # the pipes made for the worker
+
+
+def test_linux_workers_skip_the_main_module_unless_the_fork_server_lacks_a_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tests/test_main_module.py checks the behaviour end to end; here, the choice.
+    assert _forkserver.available()
+    context = default_context()
+    assert isinstance(context, _forkserver.WorkerContext)
+    assert context.get_start_method() == "forkserver"
+    preparation = _forkserver.preparation_without_main("inorder-worker-0")
+    assert not set(_forkserver.MAIN_MODULE_KEYS) & preparation.keys()
+    assert {"sys_path", "dir", "authkey"} <= preparation.keys()
+    monkeypatch.setattr(_forkserver, "available", lambda: False)
+    fallback = default_context()
+    assert not isinstance(fallback, _forkserver.WorkerContext)
+    assert fallback.get_start_method() == "forkserver"

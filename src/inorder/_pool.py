@@ -224,8 +224,9 @@ class WorkerPool(concurrent.futures.Executor):
         ``ready`` resolves once the first worker is up: it takes jobs while the others
         finish starting (``benchmarks/startup.py``: the last one is up 4 ms after the
         first with 2 workers, 40 ms with 8, medians on the 2-core development machine).
-        It fails if the workers cannot start: every one runs the initializer and imports
-        the main module, so what fails in one fails in all. Should one fail later, the
+        It fails if the workers cannot start: every one runs the initializer (and, with
+        the ``spawn`` start method, imports the main module), so what fails in one fails
+        in all. Should one fail later, the
         pool breaks then: jobs not yet sent fail with the reason.
         """
         self._thread.start()
@@ -484,7 +485,7 @@ class WorkerPool(concurrent.futures.Executor):
             self._break(
                 RuntimeError(
                     f"a worker process died while starting (exit code {exitcode}). With "
-                    "the 'forkserver' and 'spawn' start methods each worker imports your "
+                    "the 'spawn' start method (macOS, Windows) each worker imports your "
                     "main module again: if your script starts the pipeline at module "
                     "level, move that code under 'if __name__ == \"__main__\":'. "
                     "Otherwise see the worker's traceback above on stderr."

@@ -1,7 +1,8 @@
 """Items run in inorder's own worker processes (``executor="process"``, the default).
 
 The pool (``_pool.WorkerPool``) starts with ``forkserver`` on Linux (``fork`` is unsafe in
-a process that has threads, and every asyncio program has some) and ``spawn`` elsewhere.
+a process that has threads, and every asyncio program has some), whose workers do not
+import the main module (``_forkserver``), and ``spawn`` elsewhere.
 ``start()`` launches every worker before the first item arrives, and returns as soon as
 one is ready: items start on it while the others finish starting.
 
@@ -23,15 +24,19 @@ from typing import Any
 
 import anyio
 
+from .. import _forkserver
 from .._eventloop import FutureLike, LoopBridge
 from .._pool import WorkerPool
 from .._serialize import Codec, PickleCodec
 
 
 def default_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` on Linux, ``spawn`` elsewhere."""
-    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-    return multiprocessing.get_context(method)
+    """``forkserver`` on Linux (workers skip the main module), ``spawn`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    if _forkserver.available():
+        return _forkserver.WorkerContext()
+    return multiprocessing.get_context("forkserver")
 
 
 class ProcessBackend:
