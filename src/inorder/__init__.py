@@ -10,9 +10,13 @@ with it this package, and should not pay for anyio and the pipeline on every sta
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing's own flag, without importing typing: every worker process imports this package
+# as it starts, and typing alone took a starting worker 4-8 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._errors import (
         InorderError,
         PipelineClosedError,

@@ -19,9 +19,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
 from . import _worker
+
+TYPE_CHECKING = False  # typing's flag without importing typing: see inorder/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 WORKER_LOGGER = "inorder.worker"
 

@@ -16,7 +16,10 @@ import pickle
 import struct
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+
+TYPE_CHECKING = False  # typing's flag without importing typing: see inorder/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 # Blobs at least this large travel out of band. Below it, the extra pipe message costs
 # more than the copy it saves.

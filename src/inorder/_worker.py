@@ -40,9 +40,12 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, cast
 
 from . import _wire
+
+TYPE_CHECKING = False  # typing's flag without importing typing: see inorder/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
 
 # Callables kept unpickled per worker. Big enough for any realistic mix of functions in
 # one stream; bounded so a stream of fresh lambdas cannot grow a worker without limit.
@@ -53,7 +56,8 @@ _functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
 # Call shapes: how a segment's payloads are applied to its function.
 ONE, ARGS, KWARGS, PICKLED = 0, 1, 2, 3
 
-WireSegment = tuple[bytes, int, int, bytes, bool, list[Any]]
+if TYPE_CHECKING:
+    WireSegment: TypeAlias = tuple[bytes, int, int, bytes, bool, list[Any]]
 
 # A worker's slot in the shared progress array: the job it runs, the index of the item it
 # runs within that job (NOT_IN_ITEM between items), when that item started
@@ -80,7 +84,8 @@ class Retire(Exception):
 # run_pickled's failure count when a segment could not be unpickled as a whole in a
 # batch of several items: the parent re-sends each item alone so only the bad one fails.
 ISOLATE = -1
-DirectSegment = tuple[Callable[..., Any], int, list[Any]]
+if TYPE_CHECKING:
+    DirectSegment: TypeAlias = tuple[Callable[..., Any], int, list[Any]]
 
 
 class Failure:
@@ -404,7 +409,7 @@ def _load_function(digest: bytes, blob: bytes, pid: int) -> Callable[..., Any] |
         _functions.move_to_end(digest)
         return fn
     try:
-        fn = cast("Callable[..., Any]", pickle.loads(blob))
+        loaded: Callable[..., Any] = pickle.loads(blob)
     except BaseException as exc:  # noqa: BLE001 - each call of this function reports it
         error = RuntimeError(
             f"could not unpickle the function in worker process {pid}: "
@@ -412,7 +417,7 @@ def _load_function(digest: bytes, blob: bytes, pid: int) -> Callable[..., Any] |
         )
         error.__cause__ = exc
         return Failure(error, "<function unpickling>", _format(exc), pid)
-    _functions[digest] = fn
+    _functions[digest] = fn = loaded
     if len(_functions) > FUNCTION_CACHE_SIZE:
         _functions.popitem(last=False)
     return fn

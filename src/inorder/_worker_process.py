@@ -43,9 +43,12 @@ import sys
 import threading
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
 
 from . import _logging, _wire, _worker
+
+TYPE_CHECKING = False  # typing's flag without importing typing: see inorder/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 READY, INIT_FAILED, LOG, DONE, ERROR, SKIPPED, RETIRING = range(7)
 
