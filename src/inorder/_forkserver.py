@@ -5,15 +5,16 @@ parent's main module again, as ``__mp_main__``, so that objects pickled by refer
 ``__main__`` resolve. inorder never needs that: functions and classes of ``__main__``
 travel by value (cloudpickle), and what a worker sends back that plain pickle cannot
 reference goes by value too. The import costs every worker the main module's own
-imports (75-101 ms for ``benchmarks/suite.py``, which imports asyncio; 2 ms for a bare
-script) and re-runs its unguarded top-level code in each of them.
+imports (75-101 ms for ``benchmarks/suite.py``, which imports asyncio) and re-runs its
+unguarded top-level code in each of them.
 
 ``WorkerContext`` is the ``forkserver`` context whose processes leave the main module
 out of their preparation data; everything else (``sys.path``, the working directory,
 ``sys.argv``, the authentication key) is prepared as multiprocessing does. The launch
 protocol it speaks to the fork server (``connect_to_new_process``, then the preparation
-data and the pickled process object on one pipe) has been the same from Python 3.4 to
-3.14; ``available()`` checks that its parts are there before the pool relies on it.
+data and the pickled process object on one pipe) is the same in Python 3.11, 3.12, 3.13
+and CPython's main branch; ``available()`` checks that its parts are there before the
+pool relies on it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def preparation_without_main(name: str) -> dict[str, Any]:
     return data
 
 
+# Made on first use: popen_forkserver refuses to import where file descriptors cannot be
+# passed between processes.
 @functools.cache
 def _popen_class() -> type[Any]:
     from multiprocessing import forkserver, popen_forkserver, reduction, util
@@ -90,6 +93,8 @@ def _popen_class() -> type[Any]:
 if sys.platform != "win32":
 
     class WorkerProcess(multiprocessing.context.ForkServerProcess):
+        """A ``forkserver`` process whose child does not import the main module."""
+
         @staticmethod
         def _Popen(process_obj: Any) -> Any:
             return _popen_class()(process_obj)

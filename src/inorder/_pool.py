@@ -226,8 +226,8 @@ class WorkerPool(concurrent.futures.Executor):
         first with 2 workers, 40 ms with 8, medians on the 2-core development machine).
         It fails if the workers cannot start: every one runs the initializer (and, with
         the ``spawn`` start method, imports the main module), so what fails in one fails
-        in all. Should one fail later, the
-        pool breaks then: jobs not yet sent fail with the reason.
+        in all. Should one fail later, the pool breaks then: jobs not yet sent fail with
+        the reason.
         """
         self._thread.start()
 
