@@ -124,33 +124,18 @@ def _main_module_imports(stderr: str) -> list[int]:
     ]
 
 
-def test_workers_do_not_import_the_main_script(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run_as", ["script", "python -m"])
+def test_workers_do_not_import_the_main_module(tmp_path: Path, run_as: str) -> None:
     # On Linux (forkserver) the workers leave the main module alone: a script without
     # the main guard works, its top level runs once, and its classes come back as the
-    # parent's own.
-    script = tmp_path / "unguarded.py"
-    script.write_text(UNGUARDED)
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    output = json.loads(done.stdout)
-    assert output["values"] == [0, 2, 4, 6]
-    assert _main_module_imports(done.stderr) == [output["pid"]]
-
-
-def test_workers_do_not_import_a_main_module_run_with_dash_m(tmp_path: Path) -> None:
-    # python -m names the main module by import name rather than by path.
+    # parent's own. python -m names the main module by import name, a script by path.
     package = tmp_path / "jobs"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "run.py").write_text(UNGUARDED)
+    command = [str(package / "run.py")] if run_as == "script" else ["-m", "jobs.run"]
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.run"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+        [sys.executable, *command], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
