@@ -155,10 +155,17 @@ def _anyio_run(main: Callable[[], Any], loop: str) -> None:
 
 
 async def _warm_up(pipe: Any) -> None:
-    """One call on the warm pool before the clock starts, as every peer gets: the workers
-    import the workloads module then, not during the first measured item."""
-    await pipe.put(inc, 0)
-    assert await anext(pipe) == 1
+    """Before the clock starts, every worker runs a call from the workloads module, so
+    it imports that module then, not during a measured item. The peers' workers import
+    it as they start (multiprocessing's children import the main module, this script,
+    which imports it) and run 64 calls; inorder's workers do not import the main module.
+    Calls that take 20 ms each, one per worker at a time, reach every worker."""
+    seen: set[int] = set()
+    while len(seen) < WORKERS:
+        for _ in range(WORKERS):
+            await pipe.put(workloads.pid_after_burning, 0.02)
+        for _ in range(WORKERS):
+            seen.add(await anext(pipe))
 
 
 def inorder_pipe_map(loop: str = "asyncio") -> Runner:

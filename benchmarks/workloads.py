@@ -31,6 +31,12 @@ def burn(index: int, seconds: float) -> int:
     return index
 
 
+def pid_after_burning(seconds: float) -> int:
+    """Spend ``seconds`` of CPU time; return the worker's pid (to see which one ran it)."""
+    burn(0, seconds)
+    return os.getpid()
+
+
 def burn_skewed(index: int) -> int:
     """1 ms of CPU, except every 100th item: 50 ms."""
     return burn(index, 0.05 if index % 100 == 99 else 0.001)
