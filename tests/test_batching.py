@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from inorder._batching import (
     BatchSizer,
     BatchSizers,
 )
+from inorder._pipeline import FIRST_MAP_CHUNK
 from inorder._window import (
     AUTO_WINDOW_MAX,
     AUTO_WINDOW_MIN_PER_WORKER,
@@ -462,6 +464,28 @@ async def test_large_items_shrink_the_automatic_window(anyio_backend: Any) -> No
         assert stats.window <= WINDOW_BYTES // (1 << 20)
         assert stats.accepted <= stats.window + 1
         assert [r async for r in pipe] == [1 << 20] * 200
+
+
+async def test_map_reads_large_items_no_further_ahead_than_the_window(anyio_backend: Any) -> None:
+    """map() learns the size of items before it reads many: its first chunk is small.
+    (It read a chunk as large as the starting window, 1024 items, 1 GiB of these.)"""
+    read = 0
+
+    def megabytes() -> Iterator[bytes]:
+        nonlocal read
+        for i in range(200):
+            read += 1
+            yield bytes([i % 256]) * (1 << 20)
+
+    async with OrderedPipeline(workers=2) as pipe:
+        results = pipe.map(len, megabytes())
+        # Nobody consumes yet: the feeder stops when the window is full.
+        await wait_until(lambda: read > 0)
+        await wait_until(lambda: pipe.statistics().queued + pipe.statistics().in_flight == 0)
+        await anyio.sleep(0.1)
+        assert pipe.statistics().window <= WINDOW_BYTES // (1 << 20)
+        assert read <= WINDOW_BYTES // (1 << 20) + FIRST_MAP_CHUNK
+        assert [r async for r in results] == [1 << 20] * 200
 
 
 async def test_a_fixed_window_stays_as_given(anyio_backend: Any) -> None:
