@@ -466,9 +466,13 @@ async def test_large_items_shrink_the_automatic_window(anyio_backend: Any) -> No
         assert [r async for r in pipe] == [1 << 20] * 200
 
 
-async def test_map_reads_large_items_no_further_ahead_than_the_window(anyio_backend: Any) -> None:
+@pytest.mark.parametrize("tiny_items_first", [False, True])
+async def test_map_reads_large_items_no_further_ahead_than_the_window(
+    anyio_backend: Any, tiny_items_first: bool
+) -> None:
     """map() learns the size of items before it reads many: its first chunk is small.
-    (It read a chunk as large as the starting window, 1024 items, 1 GiB of these.)"""
+    (It read a chunk as large as the window, 1024 items, 1 GiB of these; tiny items
+    put() before grow the window beyond that.)"""
     read = 0
 
     def megabytes() -> Iterator[bytes]:
@@ -478,6 +482,11 @@ async def test_map_reads_large_items_no_further_ahead_than_the_window(anyio_back
             yield bytes([i % 256]) * (1 << 20)
 
     async with OrderedPipeline(workers=2) as pipe:
+        if tiny_items_first:
+            for _ in range(10):
+                await pipe.put(len, b"x")
+            assert [await anext(pipe) for _ in range(10)] == [1] * 10
+            assert pipe.statistics().window > AUTO_WINDOW_START
         results = pipe.map(len, megabytes())
         # Nobody consumes yet: the feeder stops when the window is full.
         await wait_until(lambda: read > 0)

@@ -105,11 +105,12 @@ ExecutorOption = Literal["process", "thread"] | concurrent.futures.Executor
 # cancellation and lets one worker's queue hide work from the others.
 DISPATCHES_PER_WORKER = 2
 
-# map() reads a sync iterable in chunks as large as the free window, but until the
-# automatic window has measured the pickled size of arguments (as the first batches are
-# dispatched) its first chunk holds this many items and each next one at most twice the
-# last: a first chunk as large as the starting window would be 1024 items, 1 GiB of
-# 1 MiB items.
+# map() reads a sync iterable in chunks as large as the free window, but with the
+# automatic window its first chunk holds this many items and each next one at most
+# twice the last, so the window measures the pickled size of its items (as the first
+# batches are dispatched) before it admits many: a first chunk as large as the starting
+# window would be 1024 items, 1 GiB of 1 MiB items, and items put() before may have
+# grown the window on sizes that say nothing of these.
 FIRST_MAP_CHUNK = 8
 
 BatchOption = int | Literal["auto"]
@@ -1210,25 +1211,23 @@ class OrderedPipeline:
     async def _feed_items(self, key: Any, shape: int, items: Iterator[Any]) -> None:
         """Read a sync iterator in chunks as large as the free window: no await per item.
 
-        Until the automatic window knows the size of items, chunks start small and double
-        (``FIRST_MAP_CHUNK``).
+        With the automatic window, chunks start small and double (``FIRST_MAP_CHUNK``).
         """
         window = self._window
-        sizer = self._window_sizer
         ramp = None
-        if sizer is not None and not sizer.knows_arguments:
+        if self._window_sizer is not None:
             # At least a batch for every dispatch slot: a fixed batch size holds from the
             # first batch.
-            ramp = max(FIRST_MAP_CHUNK, self._sizers.size * self._max_dispatches)
+            fixed = 0 if self._sizers.adaptive else self._sizers.size
+            ramp = max(FIRST_MAP_CHUNK, fixed * self._max_dispatches)
         while self._state is _State.OPEN:
             wanted = window.capacity if ramp is None else min(ramp, window.capacity)
             free = window.try_acquire_many(wanted)
             if not free:
                 await self._wait_for_slot()
                 free = 1 + window.try_acquire_many(wanted - 1)
-            if ramp is not None:  # ends once sizes are known, or at the window's size
-                done = sizer is None or sizer.knows_arguments or ramp >= window.capacity
-                ramp = None if done else 2 * ramp
+            if ramp is not None:
+                ramp = None if ramp >= window.capacity else 2 * ramp
             chunk: list[Any] = []
             try:
                 # extend() keeps what was read if the iterator raises part-way.

@@ -183,11 +183,6 @@ class WindowSizer:
             capacity = min(capacity, start)
         return capacity
 
-    @property
-    def knows_arguments(self) -> bool:
-        """Whether the pickled size of arguments was measured yet."""
-        return self._arguments is not None
-
     def observe_arguments(self, items: int, nbytes: int) -> None:
         self._arguments = _average(self._arguments, items, nbytes)
 
