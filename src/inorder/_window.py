@@ -155,7 +155,7 @@ class WindowSizer:
     it is charged both.
     """
 
-    __slots__ = ("_arguments", "_maximum", "_minimum", "_results", "budget")
+    __slots__ = ("_arguments", "_maximum", "_minimum", "_results", "arguments_measured", "budget")
 
     def __init__(
         self,
@@ -168,6 +168,7 @@ class WindowSizer:
         self._minimum = min(maximum, AUTO_WINDOW_MIN_PER_WORKER * workers)
         self._maximum = maximum
         self._arguments: float | None = None  # bytes per item
+        self.arguments_measured = 0  # batches whose arguments were measured
         self._results: float | None = None
 
     @property
@@ -184,6 +185,7 @@ class WindowSizer:
         return capacity
 
     def observe_arguments(self, items: int, nbytes: int) -> None:
+        self.arguments_measured += 1
         self._arguments = _average(self._arguments, items, nbytes)
 
     def observe_results(self, items: int, nbytes: int) -> None:
