@@ -1218,7 +1218,8 @@ class OrderedPipeline:
         window = self._window
         sizer = self._window_sizer
         ramp = None
-        if sizer is not None:
+        assert self._codec is not None
+        if sizer is not None and self._codec.measures_sizes:  # threads copy nothing
             measured = sizer.arguments_measured
             # At least a batch for every dispatch slot: a fixed batch size holds from the
             # first batch.

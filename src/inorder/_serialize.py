@@ -64,6 +64,9 @@ class Part(NamedTuple):
 class Codec(Protocol):
     """Turns accepted items into executor jobs and job results into outcomes."""
 
+    # Whether its jobs report the pickled size of their arguments (``Job.nbytes``).
+    measures_sizes: ClassVar[bool]
+
     def prepare(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Prepared:
@@ -93,6 +96,8 @@ def _shape_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, Any]:
 
 class DirectCodec:
     """Items run in threads of this process: calls and results are passed as they are."""
+
+    measures_sizes: ClassVar[bool] = False
 
     def __init__(self) -> None:
         # The first of each run of equal bound methods: the key of their segments.
@@ -139,6 +144,8 @@ class PickleCodec:
     fed by ``map()`` are pickled only in their batch; one that fails there becomes its
     own ``TypeError`` outcome while its neighbours run.
     """
+
+    measures_sizes: ClassVar[bool] = True
 
     def __init__(self, *, out_of_band: bool = False) -> None:
         # out_of_band: large argument blobs are marked to cross the pipe raw (_wire);
