@@ -1,9 +1,10 @@
 """How much of a sync iterable ``inorder.map`` holds at once: the parent's peak RSS growth.
 
-    python benchmarks/readahead.py [--items 2000] [--mib 1] [--runs 3]
+    python benchmarks/readahead.py [--items 2000] [--runs 3]
 
-Each run is a fresh interpreter that streams ``--items`` arguments of ``--mib`` MiB each
-(made by a generator, one at a time) through ``inorder.map`` on 2 workers and reports
+Each run is a fresh interpreter that streams ``--items`` arguments of 1 MiB each (the
+payload_in workload's, made by a generator one at a time) through ``inorder.map`` on 2
+workers and reports
 how far its peak RSS (``ru_maxrss``) rose above where it stood before the stream. The
 automatic window holds about 32 MiB of pickled items; anything far above that is input
 read ahead of the window. To compare two versions, run it with
@@ -18,27 +19,24 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def one_run(items: int, mib: int) -> float:
+def one_run(items: int) -> float:
     import anyio
 
     import inorder
-
-    def arguments() -> Iterator[bytes]:
-        for index in range(items):
-            yield index.to_bytes(4, "little") * (mib * 1024 * 1024 // 4)
+    from workloads import MIB, make_payload, size_of
 
     async def main() -> float:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         count = 0
-        async with inorder.map(len, arguments(), workers=2) as results:
+        payloads = (make_payload(index) for index in range(items))
+        async with inorder.map(size_of, payloads, workers=2) as results:
             async for size in results:
-                assert size == mib * 1024 * 1024
+                assert size == MIB
                 count += 1
         assert count == items
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
@@ -49,17 +47,15 @@ def one_run(items: int, mib: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--mib", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
-        print(json.dumps(one_run(options.items, options.mib)))
+        print(json.dumps(one_run(options.items)))
         return
     from workloads import fresh_process_env
 
     command = [sys.executable, __file__, "--one", "--items", str(options.items)]
-    command += ["--mib", str(options.mib)]
     growths = [
         json.loads(
             subprocess.run(
@@ -69,7 +65,7 @@ def main() -> None:
         for _ in range(options.runs)
     ]
     print(
-        f"{options.items} x {options.mib} MiB through inorder.map, {options.runs} fresh "
+        f"{options.items} x 1 MiB through inorder.map, {options.runs} fresh "
         f"processes: parent peak RSS growth median {statistics.median(growths):.0f} MiB "
         f"(range {min(growths):.0f}-{max(growths):.0f})"
     )

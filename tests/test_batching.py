@@ -497,6 +497,26 @@ async def test_map_reads_large_items_no_further_ahead_than_the_window(
         assert [r async for r in results] == [1 << 20] * 200
 
 
+async def test_with_threads_map_reads_a_whole_window_from_the_start(anyio_backend: Any) -> None:
+    """Threads pickle nothing, so the window never learns the size of items: map()
+    starts with no ramp of small chunks. A chunk is read whole before its items are
+    dispatched, so the first item sees the first chunk read."""
+    read = 0
+
+    def counted() -> Iterator[int]:
+        nonlocal read
+        for i in range(3000):
+            read += 1
+            yield i
+
+    def read_so_far(_: int) -> int:  # runs in a thread of this process
+        return read
+
+    async with OrderedPipeline(workers=2, executor="thread") as pipe:
+        seen = [r async for r in pipe.map(read_so_far, counted())]
+    assert seen[0] == AUTO_WINDOW_START
+
+
 async def test_a_fixed_window_stays_as_given(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2, window=100) as pipe:
         assert [r async for r in pipe.map(workloads.square, range(5000))][-1] == 4999**2

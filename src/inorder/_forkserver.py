@@ -30,6 +30,7 @@ from typing import Any
 MAIN_MODULE_KEYS = ("init_main_from_path", "init_main_from_name")
 
 
+@functools.cache
 def available() -> bool:
     """Whether this platform and Python have the parts ``WorkerContext`` launches with."""
     if sys.platform == "win32" or "forkserver" not in multiprocessing.get_all_start_methods():

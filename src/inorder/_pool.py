@@ -329,7 +329,7 @@ class WorkerPool(concurrent.futures.Executor):
             with self._turn_lock:
                 for slot in range(self.size):
                     self._spawn(slot)
-        except Exception as exc:  # noqa: BLE001 - e.g. started from a worker's import of __main__
+        except Exception as exc:  # noqa: BLE001 - e.g. out of processes, or a spawn worker's import of __main__
             self._broken = RuntimeError(f"could not start the worker processes: {exc}")
             self._broken.__cause__ = exc
             self._end()
