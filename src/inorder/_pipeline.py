@@ -877,6 +877,10 @@ class OrderedPipeline:
                 # burst (benchmarks/first_result.py: the item starts 0.2-0.3 ms after
                 # the call instead of 0.4-0.9). inorder's own pool sends a small job
                 # from this thread, but not a large one, nor when its manager is busy.
+                # Skipping the sleep when the pool had sent the job made the first
+                # result slower, not faster (suite.py --one latency 'inorder put()', 12
+                # alternating runs: median 7.7 ms vs 4.9), perhaps because the worker
+                # just woken then gets this CPU at once.
                 time.sleep(0)
 
     def _expect_function(self, key: Any) -> None:

@@ -445,6 +445,12 @@ class WorkerPool(concurrent.futures.Executor):
                     with self._lock:
                         self._queue.appendleft(job)
             elif kind == DONE:
+                # Resolved here, in the turn. Resolving after the turn, with _turn_lock
+                # free, lets the caller a result wakes send its next job itself: one
+                # item at a time round trips got faster (2000 x put-then-take: median
+                # 295-320 us vs 333-375), but the first result of a burst slower
+                # (suite.py --one latency 'inorder put()', 20 alternating runs: median
+                # 5.2 ms vs 3.8).
                 job.future.set_result(message[2])
             else:
                 error = message[2]
