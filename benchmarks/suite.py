@@ -40,7 +40,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import workloads
-from workloads import WORKLOADS, Workload, call_async, fresh_process_env, inc
+from workloads import (
+    WORKLOADS,
+    Workload,
+    call_async,
+    fresh_process_env,
+    inc,
+    warm_up_every_worker,
+)
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results.json"
@@ -154,27 +161,13 @@ def _anyio_run(main: Callable[[], Any], loop: str) -> None:
     anyio.run(main, backend="asyncio", backend_options=options)
 
 
-async def _warm_up(pipe: Any) -> None:
-    """Before the clock starts, every worker runs a call from the workloads module, so
-    it imports that module then, not during a measured item. The peers' workers import
-    it as they start (multiprocessing's children import the main module, this script,
-    which imports it) and run 64 calls; inorder's workers do not import the main module.
-    Calls that take 20 ms each, one per worker at a time, reach every worker."""
-    seen: set[int] = set()
-    while len(seen) < WORKERS:
-        for _ in range(WORKERS):
-            await pipe.put(workloads.pid_after_burning, 0.02)
-        for _ in range(WORKERS):
-            seen.add(await anext(pipe))
-
-
 def inorder_pipe_map(loop: str = "asyncio") -> Runner:
     def run(w: Workload, consume: Consume, mark: Mark) -> None:
         import inorder
 
         async def main() -> None:
             async with inorder.OrderedPipeline(workers=WORKERS) as pipe:
-                await _warm_up(pipe)
+                await warm_up_every_worker(pipe, WORKERS)
                 mark()
                 async for result in pipe.map(w.fn, w.items(w.count)):
                     consume(result)
@@ -198,7 +191,7 @@ def inorder_put(loop: str = "asyncio") -> Runner:
                         await pipe.put(w.fn, item)
                     pipe.close()
 
-                await _warm_up(pipe)
+                await warm_up_every_worker(pipe, WORKERS)
                 mark()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(produce)

@@ -58,6 +58,20 @@ def timed_burn_1ms(index: int) -> tuple[float, float]:
     return started, time.perf_counter()
 
 
+async def warm_up_every_worker(pipe: Any, workers: int) -> None:
+    """Before the clock starts, every worker of ``pipe`` runs a call from this module,
+    so it imports the module then, not during a measured item. (The peers' workers
+    import it as they start: multiprocessing's children import the main module, which
+    imports this one; inorder's workers do not import the main module.) Calls that
+    take 20 ms each, one per worker at a time, reach every worker."""
+    seen: set[int] = set()
+    while len(seen) < workers:
+        for _ in range(workers):
+            await pipe.put(pid_after_burning, 0.02)
+        for _ in range(workers):
+            seen.add(await anext(pipe))
+
+
 async def call_async(fn: Callable[[Any], Any], item: Any) -> Any:
     """aiomultiprocess runs coroutine functions only: the same call, wrapped."""
     return fn(item)
