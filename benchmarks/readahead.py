@@ -4,10 +4,9 @@
 
 Each run is a fresh interpreter that streams ``--items`` arguments of 1 MiB each (the
 payload_in workload's, made by a generator one at a time) through ``inorder.map`` on 2
-workers and reports
-how far its peak RSS (``ru_maxrss``) rose above where it stood before the stream. The
-automatic window holds about 32 MiB of pickled items; anything far above that is input
-read ahead of the window. To compare two versions, run it with
+workers and reports how far its peak RSS (``ru_maxrss``) rose above where it stood before
+the stream. The automatic window holds about 32 MiB of pickled items; anything far above
+that is input read ahead of the window. To compare two versions, run it with
 ``PYTHONPATH=<other checkout>/src``.
 """
 
@@ -17,7 +16,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,17 +51,9 @@ def main() -> None:
     if options.one:
         print(json.dumps(one_run(options.items)))
         return
-    from workloads import fresh_process_env
+    from workloads import runs_in_fresh_processes
 
-    command = [sys.executable, __file__, "--one", "--items", str(options.items)]
-    growths = [
-        json.loads(
-            subprocess.run(
-                command, capture_output=True, text=True, check=True, env=fresh_process_env()
-            ).stdout
-        )
-        for _ in range(options.runs)
-    ]
+    growths = runs_in_fresh_processes(__file__, ["--items", str(options.items)], options.runs)
     print(
         f"{options.items} x 1 MiB through inorder.map, {options.runs} fresh "
         f"processes: parent peak RSS growth median {statistics.median(growths):.0f} MiB "

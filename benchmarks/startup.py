@@ -23,7 +23,6 @@ import importlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -85,18 +84,14 @@ def main() -> None:
     if options.one:
         print(json.dumps(one_run(options.workers)))
         return
-    from workloads import fresh_process_env
+    from workloads import runs_in_fresh_processes
 
-    env = fresh_process_env(**{MAIN_IMPORTS: options.main_imports})
-    command = [sys.executable, __file__, "--one", "--workers", str(options.workers)]
-    runs = [
-        json.loads(
-            subprocess.run(
-                command, capture_output=True, text=True, check=True, env=env
-            ).stdout.splitlines()[-1]
-        )
-        for _ in range(options.runs)
-    ]
+    runs = runs_in_fresh_processes(
+        __file__,
+        ["--workers", str(options.workers)],
+        options.runs,
+        **{MAIN_IMPORTS: options.main_imports},
+    )
     imports = f", main module imports {options.main_imports}" if options.main_imports else ""
     print(
         f"{options.workers} workers, {options.runs} fresh processes{imports}: ms from async with"

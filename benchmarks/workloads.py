@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -156,6 +159,20 @@ def fresh_process_env(**extra: str) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra)
     return env
+
+
+def runs_in_fresh_processes(script: str, args: list[str], runs: int, **env: str) -> list[Any]:
+    """Run ``script --one *args`` in ``runs`` fresh interpreters, one after the other;
+    what each printed last, as JSON."""
+    command = [sys.executable, script, "--one", *args]
+    return [
+        json.loads(
+            subprocess.run(
+                command, capture_output=True, text=True, check=True, env=fresh_process_env(**env)
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(runs)
+    ]
 
 
 def _range(n: int) -> Iterator[int]:

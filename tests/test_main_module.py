@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,24 +45,30 @@ SCRIPT = textwrap.dedent(
 EXPECTED = [6, 40, 42, 0, 3, 6]
 
 
+def run_python(*args: str, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter running ``args``, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+def json_printed_by(*args: str, cwd: Path | str | None = None) -> Any:
+    """What a fresh interpreter running ``args`` printed, as JSON; it must succeed."""
+    done = run_python(*args, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_script_main_functions_lambdas_and_classes(tmp_path: Path, backend: str) -> None:
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script), backend], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == EXPECTED
+    assert json_printed_by(str(script), backend) == EXPECTED
 
 
 def test_python_dash_c_has_no_main_file_and_still_works(tmp_path: Path) -> None:
     # With -c there is no file for the workers to re-import: everything goes by value.
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == EXPECTED
+    assert json_printed_by("-c", SCRIPT, cwd=tmp_path) == EXPECTED
 
 
 def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
@@ -87,11 +94,7 @@ def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
             """
         )
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ['{"x": 0}', '{"x": 1}']
+    assert json_printed_by(str(script)) == ['{"x": 0}', '{"x": 1}']
 
 
 UNGUARDED = textwrap.dedent(
@@ -134,9 +137,7 @@ def test_workers_do_not_import_the_main_module(tmp_path: Path, run_as: str) -> N
     (package / "__init__.py").write_text("")
     (package / "run.py").write_text(UNGUARDED)
     command = [str(package / "run.py")] if run_as == "script" else ["-m", "jobs.run"]
-    done = subprocess.run(
-        [sys.executable, *command], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    done = run_python(*command, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
     assert output["values"] == [0, 2, 4, 6]
@@ -167,11 +168,7 @@ def test_workers_see_the_parents_sys_path(tmp_path: Path) -> None:
             """
         )
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd="/"
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [0, 1, 4]
+    assert json_printed_by(str(script), cwd="/") == [0, 1, 4]
 
 
 def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path) -> None:
@@ -188,9 +185,7 @@ def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path) -> No
         "        pass\n"
         "anyio.run(main)\n"
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
+    done = run_python(str(script))
     assert done.returncode != 0
     assert 'if __name__ == "__main__":' in done.stderr
     assert "a worker process died while starting" in done.stderr
