@@ -1,6 +1,6 @@
-"""Where a stream of tiny items spends its time in inorder: suite.py's trivial workload.
+"""Where a stream of items spends its time in inorder: one of suite.py's workloads, traced.
 
-    python benchmarks/stream_hops.py [--runs 7] [--workload trivial] [--peer 'inorder pipe.map']
+    python benchmarks/stream_hops.py [--runs 7] [--workload trivial] [--peer 'inorder put()']
 
 Each run is suite.py's own measurement of the workload (``suite.measure``: the same
 runner, items, consumer and warm-up as ``suite.py --one``), in this process, traced. It
@@ -85,18 +85,18 @@ def _traced_handle(self: Any, worker: Any, message: tuple[Any, ...]) -> None:
     _handle(self, worker, message)
 
 
-def _traced_job_done(self: Any, runs: Any, parts: Any, *rest: Any) -> None:
-    future = rest[-1]
+def _traced_job_done(
+    self: Any, runs: Any, parts: Any, attempts: int, count: int, full: bool, future: Any
+) -> None:
     now = time.perf_counter()
     if trace.started and not future.cancelled() and future.exception() is None:
         trace.work_seconds += future.result()[1]
-        count = rest[1]
         cut = trace.cut.get(runs[0][0])
         sent = trace.sent.get(id(future))
         read = trace.read.get(id(future))
         if count >= FULL_SIZE and cut and sent and read:
             trace.trips.append((sent[0] - cut, read - sent[0], now - read, sent[1]))
-    _job_done(self, runs, parts, *rest)
+    _job_done(self, runs, parts, attempts, count, full, future)
 
 
 _pipeline.OrderedPipeline._cut_batch = _traced_cut_batch  # type: ignore[method-assign]
@@ -176,8 +176,12 @@ def _median_ms(values: Any) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--workload", default="trivial")
-    parser.add_argument("--peer", default="inorder pipe.map")
+    parser.add_argument("--workload", default="trivial", choices=list(suite.WORKLOADS))
+    # The runners that warm up (which starts the trace) on asyncio's own loop (whose
+    # selector is traced).
+    parser.add_argument(
+        "--peer", default="inorder pipe.map", choices=["inorder pipe.map", "inorder put()"]
+    )
     options = parser.parse_args()
     runs = [one_run(options.workload, options.peer) for _ in range(options.runs)]
     print(f"{options.workload}, {options.peer}, {options.runs} runs: medians")
