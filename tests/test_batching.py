@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -222,6 +223,65 @@ class _Gate:
     def held(self, x: int) -> int:
         self.open.wait(10)
         return x
+
+
+class _Turnstile:
+    """Lets items run in threads only below an index that the test raises."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._limit = 0
+
+    def through(self, i: int) -> int:
+        with self._changed:
+            if not self._changed.wait_for(lambda: i < self._limit, timeout=10):
+                raise TimeoutError(f"item {i} was never let through")
+        return i
+
+    def open_to(self, limit: int) -> None:
+        with self._changed:
+            self._limit = limit
+            self._changed.notify_all()
+
+
+@pytest.mark.anyio
+async def test_map_reads_whole_batches_while_a_batch_is_in_flight() -> None:
+    turnstile = _Turnstile()
+    results = []
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
+            turnstile.open_to(4)
+            async for result in pipe.map(turnstile.through, range(40)):
+                results.append(result)
+                if result % 4 == 3:  # one batch at a time: the later ones stay in flight
+                    turnstile.open_to(result + 5)
+                # A consumer that lets other tasks run between items frees the window a
+                # slot at a time: read at once, each slot would make a batch of one.
+                await anyio.lowlevel.checkpoint()
+    assert results == list(range(40))
+    assert executor.sizes == [4] * 10
+
+
+@pytest.mark.anyio
+async def test_close_stops_map_while_it_waits_for_room_for_a_batch() -> None:
+    turnstile = _Turnstile()
+    results = []
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
+            turnstile.open_to(4)
+            async for result in pipe.map(turnstile.through, range(40)):
+                results.append(result)
+                if result == 5:  # map() holds some room and waits for more
+                    pipe.close()
+                    accepted = pipe.statistics().accepted
+                    turnstile.open_to(40)
+                if result % 4 == 3:
+                    turnstile.open_to(result + 5)
+                await anyio.lowlevel.checkpoint()
+            # Not one item more was read: the feeder saw the close, not just the room.
+            assert pipe.statistics().accepted == accepted
+    assert 5 < accepted < 40
+    assert results == list(range(accepted))
 
 
 async def _grow_batches(pipe: OrderedPipeline, fn: Any, expected: Any) -> None:

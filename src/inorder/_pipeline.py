@@ -327,6 +327,10 @@ class OrderedPipeline:
         self._lane_fn: Any = _NO_LANE_FN
         self._lane = _NO_LANE
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
+        # The map() feeder waiting for room for a whole batch (see _gather_room): set when
+        # ``_room_needed`` slots are free, or when the window or the state changes.
+        self._room: anyio.Event | None = None
+        self._room_needed = 0
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
@@ -691,6 +695,16 @@ class OrderedPipeline:
             waiter = self._window.release_many(handed)
             if waiter is not None:
                 waiter.event.set()
+            room = self._room
+            if room is not None and self._free_slots() >= self._room_needed:
+                room.set()
+
+    def _free_slots(self) -> int:
+        return self._window.capacity - self._window.occupied
+
+    def _wake_feeder_for_room(self) -> None:
+        if self._room is not None:
+            self._room.set()
 
     async def _wait_for_outcomes(self) -> None:
         if self._consumer_event is not None:
@@ -755,6 +769,7 @@ class OrderedPipeline:
         for waiter in self._window.drain():
             waiter.refused = True
             waiter.event.set()
+        self._wake_feeder_for_room()  # it sees the state and stops
 
     @staticmethod
     def _wake(waiter: _Waiter | None) -> None:
@@ -908,6 +923,7 @@ class OrderedPipeline:
         if capacity != self._window.capacity:
             self._wake(self._window.resize(capacity))
             self._limit_batches()
+            self._wake_feeder_for_room()  # a batch's room has another size now
 
     def _limit_batches(self) -> None:
         # A batch larger than the window's share of dispatches would leave workers idle.
@@ -1235,6 +1251,7 @@ class OrderedPipeline:
             if not free:
                 await self._wait_for_slot()
                 free = 1 + window.try_acquire_many(wanted - 1)
+            free = await self._gather_room(key, free, wanted)
             chunk: list[Any] = []
             try:
                 # extend() keeps what was read if the iterator raises part-way.
@@ -1252,6 +1269,40 @@ class OrderedPipeline:
                 ramp = None if done else 2 * ramp
             # Let completions and the consumer run before reading the next chunk.
             await anyio.lowlevel.checkpoint()
+
+    async def _gather_room(self, key: Any, free: int, wanted: int) -> int:
+        """Hold the ``free`` window slots taken and wait for room for a whole batch of
+        ``key``'s items (at most ``wanted``); how many slots are held then.
+
+        Room read as soon as any was free made small batches: a consumer that lets other
+        tasks run between items freed it a slot at a time, and a run smaller than a
+        batch (from the ramp) freed room for a small chunk, whose run freed room for
+        another, for the rest of the stream. A batch is at most a quarter of the window
+        (``_limit_batches``), so while the feeder waits, the rest of the window holds
+        items in flight or results the consumer has yet to take: the wait costs neither
+        the workers nor the consumer time. The feeder waits on an event of its own, set
+        when the consumer has freed enough, not as a window waiter, which a consumer
+        frees slots for one item at a time.
+        """
+        window = self._window
+        try:
+            while self._state is _State.OPEN:
+                batch = min(wanted, window.capacity, self._sizers.of(key).size)
+                if free < batch:
+                    free += window.try_acquire_many(batch - free)
+                if free >= batch:
+                    return free
+                self._room_needed = batch - free
+                room = self._room = anyio.Event()
+                try:
+                    await room.wait()
+                finally:
+                    self._room = None
+        except BaseException:
+            self._wake(window.release_many(free))
+            raise
+        self._wake(window.release_many(free))
+        raise self._closed_error("map()")
 
     async def _feed_items_async(
         self, key: Any, shape: int, iterators: list[Iterator[Any] | AsyncIterator[Any]]
