@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,42 +244,49 @@ class _Turnstile:
             self._changed.notify_all()
 
 
-@pytest.mark.anyio
-async def test_map_reads_whole_batches_while_a_batch_is_in_flight() -> None:
+async def _take_a_batch_at_a_time(
+    on_result: Callable[[OrderedPipeline, int], None],
+) -> tuple[list[int], list[int], int]:
+    """map() 40 items in threads with a window of 16 and batches of 4, letting one batch
+    run at a time (the later ones stay in flight), to a consumer that calls
+    ``on_result(pipe, result)`` and lets other tasks run after each result. Returns the
+    results, the batch sizes and how many items were accepted in all."""
     turnstile = _Turnstile()
-    results = []
+    results: list[int] = []
     with _BatchRecorder() as executor:
         async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
             turnstile.open_to(4)
             async for result in pipe.map(turnstile.through, range(40)):
                 results.append(result)
-                if result % 4 == 3:  # one batch at a time: the later ones stay in flight
+                on_result(pipe, result)
+                if result % 4 == 3:
                     turnstile.open_to(result + 5)
-                # A consumer that lets other tasks run between items frees the window a
-                # slot at a time: read at once, each slot would make a batch of one.
+                # Such a consumer frees the window a slot at a time: read at once, each
+                # slot would make a batch of one.
                 await anyio.lowlevel.checkpoint()
+            accepted = pipe.statistics().accepted
+    return results, executor.sizes, accepted
+
+
+@pytest.mark.anyio
+async def test_map_reads_whole_batches_while_a_batch_is_in_flight() -> None:
+    results, sizes, _ = await _take_a_batch_at_a_time(lambda pipe, result: None)
     assert results == list(range(40))
-    assert executor.sizes == [4] * 10
+    assert sizes == [4] * 10
 
 
 @pytest.mark.anyio
 async def test_close_stops_map_while_it_waits_for_room_for_a_batch() -> None:
-    turnstile = _Turnstile()
-    results = []
-    with _BatchRecorder() as executor:
-        async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
-            turnstile.open_to(4)
-            async for result in pipe.map(turnstile.through, range(40)):
-                results.append(result)
-                if result == 5:  # map() holds some room and waits for more
-                    pipe.close()
-                    accepted = pipe.statistics().accepted
-                    turnstile.open_to(40)
-                if result % 4 == 3:
-                    turnstile.open_to(result + 5)
-                await anyio.lowlevel.checkpoint()
-            # Not one item more was read: the feeder saw the close, not just the room.
-            assert pipe.statistics().accepted == accepted
+    at_close: list[int] = []
+
+    def close_after_5(pipe: OrderedPipeline, result: int) -> None:
+        if result == 5:  # map() holds some room and waits for more
+            pipe.close()
+            at_close.append(pipe.statistics().accepted)
+
+    results, _, accepted = await _take_a_batch_at_a_time(close_after_5)
+    # Not one item more was read: the feeder saw the close, not just the room.
+    assert accepted == at_close[0]
     assert 5 < accepted < 40
     assert results == list(range(accepted))
 

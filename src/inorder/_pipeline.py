@@ -1277,12 +1277,13 @@ class OrderedPipeline:
         Room read as soon as any was free made small batches: a consumer that lets other
         tasks run between items freed it a slot at a time, and a run smaller than a
         batch (from the ramp) freed room for a small chunk, whose run freed room for
-        another, for the rest of the stream. A batch is at most a quarter of the window
-        (``_limit_batches``), so while the feeder waits, the rest of the window holds
-        items in flight or results the consumer has yet to take: the wait costs neither
-        the workers nor the consumer time. The feeder waits on an event of its own, set
-        when the consumer has freed enough, not as a window waiter, which a consumer
-        frees slots for one item at a time.
+        another, for the rest of the stream. A batch is at most the window's share for each
+        call in flight (``_limit_batches``: a quarter with two workers), so while the
+        feeder waits, the rest of the window holds items in flight or results the
+        consumer has yet to take: the wait costs neither the workers nor the consumer.
+        The feeder waits on an event of its own, set when the consumer has freed
+        enough, not as a window waiter, which a consumer frees slots for one item at a
+        time.
         """
         window = self._window
         try:
