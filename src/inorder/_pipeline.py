@@ -328,9 +328,8 @@ class OrderedPipeline:
         self._lane = _NO_LANE
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         # The map() feeder waiting for room for a whole batch (see _gather_room): set when
-        # ``_room_needed`` slots are free, or when the window or the state changes.
+        # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
-        self._room_needed = 0
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
@@ -695,12 +694,7 @@ class OrderedPipeline:
             waiter = self._window.release_many(handed)
             if waiter is not None:
                 waiter.event.set()
-            room = self._room
-            if room is not None and self._free_slots() >= self._room_needed:
-                room.set()
-
-    def _free_slots(self) -> int:
-        return self._window.capacity - self._window.occupied
+            self._wake_feeder_for_room()
 
     def _wake_feeder_for_room(self) -> None:
         if self._room is not None:
@@ -923,7 +917,6 @@ class OrderedPipeline:
         if capacity != self._window.capacity:
             self._wake(self._window.resize(capacity))
             self._limit_batches()
-            self._wake_feeder_for_room()  # a batch's room has another size now
 
     def _limit_batches(self) -> None:
         # A batch larger than the window's share of dispatches would leave workers idle.
@@ -1281,19 +1274,21 @@ class OrderedPipeline:
         call in flight (``_limit_batches``: a quarter with two workers), so while the
         feeder waits, the rest of the window holds items in flight or results the
         consumer has yet to take: the wait costs neither the workers nor the consumer.
-        The feeder waits on an event of its own, set when the consumer has freed
-        enough, not as a window waiter, which a consumer frees slots for one item at a
-        time.
+        The feeder waits on an event of its own, set whenever the consumer frees room
+        (once per run it takes), not as a window waiter, which a consumer frees slots
+        for one item at a time; each wake sizes the batch afresh, so a window that
+        shrank meanwhile is seen.
         """
         window = self._window
         try:
-            while self._state is _State.OPEN:
+            while True:
+                if self._state is not _State.OPEN:
+                    raise self._closed_error("map()")
                 batch = min(wanted, window.capacity, self._sizers.of(key).size)
                 if free < batch:
                     free += window.try_acquire_many(batch - free)
                 if free >= batch:
                     return free
-                self._room_needed = batch - free
                 room = self._room = anyio.Event()
                 try:
                     await room.wait()
@@ -1302,8 +1297,6 @@ class OrderedPipeline:
         except BaseException:
             self._wake(window.release_many(free))
             raise
-        self._wake(window.release_many(free))
-        raise self._closed_error("map()")
 
     async def _feed_items_async(
         self, key: Any, shape: int, iterators: list[Iterator[Any] | AsyncIterator[Any]]
