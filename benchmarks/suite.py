@@ -94,6 +94,44 @@ def no_ipc_ceiling(w: Workload, consume: Consume, mark: Mark) -> None:
 CEILING = "no IPC: equal shares, one call per worker (ceiling)"
 
 
+def in_consumer_async_for(w: Workload, consume: Consume, mark: Mark) -> None:
+    """Not a peer: no worker at all. Each item's function runs in an async generator
+    that the consumer's ``async for`` drives on asyncio, as inorder hands out its
+    results: the most any pipeline consumed with ``async for`` could reach here."""
+
+    async def results() -> Any:
+        fn = w.fn
+        for item in w.items(w.count):
+            yield fn(item)
+
+    async def main() -> None:
+        mark()
+        async for result in results():
+            consume(result)
+
+    asyncio.run(main())
+
+
+def in_consumer_for(w: Workload, consume: Consume, mark: Mark) -> None:
+    """Not a peer: each item's function runs in the consumer's plain ``for`` loop, as
+    the generator ``Pool.imap`` returns is consumed: the most any such peer could reach."""
+    mark()
+    fn = w.fn
+    for item in w.items(w.count):
+        consume(fn(item))
+
+
+ASYNC_FOR_CEILING = "no workers: fn in the consumer's async for (ceiling)"
+FOR_CEILING = "no workers: fn in the consumer's for (ceiling)"
+# Not peers, and each only where it bounds the peers: the equal shares for CPU-bound
+# items, the consumer's own loop for items that cost less than their trip.
+CEILINGS: dict[str, Callable[[Workload], bool]] = {
+    CEILING: lambda w: bool(w.serial_seconds),
+    ASYNC_FOR_CEILING: lambda w: w.parent_bound,
+    FOR_CEILING: lambda w: w.parent_bound,
+}
+
+
 def joblib_generator(w: Workload, consume: Consume, mark: Mark) -> None:
     from joblib import Parallel, delayed
 
@@ -228,7 +266,9 @@ PEERS: dict[str, Runner] = {
     "mpire imap": mpire_imap,
     "pebble map": pebble_map,
     "aiomultiprocess map": aiomultiprocess_map,
-    CEILING: no_ipc_ceiling,  # CPU-bound workloads only
+    CEILING: no_ipc_ceiling,
+    ASYNC_FOR_CEILING: in_consumer_async_for,
+    FOR_CEILING: in_consumer_for,
 }
 
 
@@ -434,7 +474,7 @@ def main() -> None:
         print(f"{name}: {workload.description}", file=sys.stderr)
         results.setdefault(name, {})
         for peer in peers:
-            if peer == CEILING and not workload.serial_seconds:
+            if peer in CEILINGS and not CEILINGS[peer](workload):
                 continue
             runs = []
             for _ in range(max(args.runs, workload.min_runs)):
@@ -477,7 +517,12 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         "Ratios compare with `Pool.imap` at its best chunksize for the workload "
         "(higher is better). In the cpu and skew tables the last row is not a peer but the "
         "machine's ceiling at the time: each worker runs an equal share of the items in one "
-        "call, with no IPC per item. The parent's peak RSS is sampled every 2 ms in the "
+        "call, with no IPC per item. In the trivial and stream tables the last two rows are "
+        "not peers either: each item's function runs inside the consumer's own loop, with "
+        "no worker, an `async for` over an async generator (how inorder's results are "
+        "consumed) and a plain `for` (how `Pool.imap`'s are): the most a pipeline consumed "
+        "either way could reach, since the parent's one thread limits these workloads. "
+        "The parent's peak RSS is sampled every 2 ms in the "
         "workloads that report it, and only there. Written " + time.strftime("%Y-%m-%d") + ".",
         "",
     ]
