@@ -1,14 +1,16 @@
 """How many batches a stream of tiny items takes, and how fast it goes, on a warm pipeline.
 
-    python benchmarks/ramp.py [--count 20000] [--runs 7] [--awaiting]
+    python benchmarks/ramp.py [--count 20000] [--runs 7] [--awaiting] [--async-input]
 
 Each run starts a pipeline of 2 worker processes, warms every worker, then streams
 ``--count`` items of ``x + 1`` through ``pipe.map`` at the defaults. Prints the median
 items/s and how many executor calls (batches) the stream took, counted by wrapping the
 pipeline's batch cutter (a private method: this is a diagnostic). A short stream is
 mostly ramp: batches start at one item. ``--awaiting``: the consumer awaits a
-checkpoint after each result, as one that writes each result to a socket would. To
-compare two versions, run it alternately with ``PYTHONPATH=<other checkout>/src``.
+checkpoint after each result, as one that writes each result to a socket would.
+``--async-input``: the items come from an async generator (that has them at hand), which
+``map()`` reads an item at a time. To compare two versions, run it alternately with
+``PYTHONPATH=<other checkout>/src``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +47,21 @@ def _counting_cut_batch(self: Any, size: int) -> Any:
 _pipeline.OrderedPipeline._cut_batch = _counting_cut_batch  # type: ignore[method-assign]
 
 
-async def one_run(count: int, awaiting: bool) -> tuple[float, int]:
+async def _async_range(count: int) -> AsyncIterator[int]:
+    for i in range(count):
+        yield i
+
+
+async def one_run(count: int, awaiting: bool, async_input: bool) -> tuple[float, int]:
     async with inorder.OrderedPipeline(workers=WORKERS) as pipe:
         await warm_up_every_worker(pipe, WORKERS)
         _batches.clear()
+        items: Iterable[int] | AsyncIterator[int] = (
+            _async_range(count) if async_input else range(count)
+        )
         started = time.perf_counter()
         expected = 1
-        async for result in pipe.map(inc, range(count)):
+        async for result in pipe.map(inc, items):
             assert result == expected
             expected += 1
             if awaiting:
@@ -64,15 +75,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--awaiting", action="store_true")
+    parser.add_argument("--async-input", action="store_true")
     options = parser.parse_args()
     rates, batches = [], []
     for _ in range(options.runs):
-        rate, cuts = anyio.run(one_run, options.count, options.awaiting)
+        rate, cuts = anyio.run(one_run, options.count, options.awaiting, options.async_input)
         rates.append(rate)
         batches.append(cuts)
+    source = " from an async generator" if options.async_input else ""
     consumer = ", the consumer awaiting after each result" if options.awaiting else ""
     print(
-        f"{options.count} items{consumer}, {options.runs} runs: median "
+        f"{options.count} items{source}{consumer}, {options.runs} runs: median "
         f"{statistics.median(rates):,.0f} items/s (range {min(rates):,.0f}-{max(rates):,.0f}), "
         f"{min(batches)}-{max(batches)} batches"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,8 +244,19 @@ class _Turnstile:
             self._changed.notify_all()
 
 
+async def _async_range(n: int) -> AsyncIterator[int]:
+    """``range(n)`` as an async generator that has every item at hand (never suspends)."""
+    for i in range(n):
+        yield i
+
+
+# map()'s two feeders: a sync input is read in chunks, an async one an item at a time.
+INPUTS = pytest.mark.parametrize("make_input", [range, _async_range], ids=["sync", "async"])
+
+
 async def _take_a_batch_at_a_time(
     on_result: Callable[[OrderedPipeline, int], None],
+    make_input: Callable[[int], Iterable[int] | AsyncIterable[int]],
 ) -> tuple[list[int], list[int], int]:
     """map() 40 items in threads with a window of 16 and batches of 4, letting one batch
     run at a time (the later ones stay in flight), to a consumer that calls
@@ -256,7 +267,7 @@ async def _take_a_batch_at_a_time(
     with _BatchRecorder() as executor:
         async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
             turnstile.open_to(4)
-            async for result in pipe.map(turnstile.through, range(40)):
+            async for result in pipe.map(turnstile.through, make_input(40)):
                 results.append(result)
                 on_result(pipe, result)
                 if result % 4 == 3:
@@ -270,13 +281,32 @@ async def _take_a_batch_at_a_time(
 
 @pytest.mark.anyio
 async def test_map_reads_whole_batches_while_a_batch_is_in_flight() -> None:
-    results, sizes, _ = await _take_a_batch_at_a_time(lambda pipe, result: None)
+    results, sizes, _ = await _take_a_batch_at_a_time(lambda pipe, result: None, range)
     assert results == list(range(40))
     assert sizes == [4] * 10
 
 
 @pytest.mark.anyio
-async def test_close_stops_map_while_it_waits_for_room_for_a_batch() -> None:
+async def test_map_waits_for_room_for_a_batch_of_async_input() -> None:
+    executor = _InlineThreads()
+    with executor:
+        async with OrderedPipeline(workers=2, window=64, batch=16, executor=executor) as pipe:
+            results = []
+            async for result in pipe.map(workloads.square, _async_range(400)):
+                results.append(result)
+                await anyio.lowlevel.checkpoint()  # frees the window a slot at a time
+    assert results == [i * i for i in range(400)]
+    # Waiting for one slot at a time, nearly every item went alone (344 batches). Waiting
+    # for room for 16, each 16 items read go in at most five: one to each free dispatch
+    # slot as it is read (a slow producer's item must not wait), the rest together.
+    assert len(executor.batches) <= 5 * 400 // 16 + 8
+
+
+@pytest.mark.anyio
+@INPUTS
+async def test_close_stops_map_while_it_waits_for_room_for_a_batch(
+    make_input: Callable[[int], Iterable[int] | AsyncIterable[int]],
+) -> None:
     at_close: list[int] = []
 
     def close_after_5(pipe: OrderedPipeline, result: int) -> None:
@@ -284,11 +314,28 @@ async def test_close_stops_map_while_it_waits_for_room_for_a_batch() -> None:
             pipe.close()
             at_close.append(pipe.statistics().accepted)
 
-    results, _, accepted = await _take_a_batch_at_a_time(close_after_5)
+    results, _, accepted = await _take_a_batch_at_a_time(close_after_5, make_input)
     # Not one item more was read: the feeder saw the close, not just the room.
     assert accepted == at_close[0]
     assert 5 < accepted < 40
     assert results == list(range(accepted))
+
+
+@pytest.mark.anyio
+async def test_map_sends_an_async_inputs_item_before_it_reads_the_next(executor: str) -> None:
+    results: list[int] = []
+
+    async def one_result_at_a_time() -> AsyncIterator[int]:
+        for i in range(5):
+            yield i
+            await wait_until(lambda i=i: len(results) > i, limit=10)  # item i came back
+
+    with anyio.fail_after(20):
+        async with OrderedPipeline(workers=2, batch=100, executor=executor) as pipe:
+            async for result in pipe.map(workloads.square, one_result_at_a_time()):
+                results.append(result)
+    # Held back to fill a batch, the first item would never come back.
+    assert results == [0, 1, 4, 9, 16]
 
 
 async def _grow_batches(pipe: OrderedPipeline, fn: Any, expected: Any) -> None:

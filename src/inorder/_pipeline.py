@@ -1274,33 +1274,62 @@ class OrderedPipeline:
         call in flight (``_limit_batches``: a quarter with two workers), so while the
         feeder waits, the rest of the window holds items in flight or results the
         consumer has yet to take: the wait costs neither the workers nor the consumer.
-        The feeder waits on an event of its own, set whenever the consumer frees room
-        (once per run it takes), not as a window waiter, which a consumer frees slots
-        for one item at a time; each wake sizes the batch afresh, so a window that
-        shrank meanwhile is seen.
+        Each wake sizes the batch afresh, so a window that shrank meanwhile is seen.
         """
         window = self._window
         try:
             while True:
-                if self._state is not _State.OPEN:
-                    raise self._closed_error("map()")
+                self._check_still_feeding()
                 batch = min(wanted, window.capacity, self._sizers.of(key).size)
                 if free < batch:
                     free += window.try_acquire_many(batch - free)
                 if free >= batch:
                     return free
-                room = self._room = anyio.Event()
-                try:
-                    await room.wait()
-                finally:
-                    self._room = None
+                await self._wait_for_freed_room()
         except BaseException:
             self._wake(window.release_many(free))
             raise
 
+    async def _wait_for_room(self, key: Any) -> None:
+        """Wait until the window has room for a whole batch of ``key``'s items, holding
+        none of it (see ``_gather_room``): for input that may suspend between items,
+        where slots held for items not read yet would be kept from put() meanwhile."""
+        window = self._window
+        while True:
+            self._check_still_feeding()
+            batch = min(window.capacity, self._sizers.of(key).size)
+            if not window.waiting and window.free >= batch:
+                return
+            await self._wait_for_freed_room()
+
+    def _check_still_feeding(self) -> None:
+        if self._state is not _State.OPEN:
+            raise self._closed_error("map()")
+
+    async def _wait_for_freed_room(self) -> None:
+        """Wait until the consumer frees room, or the pipeline stops accepting items.
+
+        The map() feeder waits on an event of its own, set whenever the consumer frees
+        room (once per run it takes), not as a window waiter, which a consumer frees
+        slots for one item at a time.
+        """
+        room = self._room = anyio.Event()
+        try:
+            await room.wait()
+        finally:
+            self._room = None
+
     async def _feed_items_async(
         self, key: Any, shape: int, iterators: list[Iterator[Any] | AsyncIterator[Any]]
     ) -> None:
+        """Read input that may suspend (an async iterable among the inputs) an item at a
+        time, each accepted as soon as it is read, so a slow producer's items go out one
+        by one. Once the window is full, the feeder waits for room for a whole batch,
+        not for a slot: a consumer that lets other tasks run between results frees the
+        window a slot at a time, and each slot taken made a batch of one item (100k
+        ``x + 1`` from an async generator: 3,000-4,500 batches, 37-53k items/s).
+        """
+        window = self._window
         while self._state is _State.OPEN:
             row = []
             for it in iterators:
@@ -1308,8 +1337,10 @@ class OrderedPipeline:
                     row.append(await anext(it) if isinstance(it, AsyncIterator) else next(it))
                 except (StopIteration, StopAsyncIteration):
                     return
-            if not self._window.try_acquire():
-                await self._wait_for_slot()
+            if not window.try_acquire():
+                await self._wait_for_room(key)
+                if not window.try_acquire():  # a put() came first
+                    await self._wait_for_slot()
             self._accept_many(key, shape, [row[0] if shape == ONE else tuple(row)])
 
     async def _feed_chunks(

@@ -46,6 +46,11 @@ class Window(Generic[W]):
         return self.capacity - self._free  # may exceed capacity just after a shrink
 
     @property
+    def free(self) -> int:
+        """Slots free now (none while more are occupied than a shrunk capacity allows)."""
+        return max(self._free, 0)
+
+    @property
     def waiting(self) -> int:
         """Waiters queued for a slot (not counting a granted one)."""
         return len(self.queue)
