@@ -1,6 +1,6 @@
 """How many batches a stream of tiny items takes, and how fast it goes, on a warm pipeline.
 
-    python benchmarks/ramp.py [--count 20000] [--runs 7] [--awaiting] [--async-input]
+    python benchmarks/ramp.py [--count 20000] [--runs 7] [--awaiting] [--async-input | --put]
 
 Each run starts a pipeline of 2 worker processes, warms every worker, then streams
 ``--count`` items of ``x + 1`` through ``pipe.map`` at the defaults. Prints the median
@@ -9,7 +9,8 @@ pipeline's batch cutter (a private method: this is a diagnostic). A short stream
 mostly ramp: batches start at one item. ``--awaiting``: the consumer awaits a
 checkpoint after each result, as one that writes each result to a socket would.
 ``--async-input``: the items come from an async generator (that has them at hand), which
-``map()`` reads an item at a time. To compare two versions, run it alternately with
+``map()`` reads an item at a time. ``--put``: a producer task puts the items one
+``await pipe.put()`` at a time instead. To compare two versions, run it alternately with
 ``PYTHONPATH=<other checkout>/src``.
 """
 
@@ -19,7 +20,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +53,31 @@ async def _async_range(count: int) -> AsyncIterator[int]:
         yield i
 
 
-async def one_run(count: int, awaiting: bool, async_input: bool) -> tuple[float, int]:
+async def one_run(count: int, awaiting: bool, feed: str) -> tuple[float, int]:
     async with inorder.OrderedPipeline(workers=WORKERS) as pipe:
         await warm_up_every_worker(pipe, WORKERS)
         _batches.clear()
-        items: Iterable[int] | AsyncIterator[int] = (
-            _async_range(count) if async_input else range(count)
-        )
-        started = time.perf_counter()
-        expected = 1
-        async for result in pipe.map(inc, items):
-            assert result == expected
-            expected += 1
-            if awaiting:
-                await anyio.lowlevel.checkpoint()
-        elapsed = time.perf_counter() - started
+
+        async def put_all() -> None:
+            for i in range(count):
+                await pipe.put(inc, i)
+            pipe.close()
+
+        async with anyio.create_task_group() as tasks:
+            started = time.perf_counter()
+            if feed == "put":
+                tasks.start_soon(put_all)
+                results: Any = pipe
+            else:
+                items = _async_range(count) if feed == "async" else range(count)
+                results = pipe.map(inc, items)
+            expected = 1
+            async for result in results:
+                assert result == expected
+                expected += 1
+                if awaiting:
+                    await anyio.lowlevel.checkpoint()
+            elapsed = time.perf_counter() - started
     return count / elapsed, len(_batches)
 
 
@@ -75,14 +86,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--awaiting", action="store_true")
-    parser.add_argument("--async-input", action="store_true")
+    feeds = parser.add_mutually_exclusive_group()
+    feeds.add_argument("--async-input", action="store_true")
+    feeds.add_argument("--put", action="store_true")
     options = parser.parse_args()
+    feed = "async" if options.async_input else "put" if options.put else "map"
     rates, batches = [], []
     for _ in range(options.runs):
-        rate, cuts = anyio.run(one_run, options.count, options.awaiting, options.async_input)
+        rate, cuts = anyio.run(one_run, options.count, options.awaiting, feed)
         rates.append(rate)
         batches.append(cuts)
-    source = " from an async generator" if options.async_input else ""
+    source = {"map": "", "async": " from an async generator", "put": " put one by one"}[feed]
     consumer = ", the consumer awaiting after each result" if options.awaiting else ""
     print(
         f"{options.count} items{source}{consumer}, {options.runs} runs: median "
