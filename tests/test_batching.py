@@ -322,6 +322,45 @@ async def test_close_stops_map_while_it_waits_for_room_for_a_batch(
 
 
 @pytest.mark.anyio
+async def test_put_fills_batches_while_the_consumer_is_behind() -> None:
+    executor = _InlineThreads()
+    results: list[int] = []
+    with executor:
+        async with OrderedPipeline(workers=2, window=64, batch=16, executor=executor) as pipe:
+
+            async def produce() -> None:
+                for i in range(400):
+                    await pipe.put(workloads.square, i)
+                pipe.close()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(produce)
+                async for result in pipe:
+                    results.append(result)
+                    await anyio.lowlevel.checkpoint()  # frees the window a slot at a time
+    assert results == [i * i for i in range(400)]
+    # Sent as soon as put, each item went alone (344 batches): the producer fills each
+    # slot the consumer frees. With the window full and the consumer two batches behind,
+    # a batch waits for company; the rest are the first steps of the stream.
+    assert len(executor.batches) <= 400 // 16 + 8
+
+
+@pytest.mark.anyio
+async def test_an_item_held_for_company_goes_when_the_consumer_stops_taking_results() -> None:
+    ran = threading.Event()
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
+            for i in range(15):
+                await pipe.put(workloads.square, i)
+            await wait_until(lambda: pipe.statistics().buffered == 15)
+            await pipe.put(ran.set)  # the last slot, with 15 results waiting
+            assert pipe.statistics().queued == 1  # held: three more would make a batch
+            # No consumer step ends the wait, no item comes: it goes after HOLD_SECONDS.
+            await wait_until(ran.is_set, limit=10)
+            assert [await anext(pipe) for _ in range(16)] == [i * i for i in range(15)] + [None]
+
+
+@pytest.mark.anyio
 async def test_map_sends_an_async_inputs_item_before_it_reads_the_next(executor: str) -> None:
     results: list[int] = []
 

@@ -11,6 +11,8 @@
   pipeline can be opened in one place and closed in another (``inorder.map`` starts on
   the first step of its iteration and stops in ``aclose()``) without violating cancel-scope
   nesting. The pipeline cancels and awaits that task itself before it closes.
+* A call on the loop after a delay, without a task of its own on asyncio
+  (``loop.call_later``): the pipeline arms one while it holds a partial batch.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ class LoopBridge:
         """Start ``fn()`` as a task of its own. It must not raise."""
         raise NotImplementedError
 
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` on the loop in ``delay`` seconds (not if the loop has ended by
+        then). It must not raise."""
+
+        async def later() -> None:
+            await anyio.sleep(delay)
+            fn()
+
+        self.spawn(later)
+
     async def wait(self, future: concurrent.futures.Future[Any]) -> Any:
         """Await a concurrent.futures future without parking a thread on it."""
         done = anyio.Event()
@@ -73,6 +85,9 @@ class _AsyncioBridge(LoopBridge):
         # The loop keeps only weak references to tasks.
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._loop.call_later(delay, fn)
 
     def call_soon_when_done(self, future: concurrent.futures.Future[Any], fn: Callback) -> None:
         loop = self._loop

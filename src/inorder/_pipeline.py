@@ -115,6 +115,11 @@ DISPATCHES_PER_WORKER = 2
 # of 10 alternating runs of `python benchmarks/suite.py --one trivial 'inorder pipe.map'`).
 FIRST_MAP_CHUNK = 8
 
+# The longest a partial batch waits for more items while the consumer is behind (see
+# OrderedPipeline._worth_holding): a safeguard for a consumer that stops taking results
+# for a while; a consumer that keeps taking them ends the wait first.
+HOLD_SECONDS = 0.005
+
 BatchOption = int | Literal["auto"]
 WindowOption = int | Literal["auto"]
 
@@ -330,6 +335,14 @@ class OrderedPipeline:
         # The map() feeder waiting for room for a whole batch (see _gather_room): set when
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
+        # A partial batch held while the consumer is behind (_worth_holding): whether one
+        # is, what ends it, the consumer's count when the timer was armed (None: no
+        # timer), and whether the timer is sending it now.
+        self._holding = False
+        self._hold_allowed = 0  # the batch size it waits for
+        self._hold_until_taken = 0  # the consumer's count that may end it
+        self._taken_at_hold: int | None = None
+        self._hold_expired = False
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
@@ -695,6 +708,9 @@ class OrderedPipeline:
             if waiter is not None:
                 waiter.event.set()
             self._wake_feeder_for_room()
+            if self._holding and self._hold_may_end():
+                self._holding = False
+                self._dispatch()
 
     def _wake_feeder_for_room(self) -> None:
         if self._room is not None:
@@ -842,6 +858,8 @@ class OrderedPipeline:
 
     def _dispatch(self) -> None:
         """Hand batches to the executor while a dispatch slot is free and work queued."""
+        if self._holding and self._queued < self._hold_allowed and self._state is _State.OPEN:
+            return  # each put() calls this while a dispatch slot is free: cheap when held
         assert self._backend is not None
         assert self._codec is not None
         assert self._bridge is not None
@@ -855,6 +873,9 @@ class OrderedPipeline:
             # alone, so it is not held up by batch-mates; the other workers take full
             # batches meanwhile. (A fixed batch size is the user's choice: kept.)
             allowed = size = self._sizers.of(self._pending[0].key).size
+            if self._queued < allowed and self._worth_holding(allowed):
+                return
+            self._holding = False
             idle = not self._in_flight
             if idle and self._sizers.adaptive:
                 size = 1
@@ -891,6 +912,67 @@ class OrderedPipeline:
                 # alternating runs: median 7.7 ms vs 4.9), perhaps because the worker
                 # just woken then gets this CPU at once.
                 time.sleep(0)
+
+    def _worth_holding(self, allowed: int) -> bool:
+        """Whether a batch of fewer than ``allowed`` items should wait for more.
+
+        Only while the consumer is behind: the window has no room for another batch
+        and the consumer has at least two batches of results waiting, so the items
+        would only wait among its results. Sent at once, they went one by one: a
+        consumer that lets other tasks run between results frees the window a slot at
+        a time, and each item put in the slot went alone to a free dispatch slot
+        (``python benchmarks/ramp.py --put --awaiting``). Only the consumer's steps
+        can end a hold (``_settle`` checks); should it stop taking results, the items
+        go after ``HOLD_SECONDS`` all the same.
+        """
+        if self._state is not _State.OPEN or self._hold_expired or self._pending[0].isolated:
+            return False
+        if self._holding:
+            return True
+        waiting = self._results_waiting()
+        if self._window.free >= allowed or waiting < 2 * allowed:
+            return False
+        self._holding = True
+        self._hold_allowed = allowed
+        # Arrivals only add to the results waiting: the consumer must take this many
+        # before too few of them are left.
+        self._hold_until_taken = self._taken() + waiting - 2 * allowed + 1
+        if self._taken_at_hold is None:
+            self._arm_hold_timer()
+        return True
+
+    def _hold_may_end(self) -> bool:
+        """After the consumer's step: whether a hold's reasons may be gone."""
+        return self._yielded >= self._hold_until_taken or self._window.free >= self._hold_allowed
+
+    def _results_waiting(self) -> int:
+        """Outcomes that arrived and that the consumer has not taken yet."""
+        self._sync_index()
+        return len(self._buffer) + self._run_length - self._run_index
+
+    def _taken(self) -> int:
+        """Outcomes the consumer has taken (some may not be settled yet)."""
+        self._sync_index()
+        return self._yielded + self._run_index - self._settled
+
+    def _arm_hold_timer(self) -> None:
+        self._taken_at_hold = self._taken()
+        assert self._bridge is not None
+        self._bridge.call_later(HOLD_SECONDS, self._hold_timer_fired)
+
+    def _hold_timer_fired(self) -> None:
+        taken_before, self._taken_at_hold = self._taken_at_hold, None
+        if self._state is _State.STOPPED or not self._holding:
+            return
+        if self._taken() != taken_before:
+            self._arm_hold_timer()  # the consumer is moving: it ends the hold itself
+            return
+        self._holding = False
+        self._hold_expired = True
+        try:
+            self._dispatch()
+        finally:
+            self._hold_expired = False
 
     def _expect_function(self, key: Any) -> None:
         """Items of ``key`` are about to be accepted: if the automatic window has grown
