@@ -24,6 +24,7 @@ from inorder._batching import (
     BatchSizer,
     BatchSizers,
 )
+from inorder._eventloop import current_bridge
 from inorder._pipeline import FIRST_MAP_CHUNK
 from inorder._window import (
     AUTO_WINDOW_MAX,
@@ -358,6 +359,32 @@ async def test_an_item_held_for_company_goes_when_the_consumer_stops_taking_resu
             # No consumer step ends the wait, no item comes: it goes after HOLD_SECONDS.
             await wait_until(ran.is_set, limit=10)
             assert [await anext(pipe) for _ in range(16)] == [i * i for i in range(15)] + [None]
+
+
+@pytest.mark.anyio
+async def test_close_sends_an_item_held_for_company_at_once() -> None:
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=16, batch=4, executor=executor) as pipe:
+            for i in range(15):
+                await pipe.put(workloads.square, i)
+            await wait_until(lambda: pipe.statistics().buffered == 15)
+            await pipe.put(workloads.square, 15)
+            assert pipe.statistics().queued == 1  # held, as in the test above
+            pipe.close()  # no item will join it
+            assert pipe.statistics().queued == 0
+            assert [r async for r in pipe] == [i * i for i in range(16)]
+
+
+@pytest.mark.anyio
+async def test_a_timer_cancelled_in_time_never_calls(anyio_backend: Any) -> None:
+    bridge = current_bridge()
+    calls: list[str] = []
+    cancel = bridge.call_later(0.01, lambda: calls.append("cancelled"))
+    bridge.call_later(0.01, lambda: calls.append("kept"))
+    cancel()  # as a pipeline that stops while it holds a batch does
+    await wait_until(lambda: bool(calls), limit=10)
+    await anyio.sleep(0.05)
+    assert calls == ["kept"]
 
 
 @pytest.mark.anyio

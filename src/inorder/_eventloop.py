@@ -51,15 +51,18 @@ class LoopBridge:
         """Start ``fn()`` as a task of its own. It must not raise."""
         raise NotImplementedError
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        """Call ``fn()`` on the loop in ``delay`` seconds (not if the loop has ended by
-        then). It must not raise."""
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` on the loop in ``delay`` seconds, unless the function returned
+        is called first. ``fn`` must not raise."""
+        scope = anyio.CancelScope()
 
         async def later() -> None:
-            await anyio.sleep(delay)
-            fn()
+            with scope:
+                await anyio.sleep(delay)
+                fn()
 
         self.spawn(later)
+        return scope.cancel
 
     async def wait(self, future: concurrent.futures.Future[Any]) -> Any:
         """Await a concurrent.futures future without parking a thread on it."""
@@ -86,8 +89,8 @@ class _AsyncioBridge(LoopBridge):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._loop.call_later(delay, fn)
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]:
+        return self._loop.call_later(delay, fn).cancel
 
     def call_soon_when_done(self, future: concurrent.futures.Future[Any], fn: Callback) -> None:
         loop = self._loop

@@ -336,12 +336,14 @@ class OrderedPipeline:
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
         # A partial batch held while the consumer is behind (_worth_holding): whether one
-        # is, what ends it, the consumer's count when the timer was armed (None: no
-        # timer), and whether the timer is sending it now.
+        # is, what ends it, the timer that ends it should the consumer stop (how to
+        # cancel it, and the consumer's count when it was armed), and whether that timer
+        # is sending the batch now.
         self._holding = False
         self._hold_allowed = 0  # the batch size it waits for
         self._hold_until_taken = 0  # the consumer's count that may end it
-        self._taken_at_hold: int | None = None
+        self._cancel_hold_timer: Callable[[], None] | None = None
+        self._taken_at_hold = 0
         self._hold_expired = False
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
@@ -467,6 +469,10 @@ class OrderedPipeline:
             timer.cancel()
         self._pending.clear()
         self._queued = 0
+        self._holding = False
+        if self._cancel_hold_timer is not None:
+            self._cancel_hold_timer()
+            self._cancel_hold_timer = None
         self._buffer.clear()
         self._run.clear()  # in place: an iterator over it may still be held
         self._run_iter = None
@@ -490,6 +496,9 @@ class OrderedPipeline:
             self._close_lane()
             self._refuse_waiters()
             self._wake_consumer()
+            if self._holding:  # no more items will join it
+                self._holding = False
+                self._dispatch()
 
     @property
     def closed(self) -> bool:
@@ -921,9 +930,9 @@ class OrderedPipeline:
         would only wait among its results. Sent at once, they went one by one: a
         consumer that lets other tasks run between results frees the window a slot at
         a time, and each item put in the slot went alone to a free dispatch slot
-        (``python benchmarks/ramp.py --put --awaiting``). Only the consumer's steps
-        can end a hold (``_settle`` checks); should it stop taking results, the items
-        go after ``HOLD_SECONDS`` all the same.
+        (``python benchmarks/ramp.py --put --awaiting``). The consumer's steps end a
+        hold (``_settle`` checks), and so does ``close()``; should the consumer stop
+        taking results, the items go after ``HOLD_SECONDS`` all the same.
         """
         if self._state is not _State.OPEN or self._hold_expired or self._pending[0].isolated:
             return False
@@ -937,7 +946,7 @@ class OrderedPipeline:
         # Arrivals only add to the results waiting: the consumer must take this many
         # before too few of them are left.
         self._hold_until_taken = self._taken() + waiting - 2 * allowed + 1
-        if self._taken_at_hold is None:
+        if self._cancel_hold_timer is None:
             self._arm_hold_timer()
         return True
 
@@ -958,13 +967,13 @@ class OrderedPipeline:
     def _arm_hold_timer(self) -> None:
         self._taken_at_hold = self._taken()
         assert self._bridge is not None
-        self._bridge.call_later(HOLD_SECONDS, self._hold_timer_fired)
+        self._cancel_hold_timer = self._bridge.call_later(HOLD_SECONDS, self._hold_timer_fired)
 
     def _hold_timer_fired(self) -> None:
-        taken_before, self._taken_at_hold = self._taken_at_hold, None
-        if self._state is _State.STOPPED or not self._holding:
+        self._cancel_hold_timer = None
+        if not self._holding:
             return
-        if self._taken() != taken_before:
+        if self._taken() != self._taken_at_hold:
             self._arm_hold_timer()  # the consumer is moving: it ends the hold itself
             return
         self._holding = False
