@@ -6,16 +6,25 @@ over it, next to a bare class-based async iterator (the floor of a per-item
 ``Pool.imap`` pays per item: it flattens chunks with a generator).
 
     python benchmarks/consumer_cost.py
+
+Without inorder importable (another Python, say ``python3.13
+benchmarks/consumer_cost.py``), the pipeline's row is left out and an async generator's
+is shown instead: what ``async for`` costs on that Python.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-import inorder
+try:
+    import inorder
+except ImportError:  # another Python: the bare rows only
+    inorder = None  # type: ignore[assignment]
 
 N = 1_000_000
 
@@ -34,6 +43,11 @@ class Bare:
             self.index = index + 1
             return self.items[index]
         raise StopAsyncIteration
+
+
+async def async_generator(items: list[int]) -> AsyncIterator[int]:
+    for item in items:
+        yield item
 
 
 async def through(iterator: Any, n: int) -> float:
@@ -62,18 +76,23 @@ def through_sync(n: int) -> float:
 
 
 async def main() -> None:
-    pipe_ns, bare_ns, sync_ns = [], [], []
+    pipe_ns, agen_ns, bare_ns, sync_ns = [], [], [], []
     for _ in range(5):
-        async with inorder.OrderedPipeline(workers=1, executor="thread") as pipe:
-            run = list(range(N + 1))
-            # A failure-free run, as the pipeline holds one after unpickling a batch.
-            pipe._run, pipe._run_length, pipe._run_iter = run, len(run), iter(run)
-            pipe_ns.append(await through(pipe, N))
-            pipe._run, pipe._run_length, pipe._run_iter = [], 0, None
-            pipe._run_index = pipe._settled = 0
+        if inorder is not None:
+            async with inorder.OrderedPipeline(workers=1, executor="thread") as pipe:
+                run = list(range(N + 1))
+                # A failure-free run, as the pipeline holds one after unpickling a batch.
+                pipe._run, pipe._run_length, pipe._run_iter = run, len(run), iter(run)
+                pipe_ns.append(await through(pipe, N))
+                pipe._run, pipe._run_length, pipe._run_iter = [], 0, None
+                pipe._run_index = pipe._settled = 0
+        agen_ns.append(await through(async_generator(list(range(N + 1))), N))
         bare_ns.append(await through(Bare(list(range(N))), N))
         sync_ns.append(through_sync(N))
-    print(f"async for over an OrderedPipeline:  {statistics.median(pipe_ns):.0f} ns/item")
+    print(f"Python {sys.version.split()[0]}")
+    if pipe_ns:
+        print(f"async for over an OrderedPipeline:  {statistics.median(pipe_ns):.0f} ns/item")
+    print(f"async for over an async generator:  {statistics.median(agen_ns):.0f} ns/item")
     print(f"bare class-based async iterator:    {statistics.median(bare_ns):.0f} ns/item")
     print(f"sync for over a generator:          {statistics.median(sync_ns):.0f} ns/item")
 
