@@ -163,6 +163,23 @@ class _Waiter:
         self.refused = False
 
 
+class _Hold:
+    """A partial batch left to wait for more items while the consumer is behind (see
+    ``OrderedPipeline._worth_holding``)."""
+
+    __slots__ = ("active", "allowed", "cancel_timer", "expired", "taken_at_timer", "until_taken")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.allowed = 0  # the batch size it waits for
+        self.until_taken = 0  # the consumer's count from which it may end
+        # The timer that ends it should the consumer stop taking results, and the
+        # consumer's count when it was armed.
+        self.cancel_timer: Callable[[], None] | None = None
+        self.taken_at_timer = 0
+        self.expired = False  # the timer is sending the batch now
+
+
 class _InputFailure:
     """The iterable given to map() raised: re-raised in its place, then the stream ends."""
 
@@ -335,16 +352,7 @@ class OrderedPipeline:
         # The map() feeder waiting for room for a whole batch (see _gather_room): set when
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
-        # A partial batch held while the consumer is behind (_worth_holding): whether one
-        # is, what ends it, the timer that ends it should the consumer stop (how to
-        # cancel it, and the consumer's count when it was armed), and whether that timer
-        # is sending the batch now.
-        self._holding = False
-        self._hold_allowed = 0  # the batch size it waits for
-        self._hold_until_taken = 0  # the consumer's count that may end it
-        self._cancel_hold_timer: Callable[[], None] | None = None
-        self._taken_at_hold = 0
-        self._hold_expired = False
+        self._hold = _Hold()
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
@@ -469,10 +477,10 @@ class OrderedPipeline:
             timer.cancel()
         self._pending.clear()
         self._queued = 0
-        self._holding = False
-        if self._cancel_hold_timer is not None:
-            self._cancel_hold_timer()
-            self._cancel_hold_timer = None
+        self._hold.active = False
+        if self._hold.cancel_timer is not None:
+            self._hold.cancel_timer()
+            self._hold.cancel_timer = None
         self._buffer.clear()
         self._run.clear()  # in place: an iterator over it may still be held
         self._run_iter = None
@@ -496,8 +504,8 @@ class OrderedPipeline:
             self._close_lane()
             self._refuse_waiters()
             self._wake_consumer()
-            if self._holding:  # no more items will join it
-                self._holding = False
+            if self._hold.active:  # no more items will join it
+                self._hold.active = False
                 self._dispatch()
 
     @property
@@ -717,8 +725,8 @@ class OrderedPipeline:
             if waiter is not None:
                 waiter.event.set()
             self._wake_feeder_for_room()
-            if self._holding and self._hold_may_end():
-                self._holding = False
+            if self._hold.active and self._hold_may_end():
+                self._hold.active = False
                 self._dispatch()
 
     def _wake_feeder_for_room(self) -> None:
@@ -867,7 +875,7 @@ class OrderedPipeline:
 
     def _dispatch(self) -> None:
         """Hand batches to the executor while a dispatch slot is free and work queued."""
-        if self._holding and self._queued < self._hold_allowed and self._state is _State.OPEN:
+        if self._hold.active and self._queued < self._hold.allowed and self._state is _State.OPEN:
             return  # each put() calls this while a dispatch slot is free: cheap when held
         assert self._backend is not None
         assert self._codec is not None
@@ -884,7 +892,7 @@ class OrderedPipeline:
             allowed = size = self._sizers.of(self._pending[0].key).size
             if self._queued < allowed and self._worth_holding(allowed):
                 return
-            self._holding = False
+            self._hold.active = False
             idle = not self._in_flight
             if idle and self._sizers.adaptive:
                 size = 1
@@ -934,25 +942,26 @@ class OrderedPipeline:
         hold (``_settle`` checks), and so does ``close()``; should the consumer stop
         taking results, the items go after ``HOLD_SECONDS`` all the same.
         """
-        if self._state is not _State.OPEN or self._hold_expired or self._pending[0].isolated:
+        hold = self._hold
+        if self._state is not _State.OPEN or hold.expired or self._pending[0].isolated:
             return False
-        if self._holding:
+        if hold.active:
             return True
         waiting = self._results_waiting()
         if self._window.free >= allowed or waiting < 2 * allowed:
             return False
-        self._holding = True
-        self._hold_allowed = allowed
+        hold.active = True
+        hold.allowed = allowed
         # Arrivals only add to the results waiting: the consumer must take this many
         # before too few of them are left.
-        self._hold_until_taken = self._taken() + waiting - 2 * allowed + 1
-        if self._cancel_hold_timer is None:
+        hold.until_taken = self._taken() + waiting - 2 * allowed + 1
+        if hold.cancel_timer is None:
             self._arm_hold_timer()
         return True
 
     def _hold_may_end(self) -> bool:
         """After the consumer's step: whether a hold's reasons may be gone."""
-        return self._yielded >= self._hold_until_taken or self._window.free >= self._hold_allowed
+        return self._yielded >= self._hold.until_taken or self._window.free >= self._hold.allowed
 
     def _results_waiting(self) -> int:
         """Outcomes that arrived and that the consumer has not taken yet."""
@@ -965,23 +974,24 @@ class OrderedPipeline:
         return self._yielded + self._run_index - self._settled
 
     def _arm_hold_timer(self) -> None:
-        self._taken_at_hold = self._taken()
+        self._hold.taken_at_timer = self._taken()
         assert self._bridge is not None
-        self._cancel_hold_timer = self._bridge.call_later(HOLD_SECONDS, self._hold_timer_fired)
+        self._hold.cancel_timer = self._bridge.call_later(HOLD_SECONDS, self._hold_timer_fired)
 
     def _hold_timer_fired(self) -> None:
-        self._cancel_hold_timer = None
-        if not self._holding:
+        hold = self._hold
+        hold.cancel_timer = None
+        if not hold.active:
             return
-        if self._taken() != self._taken_at_hold:
+        if self._taken() != hold.taken_at_timer:
             self._arm_hold_timer()  # the consumer is moving: it ends the hold itself
             return
-        self._holding = False
-        self._hold_expired = True
+        hold.active = False
+        hold.expired = True
         try:
             self._dispatch()
         finally:
-            self._hold_expired = False
+            hold.expired = False
 
     def _expect_function(self, key: Any) -> None:
         """Items of ``key`` are about to be accepted: if the automatic window has grown
