@@ -167,7 +167,7 @@ class _Hold:
     """A partial batch left to wait for more items while the consumer is behind (see
     ``OrderedPipeline._worth_holding``)."""
 
-    __slots__ = ("active", "allowed", "cancel_timer", "expired", "taken_at_timer", "until_taken")
+    __slots__ = ("active", "allowed", "cancel_timer", "taken_at_timer", "until_taken")
 
     def __init__(self) -> None:
         self.active = False
@@ -177,7 +177,6 @@ class _Hold:
         # consumer's count when it was armed.
         self.cancel_timer: Callable[[], None] | None = None
         self.taken_at_timer = 0
-        self.expired = False  # the timer is sending the batch now
 
 
 class _InputFailure:
@@ -755,13 +754,12 @@ class OrderedPipeline:
 
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters."""
-        self._sync_index()
         return PipelineStatistics(
             accepted=self._next_seq,
             queued=self._queued + self._delayed,
             in_flight=self._in_flight,
-            buffered=len(self._buffer) + self._run_length - self._run_index,
-            yielded=self._yielded + self._run_index - self._settled,
+            buffered=self._results_waiting(),
+            yielded=self._taken(),
             skipped=self._skipped,
             failed=self._failed,
             workers=self._workers,
@@ -873,8 +871,9 @@ class OrderedPipeline:
 
     # -- internals: dispatch and completion ---------------------------------------------
 
-    def _dispatch(self) -> None:
-        """Hand batches to the executor while a dispatch slot is free and work queued."""
+    def _dispatch(self, *, may_hold: bool = True) -> None:
+        """Hand batches to the executor while a dispatch slot is free and work queued
+        (``may_hold``: unless a partial batch is worth holding, see ``_worth_holding``)."""
         if self._hold.active and self._queued < self._hold.allowed and self._state is _State.OPEN:
             return  # each put() calls this while a dispatch slot is free: cheap when held
         assert self._backend is not None
@@ -890,7 +889,7 @@ class OrderedPipeline:
             # alone, so it is not held up by batch-mates; the other workers take full
             # batches meanwhile. (A fixed batch size is the user's choice: kept.)
             allowed = size = self._sizers.of(self._pending[0].key).size
-            if self._queued < allowed and self._worth_holding(allowed):
+            if may_hold and self._queued < allowed and self._worth_holding(allowed):
                 return
             self._hold.active = False
             idle = not self._in_flight
@@ -943,7 +942,7 @@ class OrderedPipeline:
         taking results, the items go after ``HOLD_SECONDS`` all the same.
         """
         hold = self._hold
-        if self._state is not _State.OPEN or hold.expired or self._pending[0].isolated:
+        if self._state is not _State.OPEN or self._pending[0].isolated:
             return False
         if hold.active:
             return True
@@ -987,11 +986,7 @@ class OrderedPipeline:
             self._arm_hold_timer()  # the consumer is moving: it ends the hold itself
             return
         hold.active = False
-        hold.expired = True
-        try:
-            self._dispatch()
-        finally:
-            hold.expired = False
+        self._dispatch(may_hold=False)
 
     def _expect_function(self, key: Any) -> None:
         """Items of ``key`` are about to be accepted: if the automatic window has grown
@@ -1381,7 +1376,7 @@ class OrderedPipeline:
         try:
             while True:
                 self._check_still_feeding()
-                batch = min(wanted, window.capacity, self._sizers.of(key).size)
+                batch = min(wanted, self._batch_room(key))
                 if free < batch:
                     free += window.try_acquire_many(batch - free)
                 if free >= batch:
@@ -1398,10 +1393,13 @@ class OrderedPipeline:
         window = self._window
         while True:
             self._check_still_feeding()
-            batch = min(window.capacity, self._sizers.of(key).size)
-            if not window.waiting and window.free >= batch:
+            if not window.waiting and window.free >= self._batch_room(key):
                 return
             await self._wait_for_freed_room()
+
+    def _batch_room(self, key: Any) -> int:
+        """The window slots a whole batch of ``key``'s items takes now."""
+        return min(self._window.capacity, self._sizers.of(key).size)
 
     def _check_still_feeding(self) -> None:
         if self._state is not _State.OPEN:
@@ -1428,7 +1426,8 @@ class OrderedPipeline:
         by one. Once the window is full, the feeder waits for room for a whole batch,
         not for a slot: a consumer that lets other tasks run between results frees the
         window a slot at a time, and each slot taken made a batch of one item (100k
-        ``x + 1`` from an async generator: 3,000-4,500 batches, 37-53k items/s).
+        ``x + 1`` from an async generator: 36-37k items/s in 3,777-4,679 batches,
+        ``python benchmarks/ramp.py --count 100000 --async-input --awaiting``).
         """
         window = self._window
         while self._state is _State.OPEN:
