@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
@@ -10,8 +10,7 @@ from ._pipeline import (
     OrderedPipeline,
     PipelineOptions,
     _check_map_arguments,
-    close_suspended,
-    unfinished,
+    _Results,
 )
 from ._stats import PipelineStatistics
 
@@ -40,15 +39,15 @@ class MapStream(Generic[T]):
         self._iterables = iterables
         self._started = False
         self._finished = False
-        self._results: AsyncGenerator[T, None] | None = None
+        self._results: _Results | None = None
 
     def __aiter__(self) -> AsyncIterator[T]:
-        # The pipeline's own generator, told to start the pipeline first and close it at
+        # The pipeline's own iterator, told to start the pipeline first and close it at
         # the end: one generator step per item, not this class's __anext__ around the
         # pipeline's. Kept, like the pipeline's, so a loop left early can go on.
-        if not unfinished(self._results):
-            self._results = self._pipeline._iterate(self._begin, self.aclose)
-        return self._results  # type: ignore[return-value]
+        if self._results is None:
+            self._results = self._pipeline._results_iterator(self._begin, self.aclose)
+        return self._results
 
     async def _begin(self) -> bool:
         if self._finished:
@@ -71,7 +70,8 @@ class MapStream(Generic[T]):
         """Stop the workers and discard what is pending. Safe to call more than once."""
         self._finished = True
         await self._pipeline.aclose()
-        await close_suspended(self._results)
+        if self._results is not None:
+            await self._results.aclose()
 
     async def __aenter__(self) -> Self:
         if not self._started:

@@ -61,7 +61,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, Self, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Self, TypedDict, cast
 
 import anyio
 import anyio.lowlevel
@@ -245,6 +245,51 @@ class _Feeder:
 _SKIPPED: Any = object()
 
 
+class _Results:
+    """The async iterator over a pipeline's results (what ``__aiter__`` returns).
+
+    Each step is a step of an async generator (``OrderedPipeline._iterate``), which costs
+    less per item than a coroutine per ``__anext__``. An async generator ends for good
+    once an exception leaves it, but iteration goes on after an item's error: the
+    generator calls ``renew`` before an exception leaves it, so the next step runs a
+    fresh generator on the same pipeline state.
+
+    ``__anext__`` is the current generator's own bound ``__anext__``, set on a class made
+    for each iterator (``__new__``): the interpreter finds it on the type and calls it with
+    no Python frame in between. A method returning ``self._generator.__anext__()``
+    would run one per item, and a property returning it a getter per item.
+    """
+
+    __slots__ = ("_generator", "_start")
+
+    if TYPE_CHECKING:
+
+        def __anext__(self) -> Awaitable[Any]: ...
+
+    def __new__(cls, start: Callable[[Callable[[], None]], AsyncGenerator[Any, None]]) -> Self:
+        own = type(cls.__name__, (cls,), {"__slots__": (), "__module__": cls.__module__})
+        return object.__new__(own)
+
+    def __init__(self, start: Callable[[Callable[[], None]], AsyncGenerator[Any, None]]) -> None:
+        self._start = start
+        self.renew()
+
+    def renew(self) -> None:
+        generator = self._generator = self._start(self.renew)
+        type(self).__anext__ = generator.__anext__  # type: ignore[method-assign,assignment]
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def aclose(self) -> None:
+        """Close the generator now if it is suspended at a yield (a loop left early),
+        rather than when it is collected: trio warns about async generators collected
+        before they were exhausted. One that is running ends by itself."""
+        generator = cast("types.AsyncGeneratorType[Any, None]", self._generator)
+        if generator.ag_frame is not None and not generator.ag_running:
+            await generator.aclose()
+
+
 def usable_cpu_count() -> int:
     """CPUs this process may run on (its affinity mask), at least 1."""
     if hasattr(os, "process_cpu_count"):  # Python 3.13+
@@ -401,7 +446,7 @@ class OrderedPipeline:
         self._failed = 0
         self._consumer_event: anyio.Event | None = None
         self._feeder: _Feeder | None = None
-        self._results: AsyncGenerator[Any, None] | None = None  # see __aiter__
+        self._results: _Results | None = None  # see __aiter__
         self._backend: Backend | None = None
         self._codec: Codec | None = None
         self._prepare: Callable[[Any, tuple[Any, ...], dict[str, Any]], Prepared]  # entered
@@ -489,7 +534,8 @@ class OrderedPipeline:
                 self._feeder.cancel_scope.cancel()
                 await self._feeder.done.wait()
             await self._backend.stop(abandon=abandon)
-            await close_suspended(self._results)
+            if self._results is not None:
+                await self._results.aclose()
 
     def close(self) -> None:
         """No more items: iteration ends once every accepted item has been yielded.
@@ -620,46 +666,63 @@ class OrderedPipeline:
     # -- consuming ----------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        """The results, in order, as an async generator that the pipeline keeps.
+        """The results, in order, as an async iterator that the pipeline keeps.
 
-        ``async for`` drives an async generator with less work per item than
-        ``__anext__`` (no coroutine per item); the pipeline holds on to it, so leaving a
-        loop early and starting another goes on where the first stopped, and closes it
-        when the pipeline stops. ``anext(pipe)`` works too, on the same state.
+        The pipeline holds on to it, so leaving a loop early and starting another goes on
+        where the first stopped, and an item's error raised by one step leaves the next
+        step to go on with the items after it; it is closed when the pipeline stops.
+        ``anext(pipe)`` works too, on the same state.
         """
-        if not unfinished(self._results):  # none yet, or it ended (raised)
-            self._results = self._iterate()
-        return self._results  # type: ignore[return-value]
+        if self._results is None:
+            self._results = self._results_iterator()
+        return self._results
 
-    async def _iterate(
+    def _results_iterator(
         self,
         begin: Callable[[], Awaitable[bool]] | None = None,
         end: Callable[[], Awaitable[None]] | None = None,
+    ) -> _Results:
+        """An iterator over the results (see ``_iterate`` for ``begin`` and ``end``)."""
+        return _Results(functools.partial(self._iterate, begin=begin, end=end))
+
+    async def _iterate(
+        self,
+        renew: Callable[[], None],
+        begin: Callable[[], Awaitable[bool]] | None,
+        end: Callable[[], Awaitable[None]] | None,
     ) -> AsyncGenerator[Any, None]:
         """Yield the outcomes ``__anext__`` returns, failure-free batches straight from
         their iterator. ``begin()`` runs first and may decline (nothing is yielded);
-        ``end()`` runs once the stream is exhausted."""
-        if begin is not None and not await begin():
-            return
-        waiters = self._waiters
-        while True:
-            run = self._run_iter
-            if run is not None:
-                # The fast path, for every item of a batch without failures: slots and
-                # counters settle in bulk, at once if a producer waits.
-                for outcome in run:
-                    if waiters:
-                        self._settle()
-                    yield outcome
-                self._end_iteration(run)
-                continue
-            try:
-                outcome = await self._next_slow()
-            except StopAsyncIteration:
-                break
-            yield outcome
-        if end is not None:
-            await end()
+        ``end()`` runs once the stream is exhausted. Before an exception leaves (an
+        item's error, a cancellation), ``renew()`` puts a fresh generator in its place.
+        """
+        try:
+            if begin is not None and not await begin():
+                return
+            waiters = self._waiters
+            while True:
+                run = self._run_iter
+                if run is not None:
+                    # The fast path, for every item of a batch without failures: slots and
+                    # counters settle in bulk, at once if a producer waits.
+                    for outcome in run:
+                        if waiters:
+                            self._settle()
+                        yield outcome
+                    self._end_iteration(run)
+                    continue
+                try:
+                    outcome = await self._next_slow()
+                except StopAsyncIteration:
+                    break
+                yield outcome
+            if end is not None:
+                await end()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            renew()
+            raise
 
     async def __anext__(self) -> Any:
         # anext(pipe); async for takes the generator from __aiter__, on the same state.
@@ -1584,24 +1647,6 @@ def _as_exception(seq: int, failure: Failure) -> BaseException:
     with contextlib.suppress(AttributeError, TypeError):
         error._inorder_seq = seq  # type: ignore[attr-defined]
     return error
-
-
-def unfinished(results: AsyncGenerator[Any, None] | None) -> bool:
-    """Whether a results generator exists and has not ended."""
-    return (
-        results is not None
-        and cast("types.AsyncGeneratorType[Any, None]", results).ag_frame is not None
-    )
-
-
-async def close_suspended(results: AsyncGenerator[Any, None] | None) -> None:
-    """Close a results generator that is suspended at a yield (a loop left early) now,
-    rather than when it is collected: trio warns about async generators collected before
-    they were exhausted. One that is running ends by itself."""
-    if unfinished(results):
-        generator = cast("types.AsyncGeneratorType[Any, None]", results)
-        if not generator.ag_running:
-            await generator.aclose()
 
 
 async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) -> None:
