@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import re
+import subprocess
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import psutil
@@ -56,3 +61,30 @@ def alive(pids: set[int]) -> set[int]:
 
 def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("inorder-worker")]
+
+
+def run_on_a_terminal(argv: list[str], **options: Any) -> tuple[int, str, str]:
+    """Run ``argv`` with its stderr on a pseudo-terminal: (exit status, stdout, what was
+    drawn on the terminal with its control sequences taken out)."""
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=60, **options
+        )
+        os.close(terminal)
+        terminal = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode(errors="replace"))
+    return done.returncode, done.stdout, text

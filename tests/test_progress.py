@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from inorder import OrderedPipeline
+
+from .helpers import run_on_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,43 +31,24 @@ if __name__ == "__main__":
 """
 
 
-def _run_script(tmp_path: Path, stderr: Any) -> subprocess.CompletedProcess[str]:
+def _script(tmp_path: Path) -> str:
     script = tmp_path / "progress.py"
     script.write_text(textwrap.dedent(SCRIPT.format(root=str(ROOT))))
-    return subprocess.run(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=60
-    )
+    return str(script)
 
 
 def test_progress_is_drawn_on_a_terminal(tmp_path: Path) -> None:
-    controller, terminal = pty.openpty()
-    try:
-        done = _run_script(tmp_path, terminal)
-        os.close(terminal)
-        terminal = -1
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # EIO: the terminal's other side is closed and drained
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        if terminal >= 0:
-            os.close(terminal)
-        os.close(controller)
-    assert done.returncode == 0
-    assert done.stdout == "20\n"
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode(errors="replace"))  # no styles
-    assert "20 done" in text  # the final redraw shows every item
-    assert "/s" in text
-    assert "in flight" in text
+    status, out, drawn = run_on_a_terminal([sys.executable, _script(tmp_path)])
+    assert (status, out) == (0, "20\n")
+    assert "20 done" in drawn  # the final redraw shows every item
+    assert "/s" in drawn
+    assert "in flight" in drawn
 
 
 def test_progress_is_silent_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
-    done = _run_script(tmp_path, subprocess.PIPE)
+    done = subprocess.run(
+        [sys.executable, _script(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0
     assert (done.stdout, done.stderr) == ("20\n", "")
 

@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,6 +42,9 @@ ERRORS = "surrogateescape"  # bytes that are not UTF-8 pass through unchanged
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
+# The event loops --loop offers, and the package each needs.
+LOOPS = ("uvloop", "asyncio", "trio")
+
 
 class UsageError(Exception):
     """A mistake in the command line, reported in one line with exit status 2."""
@@ -64,15 +67,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._spool import spool_command
 
         return spool_command(args)
-    except UsageError as exc:
-        print(f"inorder {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"inorder {args.command}: interrupted", file=sys.stderr)
+    except (UsageError, KeyboardInterrupt, OSError, BaseExceptionGroup) as exc:
+        status = _exit_status(args.command, exc)
+        if status is None:
+            raise
+        return status
+
+
+def _exit_status(command: str, error: BaseException) -> int | None:
+    """Report ``error`` in one line and return the exit status it means, or ``None``
+    if it is not one of the command's own (a bug: the caller lets it propagate).
+
+    A task group (the spool's, or trio's for a Ctrl-C) may wrap the error in a group.
+    """
+    leaves = list(_leaves(error))
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        print(f"inorder {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as exc:  # reading the input or moving files failed mid-way
-        print(f"inorder {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    if len(leaves) != 1 or not isinstance(leaves[0], (UsageError, OSError)):
+        return None
+    # A usage error, or reading the input or moving files failed mid-way.
+    print(f"inorder {command}: error: {leaves[0]}", file=sys.stderr)
+    return EXIT_USAGE if isinstance(leaves[0], UsageError) else EXIT_FAILED
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -169,6 +193,12 @@ def _pipeline_options(parser: argparse.ArgumentParser, window: bool) -> None:
     )
     parser.add_argument(
         "--progress", action="store_true", help="live progress on stderr (needs rich)"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=None,
+        help="the event loop to run on: uvloop when it is installed (default), else asyncio",
     )
 
 
@@ -339,22 +369,32 @@ def _map_command(args: argparse.Namespace) -> int:
         OrderedPipeline(**options)  # option errors before any work, in one line
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
+    loop = check_loop(args.loop)
     line_function = _lines.LineFunction(fn, jsonl=args.jsonl)
     writer = _Writer(sys.stdout.buffer)
     try:
-        return _run(_map_stream, line_function, sources, options, args.on_error, writer)
+        return run_on_loop(
+            loop, _map_stream, line_function, sources, options, args.on_error, writer
+        )
     except BrokenPipeError:
         writer.abandon()
         return EXIT_BROKEN_PIPE
 
 
-def _run(fn: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
-    """Run ``fn(*args)`` in an event loop: uvloop when it is installed."""
-    try:
-        import uvloop  # noqa: F401 - the faster loop when it is installed
-    except ImportError:
-        return anyio.run(fn, *args)
-    return anyio.run(fn, *args, backend_options={"use_uvloop": True})
+def check_loop(loop: str | None) -> str:
+    """The event loop ``--loop`` names (``None``: uvloop if installed, else asyncio)."""
+    if loop is None:
+        return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if loop != "asyncio" and importlib.util.find_spec(loop) is None:
+        raise UsageError(f"--loop {loop} needs the {loop!r} package: pip install {loop}")
+    return loop
+
+
+def run_on_loop(loop: str, fn: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
+    """Run ``fn(*args)`` on the event loop ``loop`` (see ``check_loop``)."""
+    if loop == "trio":
+        return anyio.run(fn, *args, backend="trio")
+    return anyio.run(fn, *args, backend_options={"use_uvloop": loop == "uvloop"})
 
 
 async def _map_stream(

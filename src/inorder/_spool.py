@@ -39,7 +39,7 @@ from typing import Any
 
 import anyio
 
-from ._cli import EXIT_FAILED, EXIT_OK, UsageError, _run, load_function
+from ._cli import EXIT_FAILED, EXIT_OK, UsageError, check_loop, load_function, run_on_loop
 from ._errors import RemoteTraceback
 from ._pipeline import OrderedPipeline
 
@@ -234,10 +234,11 @@ def spool_command(args: argparse.Namespace) -> int:
         OrderedPipeline(**options)
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
+    loop = check_loop(args.loop)
     spool = SpoolFolder(folder, args.pattern)
     spool.open()
     try:
-        failed = _run(_serve, spool, _PathCall(fn), options, args.once)
+        failed = run_on_loop(loop, _serve, spool, _PathCall(fn), options, args.once)
     finally:
         spool.close()
     return EXIT_FAILED if failed and args.once else EXIT_OK
@@ -288,6 +289,11 @@ async def _serve_files(
     changed = _Signal()
     if not once:
         await _start_watching(tasks, spool, changed, stop_watching)
+        print(
+            f"inorder spool: watching {spool.folder} for {spool.pattern} (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def claim_files() -> None:
         while True:
