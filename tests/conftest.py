@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,9 +34,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 
 
-@pytest.fixture(params=["process", "thread"])
-def executor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=["process", "thread", "borrowed"])
+def executor(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The ``executor`` option: inorder's own processes, threads, or a borrowed
+    ``concurrent.futures.ProcessPoolExecutor`` (used by the pipeline, shut down here)."""
+    if request.param != "borrowed":
+        yield request.param
+        return
+    context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as borrowed:
+        yield borrowed
 
 
 @pytest.fixture(autouse=True, scope="session")

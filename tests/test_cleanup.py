@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import time
 from typing import Any
 
 import anyio
@@ -190,3 +191,60 @@ async def test_concurrent_aclose_calls_all_return_after_the_workers_stopped(
         for _ in range(3):
             tg.start_soon(close_and_look)
     assert returned == [set(), set(), set()]
+
+
+# -- threads: running items cannot be stopped, so leaving waits for them ---------------
+
+
+class _Recorder:
+    """A thread item that records when it starts and ends, and runs ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: list[int] = []
+        self.ended: list[int] = []
+
+    def __call__(self, i: int) -> int:
+        self.started.append(i)
+        time.sleep(self.seconds)
+        self.ended.append(i)
+        return i
+
+
+@pytest.mark.parametrize("how", ["break", "exception", "cancel"])
+async def test_leaving_with_threads_waits_for_running_items_and_drops_the_rest(
+    anyio_backend: Any, how: str
+) -> None:
+    items = _Recorder(0.2)
+
+    async def use_the_pipeline() -> None:
+        async with OrderedPipeline(workers=2, executor="thread", batch=1) as pipe:
+            for i in range(40):
+                await pipe.put(items, i)
+            await wait_until(lambda: len(items.started) == 2)
+            if how == "break":
+                async for _ in pipe:
+                    break
+            elif how == "exception":
+                raise KeyError("from the body")
+            else:
+                await anyio.sleep_forever()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(use_the_pipeline)
+            if how == "cancel":
+                await wait_until(lambda: len(items.started) == 2)
+                tg.cancel_scope.cancel()
+    except* KeyError:
+        assert how == "exception"
+    assert worker_threads() == []  # no thread outlives the block
+    assert sorted(items.ended) == sorted(items.started)  # what ran, ended before it
+    # Four calls were in flight (two per worker), two of them waiting in the executor's
+    # queue: they are cancelled, and nothing after them runs. Before a break, the first
+    # result ends item 0 and lets a thread take the next call from that queue, and
+    # item 1 ends at about the same time.
+    if how == "break":
+        assert len(items.started) <= 4, items.started
+    else:
+        assert sorted(items.started) == [0, 1]

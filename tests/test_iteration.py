@@ -82,7 +82,7 @@ def _check(seen: list[Any], fault: str) -> None:
 @pytest.mark.parametrize(("fault", "executor"), CASES)
 @pytest.mark.parametrize("way", WAYS)
 async def test_a_pipeline_goes_on_after_an_items_error(
-    way: str, fault: str, executor: str
+    way: str, fault: str, executor: Any
 ) -> None:
     kinds = ["ok"] * ITEMS
     kinds[BAD] = FAULTS[fault][0]
@@ -97,7 +97,7 @@ async def test_a_pipeline_goes_on_after_an_items_error(
 @pytest.mark.parametrize(("fault", "executor"), CASES)
 @pytest.mark.parametrize("way", WAYS)
 async def test_a_map_stream_goes_on_after_an_items_error(
-    way: str, fault: str, executor: str
+    way: str, fault: str, executor: Any
 ) -> None:
     kinds = ["ok"] * ITEMS
     kinds[BAD] = FAULTS[fault][0]
@@ -109,7 +109,7 @@ async def test_a_map_stream_goes_on_after_an_items_error(
 
 
 async def test_a_step_given_up_by_a_timeout_leaves_the_iterator_usable(
-    executor: str, tmp_path: Path
+    executor: Any, tmp_path: Path
 ) -> None:
     """A consumer may wait for the next result with a timeout and try again."""
     gate = tmp_path / "gate"

@@ -37,7 +37,7 @@ async def run_stream(
     *,
     workers: int,
     window: int,
-    executor: str,
+    executor: Any,
     ordered: bool,
     producers: int,
     markers: bool,
@@ -211,7 +211,7 @@ lane_ops = st.lists(
 
 
 async def run_lane_stream(
-    ops: list[tuple[str, int]], *, workers: int, window: int | str, executor: str
+    ops: list[tuple[str, int]], *, workers: int, window: int | str, executor: Any
 ) -> tuple[list[Any], list[Any]]:
     expected: list[Any] = []
     outcomes: list[Any] = []

@@ -28,7 +28,7 @@ async def collect(pipe: OrderedPipeline) -> list[Any]:
     return [result async for result in pipe]
 
 
-async def test_results_come_back_in_submission_order(executor: str) -> None:
+async def test_results_come_back_in_submission_order(executor: Any) -> None:
     async with OrderedPipeline(workers=2, window=8, executor=executor) as pipe:
 
         async def produce() -> None:
@@ -43,7 +43,7 @@ async def test_results_come_back_in_submission_order(executor: str) -> None:
     assert results == list(range(40))
 
 
-async def test_put_returns_sequence_numbers_in_acceptance_order(executor: str) -> None:
+async def test_put_returns_sequence_numbers_in_acceptance_order(executor: Any) -> None:
     async with OrderedPipeline(workers=2, executor=executor) as pipe:
         seqs = [await pipe.put(workloads.square, i) for i in range(5)]
         seqs.append(await pipe.put("marker"))
@@ -52,7 +52,7 @@ async def test_put_returns_sequence_numbers_in_acceptance_order(executor: str) -
         assert await collect(pipe) == [0, 1, 4, 9, 16, "marker"]
 
 
-async def test_concurrent_producers_are_served_first_come_first_served(executor: str) -> None:
+async def test_concurrent_producers_are_served_first_come_first_served(executor: Any) -> None:
     """With the window full, blocked producers are admitted in the order they arrived."""
     async with OrderedPipeline(workers=2, window=1, executor=executor) as pipe:
         assert await pipe.put("first") == 0
@@ -71,7 +71,7 @@ async def test_concurrent_producers_are_served_first_come_first_served(executor:
         assert order == [(name, i) for i, name in enumerate("abcde", start=1)]
 
 
-async def test_markers_keep_their_place_without_visiting_a_worker(executor: str) -> None:
+async def test_markers_keep_their_place_without_visiting_a_worker(executor: Any) -> None:
     class BatchDone(int):
         pass
 
@@ -88,7 +88,7 @@ async def test_markers_keep_their_place_without_visiting_a_worker(executor: str)
     assert all(isinstance(r, int) and not isinstance(r, BatchDone) for r in results[:3])
 
 
-async def test_non_callable_with_arguments_is_a_type_error(executor: str) -> None:
+async def test_non_callable_with_arguments_is_a_type_error(executor: Any) -> None:
     async with OrderedPipeline(workers=1, executor=executor) as pipe:
         with pytest.raises(TypeError, match=r"non-callable int \(42\) with 1 positional"):
             await pipe.put(42, "extra")
@@ -97,7 +97,7 @@ async def test_non_callable_with_arguments_is_a_type_error(executor: str) -> Non
         assert pipe.statistics().accepted == 0
 
 
-async def test_lambdas_and_closures_run_in_workers(executor: str) -> None:
+async def test_lambdas_and_closures_run_in_workers(executor: Any) -> None:
     offset = 100
 
     def add_offset(x: int) -> int:  # a closure, defined inside the test
@@ -193,7 +193,7 @@ async def test_threads_take_unpicklable_arguments_as_they_are(anyio_backend: Any
         assert await collect(pipe) == [True]
 
 
-async def test_error_keeps_its_type_with_worker_traceback_and_note(executor: str) -> None:
+async def test_error_keeps_its_type_with_worker_traceback_and_note(executor: Any) -> None:
     async with OrderedPipeline(workers=2, executor=executor) as pipe:
         for i in range(5):
             await pipe.put(workloads.fail_if, i, {2})
@@ -203,7 +203,7 @@ async def test_error_keeps_its_type_with_worker_traceback_and_note(executor: str
             await anext(pipe)
         error = caught.value
         assert "inorder: item 2 failed in tests.workloads.fail_if" in error.__notes__[0]
-        if executor == "process":
+        if executor != "thread":  # a worker process: its traceback as text
             assert "worker process" in error.__notes__[0]
             assert isinstance(error.__cause__, RemoteTraceback)
             assert 'in fail_if\n    raise ValueError(f"item {x} is bad")' in str(error.__cause__)
@@ -215,7 +215,7 @@ async def test_error_keeps_its_type_with_worker_traceback_and_note(executor: str
         assert (stats.failed, stats.yielded, stats.skipped) == (1, 5, 0)
 
 
-async def test_custom_exception_type_survives_the_trip(executor: str) -> None:
+async def test_custom_exception_type_survives_the_trip(executor: Any) -> None:
     async with OrderedPipeline(workers=1, executor=executor) as pipe:
         await pipe.put(workloads.raise_custom, 7)
         pipe.close()
@@ -224,7 +224,7 @@ async def test_custom_exception_type_survives_the_trip(executor: str) -> None:
     assert caught.value.code == 7
 
 
-async def test_on_error_return_yields_the_exception_in_place(executor: str) -> None:
+async def test_on_error_return_yields_the_exception_in_place(executor: Any) -> None:
     async with OrderedPipeline(workers=2, executor=executor, on_error="return") as pipe:
         for i in range(4):
             await pipe.put(workloads.fail_if, i, {0, 3})
@@ -236,7 +236,7 @@ async def test_on_error_return_yields_the_exception_in_place(executor: str) -> N
 
 
 async def test_on_error_skip_drops_and_logs(
-    executor: str, caplog: pytest.LogCaptureFixture
+    executor: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="inorder")
     async with OrderedPipeline(workers=2, executor=executor, on_error="skip") as pipe:
@@ -255,7 +255,7 @@ async def test_on_error_skip_drops_and_logs(
     assert isinstance(records[0].exc_info[1], ValueError)
 
 
-async def test_system_exit_in_an_item_does_not_end_the_parent(executor: str) -> None:
+async def test_system_exit_in_an_item_does_not_end_the_parent(executor: Any) -> None:
     async with OrderedPipeline(workers=1, executor=executor) as pipe:
         await pipe.put(workloads.exit_item, 3)
         await pipe.put(workloads.square, 3)
@@ -305,7 +305,7 @@ async def test_workers_import_cloudpickle_only_when_a_result_needs_it(
     assert (before, after) == (False, True)
 
 
-async def test_put_after_close_raises_pipeline_closed(executor: str) -> None:
+async def test_put_after_close_raises_pipeline_closed(executor: Any) -> None:
     async with OrderedPipeline(workers=1, window=8, executor=executor) as pipe:
         # The one worker's dispatch slots fill up: the last items are queued, which is
         # when put() takes its fast path for the same function. Closing must end it too.
@@ -321,7 +321,7 @@ async def test_put_after_close_raises_pipeline_closed(executor: str) -> None:
         assert await collect(pipe) == []  # exhausted stays exhausted
 
 
-async def test_put_after_aclose_raises_pipeline_closed(executor: str) -> None:
+async def test_put_after_aclose_raises_pipeline_closed(executor: Any) -> None:
     async with OrderedPipeline(workers=1, window=8, executor=executor) as pipe:
         for i in range(4):  # the last ones queued, as above
             await pipe.put(workloads.square, i)
@@ -332,7 +332,7 @@ async def test_put_after_aclose_raises_pipeline_closed(executor: str) -> None:
 
 @pytest.mark.parametrize("window", ["auto", 16])
 async def test_put_while_map_feeds_keeps_each_item_at_its_number(
-    executor: str, window: int | str, tmp_path: Path
+    executor: Any, window: int | str, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
     spec = f"{gate}|1"
@@ -362,7 +362,7 @@ async def test_put_while_map_feeds_keeps_each_item_at_its_number(
     assert results == [b"\0"] * 4 + [0, 1, 2, b"\0", 3]
 
 
-async def test_close_refuses_producers_waiting_for_room(executor: str) -> None:
+async def test_close_refuses_producers_waiting_for_room(executor: Any) -> None:
     async with OrderedPipeline(workers=1, window=1, executor=executor) as pipe:
         await pipe.put("only")
         refused = anyio.Event()
@@ -380,7 +380,7 @@ async def test_close_refuses_producers_waiting_for_room(executor: str) -> None:
         assert await collect(pipe) == ["only"]
 
 
-async def test_unordered_yields_in_completion_order(executor: str, tmp_path: Path) -> None:
+async def test_unordered_yields_in_completion_order(executor: Any, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     async with OrderedPipeline(workers=2, executor=executor, ordered=False) as pipe:
         await pipe.put(workloads.wait_for_file, 0, str(gate))  # held until we open the gate
@@ -394,7 +394,7 @@ async def test_unordered_yields_in_completion_order(executor: str, tmp_path: Pat
     assert rest == [0]
 
 
-async def test_ordered_stream_waits_for_a_slow_head_only(executor: str, tmp_path: Path) -> None:
+async def test_ordered_stream_waits_for_a_slow_head_only(executor: Any, tmp_path: Path) -> None:
     """Items behind a slow head still run and finish: only yielding waits for the head."""
     gate = tmp_path / "gate"
     async with OrderedPipeline(workers=2, window=6, executor=executor) as pipe:
@@ -409,7 +409,7 @@ async def test_ordered_stream_waits_for_a_slow_head_only(executor: str, tmp_path
         assert await collect(pipe) == [0, 1, 4, 9, 16, 25]
 
 
-async def test_backpressure_window_plus_one_put_waits_for_consumption(executor: str) -> None:
+async def test_backpressure_window_plus_one_put_waits_for_consumption(executor: Any) -> None:
     window = 4
     async with OrderedPipeline(workers=2, window=window, executor=executor) as pipe:
         for i in range(window):
@@ -433,7 +433,7 @@ async def test_backpressure_window_plus_one_put_waits_for_consumption(executor: 
         assert await collect(pipe) == [1, 4, 9, 16]
 
 
-async def test_buffered_never_exceeds_window_with_a_paused_consumer(executor: str) -> None:
+async def test_buffered_never_exceeds_window_with_a_paused_consumer(executor: Any) -> None:
     window = 5
     peak = 0
     async with OrderedPipeline(workers=2, window=window, executor=executor) as pipe:
@@ -509,7 +509,7 @@ async def test_arguments_are_let_go_once_dispatched_while_the_producer_stays_ahe
     assert peak <= window + 1 + workers
 
 
-async def test_statistics_snapshot_is_frozen_and_adds_up(executor: str) -> None:
+async def test_statistics_snapshot_is_frozen_and_adds_up(executor: Any) -> None:
     async with OrderedPipeline(workers=2, window=10, executor=executor) as pipe:
         for i in range(6):
             await pipe.put(workloads.square, i)
@@ -532,7 +532,7 @@ async def test_statistics_snapshot_is_frozen_and_adds_up(executor: str) -> None:
 # -- misuse ------------------------------------------------------------------------------
 
 
-async def test_misuse_raises_runtime_error_with_one_clear_sentence(executor: str) -> None:
+async def test_misuse_raises_runtime_error_with_one_clear_sentence(executor: Any) -> None:
     pipe = OrderedPipeline(workers=1, executor=executor)
     with pytest.raises(RuntimeError, match="not entered"):
         await pipe.put(workloads.square, 1)
@@ -550,7 +550,7 @@ async def test_misuse_raises_runtime_error_with_one_clear_sentence(executor: str
             pass
 
 
-async def test_two_concurrent_consumers_are_refused(executor: str, tmp_path: Path) -> None:
+async def test_two_concurrent_consumers_are_refused(executor: Any, tmp_path: Path) -> None:
     async with OrderedPipeline(workers=1, executor=executor) as pipe:
         await pipe.put(workloads.wait_for_file, 0, str(tmp_path / "gate"))
         async with anyio.create_task_group() as tg:
@@ -585,7 +585,7 @@ def test_bad_options_fail_at_construction(options: Any, error: type, message: st
 # -- map ---------------------------------------------------------------------------------
 
 
-async def test_pipe_map_feeds_from_an_owned_task_and_closes(executor: str) -> None:
+async def test_pipe_map_feeds_from_an_owned_task_and_closes(executor: Any) -> None:
     async with OrderedPipeline(workers=2, window=16, executor=executor) as pipe:
         results = await collect(pipe.map(workloads.square, range(100)))
         assert results == [i * i for i in range(100)]
@@ -594,7 +594,7 @@ async def test_pipe_map_feeds_from_an_owned_task_and_closes(executor: str) -> No
             pipe.map(workloads.square, range(3))
 
 
-async def test_map_zips_sync_and_async_iterables_to_the_shortest(executor: str) -> None:
+async def test_map_zips_sync_and_async_iterables_to_the_shortest(executor: Any) -> None:
     async def numbers(n: int) -> Any:
         for i in range(n):
             await anyio.lowlevel.checkpoint()
@@ -609,7 +609,7 @@ async def test_map_zips_sync_and_async_iterables_to_the_shortest(executor: str) 
     assert results == [i + 10 + i for i in range(20)]
 
 
-async def test_map_raises_an_input_error_in_place_then_ends(executor: str) -> None:
+async def test_map_raises_an_input_error_in_place_then_ends(executor: Any) -> None:
     def rows() -> Any:
         yield from range(3)
         raise OSError("disk on fire")
@@ -640,7 +640,7 @@ async def test_map_rejects_bad_arguments_before_starting() -> None:
         inorder.map(workloads.add, [1], 5)  # type: ignore[arg-type]
 
 
-async def test_map_closes_the_generators_it_was_given(executor: str) -> None:
+async def test_map_closes_the_generators_it_was_given(executor: Any) -> None:
     closed = []
 
     def rows() -> Any:
@@ -654,7 +654,7 @@ async def test_map_closes_the_generators_it_was_given(executor: str) -> None:
     assert closed == [True]
 
 
-async def test_map_stream_is_scoped_and_reports_statistics(executor: str) -> None:
+async def test_map_stream_is_scoped_and_reports_statistics(executor: Any) -> None:
     async with inorder.map(workloads.square, range(10), workers=2, executor=executor) as stream:
         assert [r async for r in stream] == [i * i for i in range(10)]
         assert stream.statistics().yielded == 10
@@ -672,7 +672,7 @@ async def test_borrowed_executor_is_used_but_not_shut_down(anyio_backend: Any) -
 
 
 async def test_unordered_marker_waits_for_everything_put_before_it(
-    executor: str, tmp_path: Path
+    executor: Any, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
     async with OrderedPipeline(workers=2, executor=executor, ordered=False) as pipe:
@@ -756,7 +756,7 @@ def test_out_of_band_arguments_leave_the_pickle_and_writable_buffers_stay() -> N
 # -- iteration ------------------------------------------------------------------------------
 
 
-async def test_a_consumer_that_puts_what_it_takes_never_waits_on_itself(executor: str) -> None:
+async def test_a_consumer_that_puts_what_it_takes_never_waits_on_itself(executor: Any) -> None:
     # A yielded item frees its slot, even though slots are counted in bulk: a consumer
     # that feeds results back (a crawler) must find room for them in a full window.
     async with OrderedPipeline(workers=2, window=2, executor=executor) as pipe:
@@ -773,7 +773,7 @@ async def test_a_consumer_that_puts_what_it_takes_never_waits_on_itself(executor
     assert seen == [4, 9, 16, 81, 256, 6561]
 
 
-async def test_put_after_taking_a_full_window_with_anext_finds_room(executor: str) -> None:
+async def test_put_after_taking_a_full_window_with_anext_finds_room(executor: Any) -> None:
     async with OrderedPipeline(workers=2, window=8, executor=executor) as pipe:
         with anyio.fail_after(20):
             for round_ in range(3):
@@ -782,7 +782,7 @@ async def test_put_after_taking_a_full_window_with_anext_finds_room(executor: st
                 assert [await anext(pipe) for _ in range(8)] == [i * i for i in range(8)], round_
 
 
-async def test_a_loop_left_early_goes_on_in_the_next_loop(executor: str) -> None:
+async def test_a_loop_left_early_goes_on_in_the_next_loop(executor: Any) -> None:
     async with OrderedPipeline(workers=2, executor=executor) as pipe:
         pipe.map(workloads.square, range(50))
         first = []
@@ -795,7 +795,7 @@ async def test_a_loop_left_early_goes_on_in_the_next_loop(executor: str) -> None
     assert [*first, 100, *rest] == [i * i for i in range(50)]
 
 
-async def test_iteration_goes_on_after_a_failure_is_raised(executor: str) -> None:
+async def test_iteration_goes_on_after_a_failure_is_raised(executor: Any) -> None:
     async with OrderedPipeline(workers=2, executor=executor) as pipe:
         pipe.map(workloads.fail_if, range(6), [frozenset({2})] * 6)
         seen: list[int] = []

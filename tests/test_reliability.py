@@ -254,12 +254,10 @@ async def test_timeout_does_not_touch_items_that_finish_in_time(anyio_backend: A
 # -- retries ---------------------------------------------------------------------------
 
 
-async def test_retries_rerun_a_failing_item_in_its_place(
-    anyio_backend: Any, tmp_path: Path
-) -> None:
+async def test_retries_rerun_a_failing_item_in_its_place(executor: Any, tmp_path: Path) -> None:
     folder = str(tmp_path)
     failures = {0: 0, 1: 2, 2: 0, 3: 1, 4: 0}  # item -> attempts that fail before success
-    async with OrderedPipeline(workers=2, retries=2) as pipe:
+    async with OrderedPipeline(workers=2, retries=2, executor=executor) as pipe:
         for x, n in failures.items():
             await pipe.put(workloads.flaky, x, folder, n)
         pipe.close()
@@ -272,10 +270,10 @@ async def test_retries_rerun_a_failing_item_in_its_place(
 
 
 async def test_an_item_failing_every_attempt_yields_its_last_error(
-    anyio_backend: Any, tmp_path: Path
+    executor: Any, tmp_path: Path
 ) -> None:
     folder = str(tmp_path)
-    async with OrderedPipeline(workers=2, retries=2, on_error="return") as pipe:
+    async with OrderedPipeline(workers=2, retries=2, on_error="return", executor=executor) as pipe:
         outcomes = [o async for o in pipe.map(workloads.flaky, [0, 1, 2], [folder] * 3, [0, 9, 0])]
     assert outcomes[0] == 0
     assert outcomes[2] == 2
@@ -285,16 +283,30 @@ async def test_an_item_failing_every_attempt_yields_its_last_error(
     assert workloads.attempts(folder, 1) == 3
 
 
-async def test_retry_on_limits_retries_to_chosen_exceptions(
-    anyio_backend: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("retry_on", "retried"),
+    [
+        ((ValueError,), False),  # flaky raises KeyError: another type is not retried
+        ((ValueError, KeyError), True),  # a listed type is
+        (LookupError, True),  # and so is a subclass of one
+    ],
+)
+async def test_retry_on_retries_the_listed_exceptions_only(
+    executor: Any, tmp_path: Path, retry_on: Any, retried: bool
 ) -> None:
     folder = str(tmp_path)
     async with OrderedPipeline(
-        workers=1, retries=3, retry_on=(ValueError,), on_error="return"
+        workers=1, retries=3, retry_on=retry_on, on_error="return", executor=executor
     ) as pipe:
-        outcomes = [o async for o in pipe.map(workloads.flaky, [0], [folder], [1])]
-    assert isinstance(outcomes[0], KeyError)  # not a ValueError: not retried
-    assert workloads.attempts(folder, 0) == 1
+        outcomes = [o async for o in pipe.map(workloads.flaky, [0, 1], [folder] * 2, [1, 0])]
+        stats = pipe.statistics()
+    if retried:
+        assert outcomes == [0, 1]
+        assert (workloads.attempts(folder, 0), stats.retries, stats.failed) == (2, 1, 0)
+    else:
+        assert isinstance(outcomes[0], KeyError)
+        assert outcomes[1] == 1
+        assert (workloads.attempts(folder, 0), stats.retries, stats.failed) == (1, 0, 1)
 
 
 def test_system_exit_is_retried_as_the_runtime_error_it_is_delivered_as() -> None:

@@ -294,3 +294,17 @@ def make_blob(i: int, size: int = 200_000, kind: str = "bytes") -> bytes | bytea
     """A large result: bytes (or a bytearray) of ``size`` copies of ``i % 256``."""
     data = bytes([i % 256]) * size
     return bytearray(data) if kind == "bytearray" else data
+
+
+def through_turnstile(i: int, path: str) -> int:
+    """Return ``i`` once the number in the file ``path`` is above it (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if i < int(Path(path).read_text() or 0):
+                return i
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"item {i} was never let through")
+        time.sleep(0.002)

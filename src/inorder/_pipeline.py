@@ -410,6 +410,7 @@ class OrderedPipeline:
         self._futures: set[FutureLike] = set()
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
         self._dispatches = 0
+        self._batches = 0  # executor calls made
         self._sizers = BatchSizers(_check_batch(batch))
         self._timeout = _check_timeout(timeout)
         self._retry = RetryPolicy(
@@ -828,6 +829,7 @@ class OrderedPipeline:
             workers=self._workers,
             window=self._window.capacity,
             batch_size=self._sizers.size,
+            batches=self._batches,
             restarts=self._backend.restarts if self._backend is not None else 0,
             retries=self._retried,
             timeouts=self._backend.timeouts if self._backend is not None else 0,
@@ -962,6 +964,7 @@ class OrderedPipeline:
             count = sum(len(part.payloads) for part in parts)
             self._queued -= count
             self._dispatches += 1
+            self._batches += 1
             self._in_flight += count
             full = count >= allowed  # the queue kept up with the batch size
             on_done = functools.partial(self._job_done, runs, parts, attempts, count, full)

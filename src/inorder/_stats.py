@@ -34,6 +34,9 @@ class PipelineStatistics:
     """The window: most items accepted and not yet yielded."""
     batch_size: int
     """How many items the next executor call may carry (adaptive unless fixed)."""
+    batches: int = 0
+    """Executor calls made, each carrying a batch of items: with ``accepted``, the mean
+    batch size."""
     restarts: int = 0
     """Worker processes started to replace one that crashed, was stopped by a timeout,
     or reached ``max_tasks_per_child``."""
