@@ -41,49 +41,44 @@ async def run_stream(
     ordered: bool,
     producers: int,
     markers: bool,
-) -> list[Any]:
-    expected_markers = []
+) -> tuple[list[Any], list[Any]]:
+    """Put ``items`` from ``producers`` tasks and take every outcome. Returns the outcomes
+    and what was put (item indices, and markers) in the order of the sequence numbers
+    ``put()`` returned: for each producer, the order its calls returned in."""
+    accepted: dict[int, int | str] = {}  # sequence number -> item index, or the marker
     async with OrderedPipeline(
         workers=workers, window=window, executor=executor, ordered=ordered, on_error="return"
     ) as pipe:
 
         async def produce(share: list[tuple[int, tuple[float, bool]]]) -> None:
             for index, (seconds, fail) in share:
-                await pipe.put(job, index, seconds, fail)
+                accepted[await pipe.put(job, index, seconds, fail)] = index
+                if markers and index % 7 == 6:
+                    accepted[await pipe.put(f"marker-{index}")] = f"marker-{index}"
+
+        async def several() -> None:
+            async with anyio.create_task_group() as inner:
+                for k in range(producers):
+                    inner.start_soon(produce, list(enumerate(items))[k::producers])
+            pipe.close()
 
         outcomes: list[Any] = []
         async with anyio.create_task_group() as tg:
-            if producers == 1:
-
-                async def single() -> None:
-                    for index, (seconds, fail) in enumerate(items):
-                        await pipe.put(job, index, seconds, fail)
-                        if markers and index % 7 == 6:
-                            expected_markers.append(f"marker-{index}")
-                            await pipe.put(f"marker-{index}")
-                    pipe.close()
-
-                tg.start_soon(single)
-            else:
-                # Several producers: sequence numbers decide the order, so record them.
-                async def several() -> None:
-                    async with anyio.create_task_group() as inner:
-                        for k in range(producers):
-                            inner.start_soon(produce, list(enumerate(items))[k::producers])
-                    pipe.close()
-
-                tg.start_soon(several)
+            tg.start_soon(several)
             async for outcome in pipe:
                 outcomes.append(outcome)
-    return outcomes
+    return outcomes, [accepted[seq] for seq in sorted(accepted)]
 
 
 def check(
-    outcomes: list[Any], items: list[tuple[float, bool]], ordered: bool, markers: bool
+    outcomes: list[Any], items: list[tuple[float, bool]], ordered: bool, accepted: list[Any]
 ) -> None:
-    indices = []
+    """Every item and marker comes out once, each item with its own outcome; in the order
+    put() accepted them if ``ordered``, else each marker after everything put before it."""
+    keys: list[Any] = []  # an item's index, or a marker as it is
     for outcome in outcomes:
         if isinstance(outcome, str):
+            keys.append(outcome)
             continue
         if isinstance(outcome, ValueError):
             index = outcome.args[0]
@@ -91,17 +86,15 @@ def check(
         else:
             index = outcome
             assert not items[index][1], f"item {index} succeeded but should have failed"
-        indices.append(index)
-    assert sorted(indices) == list(range(len(items))), "lost or duplicated items"
+        keys.append(index)
+    assert sorted(keys, key=str) == sorted(accepted, key=str), "lost or duplicated outcomes"
+    assert sorted(k for k in keys if isinstance(k, int)) == list(range(len(items)))
     if ordered:
-        # With one producer, acceptance order is input order.
-        assert indices == list(range(len(items)))
-        if markers:
-            positions = [i for i, o in enumerate(outcomes) if isinstance(o, str)]
-            for position in positions:
-                before = outcomes[position - 1]
-                number = int(outcomes[position].split("-")[1])
-                assert (before.args[0] if isinstance(before, ValueError) else before) == number
+        assert keys == accepted
+    for position, key in enumerate(keys):
+        if isinstance(key, str):
+            before = set(accepted[: accepted.index(key)])
+            assert before <= set(keys[:position]), f"{key} came before an earlier item"
 
 
 @settings(max_examples=40)
@@ -120,7 +113,7 @@ async def test_threads_order_and_exactly_once(
     ordered: bool,
     markers: bool,
 ) -> None:
-    outcomes = await run_stream(
+    outcomes, accepted = await run_stream(
         items,
         workers=workers,
         window=window,
@@ -129,41 +122,64 @@ async def test_threads_order_and_exactly_once(
         producers=1,
         markers=markers,
     )
-    check(outcomes, items, ordered, markers)
+    assert [k for k in accepted if isinstance(k, int)] == list(range(len(items)))
+    check(outcomes, items, ordered, accepted)
 
 
-@settings(max_examples=8)
-@given(items=items_strategy, workers=st.integers(1, 3), window=st.integers(1, 12))
+@settings(max_examples=10)
+@given(
+    items=items_strategy,
+    workers=st.integers(1, 3),
+    window=st.integers(1, 12),
+    ordered=st.booleans(),
+    producers=st.integers(1, 3),
+)
 async def test_processes_order_and_exactly_once(
-    anyio_backend: Any, items: list[tuple[float, bool]], workers: int, window: int
+    anyio_backend: Any,
+    items: list[tuple[float, bool]],
+    workers: int,
+    window: int,
+    ordered: bool,
+    producers: int,
 ) -> None:
-    outcomes = await run_stream(
+    outcomes, accepted = await run_stream(
         items,
         workers=workers,
         window=window,
         executor="process",
-        ordered=True,
-        producers=1,
+        ordered=ordered,
+        producers=producers,
         markers=True,
     )
-    check(outcomes, items, ordered=True, markers=True)
+    check(outcomes, items, ordered, accepted)
 
 
 @settings(max_examples=25)
-@given(items=items_strategy, window=st.integers(1, 6), producers=st.integers(2, 4))
-async def test_many_producers_lose_and_duplicate_nothing(
-    anyio_backend: Any, items: list[tuple[float, bool]], window: int, producers: int
+@given(
+    items=items_strategy,
+    window=st.integers(1, 6),
+    producers=st.integers(2, 4),
+    ordered=st.booleans(),
+    markers=st.booleans(),
+)
+async def test_many_producers_each_get_the_order_their_puts_returned_in(
+    anyio_backend: Any,
+    items: list[tuple[float, bool]],
+    window: int,
+    producers: int,
+    ordered: bool,
+    markers: bool,
 ) -> None:
-    outcomes = await run_stream(
+    outcomes, accepted = await run_stream(
         items,
         workers=2,
         window=window,
         executor="thread",
-        ordered=True,
+        ordered=ordered,
         producers=producers,
-        markers=False,
+        markers=markers,
     )
-    check(outcomes, items, ordered=False, markers=False)
+    check(outcomes, items, ordered, accepted)
 
 
 @settings(max_examples=25)

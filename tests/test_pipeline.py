@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
 import threading
 import time
 import warnings
@@ -868,3 +870,25 @@ def test_large_bytes_results_leave_the_pickle_and_writable_ones_stay() -> None:
     blob, _, buffers = dump_outcomes([big], raw_bytes=False)
     assert buffers == []
     assert len(blob) > len(big)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork server is the Linux default")
+async def test_workers_come_from_a_fork_server_and_inherit_none_of_the_parents_files(
+    anyio_backend: Any,
+) -> None:
+    # Forked from this process, workers would share its open files (a client's socket in
+    # a server would never close) and its state; the fork server started them clean.
+    reader, writer = os.pipe()
+    try:
+        status = os.fstat(writer)
+        async with OrderedPipeline(workers=2) as pipe:
+            await pipe.put(workloads.parent_command_line)
+            await pipe.put(workloads.inherited, writer, status.st_dev, status.st_ino)
+            pipe.close()
+            (parent, command_line), inherited = [r async for r in pipe]
+    finally:
+        os.close(reader)
+        os.close(writer)
+    assert parent != os.getpid()
+    assert "multiprocessing.forkserver" in command_line
+    assert inherited is False

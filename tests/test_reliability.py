@@ -230,6 +230,25 @@ async def test_an_item_over_its_timeout_is_stopped_and_fails_in_place(anyio_back
     assert (stats.timeouts, stats.restarts) == (1, 1)
 
 
+async def test_the_worker_of_an_item_over_its_timeout_dies_while_the_stream_runs(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "hung.pid"
+    async with OrderedPipeline(workers=1, on_error="return", timeout=1.0) as pipe:
+        await pipe.put(workloads.report_pid_then_sleep, 0, str(pid_file))
+        await pipe.put(workloads.square, 3)  # queued behind the hung item
+        await wait_until(pid_file.exists)
+        hung = int(pid_file.read_text())
+        await wait_until(lambda: not alive({hung}))
+        # The stream goes on: nothing was taken yet, and it takes more.
+        await pipe.put(workloads.square, 4)
+        pipe.close()
+        outcomes = [o async for o in pipe]
+    assert isinstance(outcomes[0], TaskTimeoutError)
+    assert outcomes[0].pid == hung
+    assert outcomes[1:] == [9, 16]
+
+
 async def test_a_timeout_also_stops_the_processes_the_item_started(
     anyio_backend: Any, tmp_path: Path
 ) -> None:

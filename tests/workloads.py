@@ -221,6 +221,30 @@ def spawn_child_then_sleep(x: int, pid_file: str) -> int:
     return x
 
 
+def report_pid_then_sleep(x: int, pid_file: str) -> int:
+    """Record this worker's pid, then sleep for ten minutes."""
+    staged = Path(f"{pid_file}.new")
+    staged.write_text(str(os.getpid()))
+    staged.replace(pid_file)
+    time.sleep(600)
+    return x
+
+
+def inherited(fd: int, device: int, inode: int) -> bool:
+    """Whether this process has ``fd`` open on the file (device, inode) the parent had."""
+    try:
+        status = os.fstat(fd)
+    except OSError:
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
+
+
+def parent_command_line(_: object = None) -> tuple[int, str]:
+    """This process's parent: its pid and command line (Linux)."""
+    parent = os.getppid()
+    return parent, Path(f"/proc/{parent}/cmdline").read_text().replace("\0", " ")
+
+
 _initialized: object = None
 
 
