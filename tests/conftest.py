@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from .helpers import LOOPS
+
 # Property tests drive real event loops (and sometimes processes): no deadline, and
 # function-scoped fixtures are fine because every example is self-contained.
 settings.register_profile(
@@ -32,6 +34,12 @@ if sys.platform != "win32":
 @pytest.fixture(params=BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
+
+
+@pytest.fixture(params=LOOPS)
+def loop(request: pytest.FixtureRequest) -> str:
+    """The event loop a child script runs on (``helpers.run_arguments``)."""
+    return str(request.param)
 
 
 @pytest.fixture(params=["process", "thread", "borrowed"])

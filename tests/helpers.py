@@ -1,7 +1,8 @@
-"""Test helpers: waiting for conditions, finding worker processes."""
+"""Test helpers: waiting for conditions, finding worker processes, running child scripts."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -88,3 +89,21 @@ def run_on_a_terminal(argv: list[str], **options: Any) -> tuple[int, str, str]:
         os.close(controller)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode(errors="replace"))
     return done.returncode, done.stdout, text
+
+
+# Child scripts end with ``anyio.run(main, **json.loads(sys.argv[1]))`` and are given
+# ``run_arguments(loop)``, so that they run on the event loop the test chose.
+LOOPS = ["asyncio", "uvloop", "trio"]
+
+
+def run_arguments(loop: str) -> str:
+    """The keyword arguments of ``anyio.run()`` that run on ``loop``, as JSON."""
+    if loop == "trio":
+        return json.dumps({"backend": "trio"})
+    return json.dumps({"backend": "asyncio", "backend_options": {"use_uvloop": loop == "uvloop"}})
+
+
+def loop_of(anyio_backend: Any) -> str:
+    """The loop an async test runs on (its ``anyio_backend``), by the name LOOPS gives it."""
+    name, options = anyio_backend
+    return "uvloop" if options.get("use_uvloop") else str(name)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from .helpers import run_arguments
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -39,7 +41,7 @@ SCRIPT = textwrap.dedent(
         print(json.dumps(results))
 
     if __name__ == "__main__":
-        anyio.run(main, backend=sys.argv[1] if len(sys.argv) > 1 else "asyncio")
+        anyio.run(main, **json.loads(sys.argv[1]))
     """
 )
 EXPECTED = [6, 40, 42, 0, 3, 6]
@@ -59,20 +61,19 @@ def json_printed_by(*args: str, cwd: Path | str | None = None) -> Any:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_script_main_functions_lambdas_and_classes(tmp_path: Path, backend: str) -> None:
+def test_script_main_functions_lambdas_and_classes(tmp_path: Path, loop: str) -> None:
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    assert json_printed_by(str(script), backend) == EXPECTED
+    assert json_printed_by(str(script), run_arguments(loop)) == EXPECTED
 
 
-def test_python_dash_c_has_no_main_file_and_still_works(tmp_path: Path) -> None:
+def test_python_dash_c_has_no_main_file_and_still_works(tmp_path: Path, loop: str) -> None:
     # With -c there is no file for the workers to re-import: everything goes by value.
-    assert json_printed_by("-c", SCRIPT, cwd=tmp_path) == EXPECTED
+    assert json_printed_by("-c", SCRIPT, run_arguments(loop), cwd=tmp_path) == EXPECTED
 
 
 def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
-    tmp_path: Path,
+    tmp_path: Path, loop: str
 ) -> None:
     # README advises importing what only the parent needs under the guard (spawn
     # workers import the main module as they start, but not what the guard imports).
@@ -80,6 +81,7 @@ def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
     script.write_text(
         textwrap.dedent(
             """
+            import sys
             import anyio, inorder
 
             def encode(x):
@@ -90,11 +92,11 @@ def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
 
             if __name__ == "__main__":
                 import json
-                anyio.run(main)
+                anyio.run(main, **json.loads(sys.argv[1]))
             """
         )
     )
-    assert json_printed_by(str(script)) == ['{"x": 0}', '{"x": 1}']
+    assert json_printed_by(str(script), run_arguments(loop)) == ['{"x": 0}', '{"x": 1}']
 
 
 UNGUARDED = textwrap.dedent(
@@ -116,7 +118,7 @@ UNGUARDED = textwrap.dedent(
         assert all(type(b) is Box for b in results), [type(b) for b in results]
         print(json.dumps({"values": [b.v for b in results], "pid": os.getpid()}))
 
-    anyio.run(main)
+    anyio.run(main, **json.loads(sys.argv[1]))
     """
 )
 
@@ -128,7 +130,7 @@ def _main_module_imports(stderr: str) -> list[int]:
 
 
 @pytest.mark.parametrize("run_as", ["script", "python -m"])
-def test_workers_do_not_import_the_main_module(tmp_path: Path, run_as: str) -> None:
+def test_workers_do_not_import_the_main_module(tmp_path: Path, run_as: str, loop: str) -> None:
     # On Linux (forkserver) the workers leave the main module alone: a script without
     # the main guard works, its top level runs once, and its classes come back as the
     # parent's own. python -m names the main module by import name, a script by path.
@@ -137,14 +139,14 @@ def test_workers_do_not_import_the_main_module(tmp_path: Path, run_as: str) -> N
     (package / "__init__.py").write_text("")
     (package / "run.py").write_text(UNGUARDED)
     command = [str(package / "run.py")] if run_as == "script" else ["-m", "jobs.run"]
-    done = run_python(*command, cwd=tmp_path)
+    done = run_python(*command, run_arguments(loop), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
     assert output["values"] == [0, 2, 4, 6]
     assert _main_module_imports(done.stderr) == [output["pid"]]
 
 
-def test_workers_see_the_parents_sys_path(tmp_path: Path) -> None:
+def test_workers_see_the_parents_sys_path(tmp_path: Path, loop: str) -> None:
     # The main module is left out of the workers' preparation, not the rest of it: a
     # module found through a directory the script put on sys.path is imported by name
     # in the workers too.
@@ -164,28 +166,28 @@ def test_workers_see_the_parents_sys_path(tmp_path: Path) -> None:
                 print(json.dumps([a async for a in inorder.map(shapes.area, range(3), workers=1)]))
 
             if __name__ == "__main__":
-                anyio.run(main)
+                anyio.run(main, **json.loads(sys.argv[1]))
             """
         )
     )
-    assert json_printed_by(str(script), cwd="/") == [0, 1, 4]
+    assert json_printed_by(str(script), run_arguments(loop), cwd="/") == [0, 1, 4]
 
 
-def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path) -> None:
+def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path, loop: str) -> None:
     # The spawn start method (macOS, Windows) imports the main module in each worker:
     # a script that starts the pipeline at its top level starts it again there.
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "import multiprocessing\n"
+        "import json, multiprocessing, sys\n"
         "import anyio, inorder\n"
         "from inorder._backends import process\n"
         "process.default_context = lambda: multiprocessing.get_context('spawn')\n"
         "async def main():\n"
         "    async with inorder.OrderedPipeline(workers=1):\n"
         "        pass\n"
-        "anyio.run(main)\n"
+        "anyio.run(main, **json.loads(sys.argv[1]))\n"
     )
-    done = run_python(str(script))
+    done = run_python(str(script), run_arguments(loop))
     assert done.returncode != 0
     assert 'if __name__ == "__main__":' in done.stderr
     assert "a worker process died while starting" in done.stderr

@@ -11,12 +11,12 @@ import pytest
 
 from inorder import OrderedPipeline
 
-from .helpers import run_on_a_terminal
+from .helpers import run_arguments, run_on_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
-import sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 import anyio, inorder
 from tests import workloads
@@ -27,7 +27,7 @@ async def main():
     print(len(results))
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(main, **json.loads(sys.argv[1]))
 """
 
 
@@ -37,17 +37,22 @@ def _script(tmp_path: Path) -> str:
     return str(script)
 
 
-def test_progress_is_drawn_on_a_terminal(tmp_path: Path) -> None:
-    status, out, drawn = run_on_a_terminal([sys.executable, _script(tmp_path)])
+def test_progress_is_drawn_on_a_terminal(tmp_path: Path, loop: str) -> None:
+    status, out, drawn = run_on_a_terminal(
+        [sys.executable, _script(tmp_path), run_arguments(loop)]
+    )
     assert (status, out) == (0, "20\n")
     assert "20 done" in drawn  # the final redraw shows every item
     assert "/s" in drawn
     assert "in flight" in drawn
 
 
-def test_progress_is_silent_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+def test_progress_is_silent_when_stderr_is_not_a_terminal(tmp_path: Path, loop: str) -> None:
     done = subprocess.run(
-        [sys.executable, _script(tmp_path)], capture_output=True, text=True, timeout=60
+        [sys.executable, _script(tmp_path), run_arguments(loop)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0
     assert (done.stdout, done.stderr) == ("20\n", "")

@@ -23,7 +23,7 @@ import pytest
 from inorder import OrderedPipeline
 
 from . import workloads
-from .helpers import alive, wait_until, worker_processes
+from .helpers import alive, loop_of, run_arguments, wait_until, worker_processes
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +80,7 @@ async def test_cancelling_the_consumer_stops_running_items_within_a_second(
 
 
 PARENT_SCRIPT = """
-import os, sys
+import json, os, sys
 sys.path.insert(0, {root!r})
 import anyio, inorder
 from tests import workloads
@@ -95,15 +95,19 @@ async def main():
             pass
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(main, **json.loads(sys.argv[1]))
 """
 
 
-def _start_parent(tmp_path: Path) -> subprocess.Popen[str]:
+def _start_parent(tmp_path: Path, anyio_backend: Any) -> subprocess.Popen[str]:
+    """The script above, on the event loop of the test."""
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(PARENT_SCRIPT.format(root=str(ROOT), folder=str(tmp_path))))
     return subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(script), run_arguments(loop_of(anyio_backend))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -125,7 +129,7 @@ async def _running_parent(parent: subprocess.Popen[str], tmp_path: Path) -> set[
 async def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
     anyio_backend: Any, tmp_path: Path
 ) -> None:
-    parent = _start_parent(tmp_path)
+    parent = _start_parent(tmp_path, anyio_backend)
     try:
         everything = await _running_parent(parent, tmp_path)
         parent.send_signal(signal.SIGKILL)
@@ -141,7 +145,7 @@ async def test_a_parent_killed_with_sigkill_leaves_no_process_behind(
 async def test_ctrl_c_stops_a_script_within_a_second_with_no_orphans(
     anyio_backend: Any, tmp_path: Path
 ) -> None:
-    parent = _start_parent(tmp_path)
+    parent = _start_parent(tmp_path, anyio_backend)
     try:
         everything = await _running_parent(parent, tmp_path)
         started = time.monotonic()

@@ -15,6 +15,7 @@ import pytest
 from inorder import OrderedPipeline
 
 from . import workloads
+from .helpers import run_arguments
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +69,7 @@ async def test_worker_log_records_in_a_batch_carry_each_items_own_number(
 
 
 PRINTER = """
-import sys
+import json, sys
 sys.path.insert(0, {root!r})
 import anyio, inorder
 from tests import workloads
@@ -79,16 +80,22 @@ async def main():
             pass
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(main, **json.loads(sys.argv[1]))
 """
 
 
 @pytest.mark.parametrize("width", [80, 3000])
-def test_lines_printed_by_different_workers_never_interleave(tmp_path: Path, width: int) -> None:
+def test_lines_printed_by_different_workers_never_interleave(
+    tmp_path: Path, width: int, loop: str
+) -> None:
     script = tmp_path / "printer.py"
     script.write_text(textwrap.dedent(PRINTER.format(root=str(ROOT), width=width)))
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, str(script), run_arguments(loop)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     lines = done.stdout.splitlines()
     assert len(lines) == 8 * 300
