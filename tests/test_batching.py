@@ -664,18 +664,27 @@ async def test_put_rechecks_the_window_once_another_functions_results_came_in(
 
 async def test_large_items_shrink_the_automatic_window(anyio_backend: Any) -> None:
     """1 MiB arguments: the window holds about WINDOW_BYTES of them, not 1024."""
+    calls = returned = 0
     async with OrderedPipeline(workers=2) as pipe, anyio.create_task_group() as tasks:
 
         async def produce() -> None:
+            nonlocal calls, returned
             for i in range(200):
+                calls += 1
                 # A new object each time: a repeated one is pickled (and held) once.
                 await pipe.put(len, bytes([i % 256]) * (1 << 20))
+                returned += 1
             pipe.close()
+
+        def producer_waits_for_room() -> bool:
+            # put() suspends only to wait for a slot: a call that has not returned is
+            # waiting for the consumer. All 200 put means the window let them all in.
+            stats = pipe.statistics()
+            return returned == 200 or (calls > returned and stats.queued + stats.in_flight == 0)
 
         tasks.start_soon(produce)
         # Nobody consumes yet: the producer stops when the window is full.
-        await wait_until(lambda: pipe.statistics().queued + pipe.statistics().in_flight == 0)
-        await anyio.sleep(0.1)
+        await wait_until(producer_waits_for_room)
         stats = pipe.statistics()
         assert stats.window <= WINDOW_BYTES // (1 << 20)
         assert stats.accepted <= stats.window + 1
@@ -704,10 +713,16 @@ async def test_map_reads_large_items_no_further_ahead_than_the_window(
             assert [await anext(pipe) for _ in range(10)] == [1] * 10
             assert pipe.statistics().window > AUTO_WINDOW_START
         results = pipe.map(len, megabytes())
+
+        def window_full_and_done() -> bool:
+            # The feeder reads only items it has slots for: with the window full and
+            # every item done, it can read nothing more before the consumer takes one.
+            stats = pipe.statistics()
+            done = stats.queued + stats.in_flight == 0
+            return read == 200 or (stats.accepted >= stats.window and done)
+
         # Nobody consumes yet: the feeder stops when the window is full.
-        await wait_until(lambda: read > 0)
-        await wait_until(lambda: pipe.statistics().queued + pipe.statistics().in_flight == 0)
-        await anyio.sleep(0.1)
+        await wait_until(window_full_and_done)
         assert pipe.statistics().window <= WINDOW_BYTES // (1 << 20)
         assert read <= WINDOW_BYTES // (1 << 20) + FIRST_MAP_CHUNK
         assert [r async for r in results] == [1 << 20] * 200

@@ -168,6 +168,10 @@ async def test_crash_raises_at_its_position_with_on_error_raise(anyio_backend: A
             await anext(pipe)
         assert "inorder: item 2 failed" in "".join(caught.value.__notes__)
         assert await anext(pipe) == 3
+        # The worker that crashed is gone, and another took its place.
+        assert caught.value.pid is not None
+        assert alive({caught.value.pid}) == set()
+        assert pipe.statistics().restarts == 1
 
 
 FAULT_KINDS = ["raise", "exit", "os_exit", "sigkill", "segfault", "bad_result", "crash_result"]
@@ -461,15 +465,22 @@ def test_reliability_errors_are_public() -> None:
 
 
 async def test_a_borrowed_process_pool_that_breaks_fails_its_items_without_hanging(
-    anyio_backend: Any,
+    anyio_backend: Any, tmp_path: Path
 ) -> None:
     """Crash isolation is inorder's own pool's: a borrowed one breaks, as documented."""
-    kinds = ["ok", "ok", "ok", "os_exit", "ok", "ok"]
+    never = str(tmp_path / "never")  # a gate nobody opens: those items cannot finish
     context = multiprocessing.get_context("forkserver")
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as executor:
         async with OrderedPipeline(executor=executor, on_error="return", batch=1) as pipe:
-            outcomes = [o async for o in pipe.map(workloads.fault, range(6), kinds)]
-    assert len(outcomes) == 6
-    assert isinstance(outcomes[3], BrokenProcessPool)
-    for x, outcome in enumerate(outcomes):
-        assert outcome == x or isinstance(outcome, BrokenProcessPool)
+            for x in range(3):
+                await pipe.put(workloads.square, x)
+            assert [await anext(pipe) for _ in range(3)] == [0, 1, 4]
+            await pipe.put(workloads.fault, 3, "os_exit")
+            for x in range(4, 6):
+                await pipe.put(workloads.wait_for_file, x, never)
+            pipe.close()
+            outcomes = [o async for o in pipe]
+    # The crash breaks the pool: the item that crashed it and every item not done fail
+    # with BrokenProcessPool, each once, and the stream ends.
+    assert len(outcomes) == 3
+    assert all(isinstance(outcome, BrokenProcessPool) for outcome in outcomes), outcomes

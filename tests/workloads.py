@@ -213,9 +213,19 @@ def attempts(folder: str, x: int) -> int:
     return len(marks.read_text()) if marks.exists() else 0
 
 
-def spawn_child_then_sleep(x: int, pid_file: str) -> int:
-    """Start a long-lived child process, record its pid, then sleep: work that must stop."""
-    child = subprocess.Popen(["sleep", "600"])
+def spawn_child_then_sleep(x: int, pid_file: str, megabytes: int = 0) -> int:
+    """Start a long-lived child process, record its pid, then sleep: work that must stop.
+
+    ``megabytes``: memory the child fills before its pid is recorded, which takes the
+    kernel some milliseconds to free when the child is killed."""
+    if megabytes:
+        hold = f"b = bytearray({megabytes} << 20); b[::4096] = b'x' * len(b[::4096])"
+        command = [sys.executable, "-c", f"import sys, time; {hold}; print(); time.sleep(600)"]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        child.stdout.readline()  # filled
+    else:
+        child = subprocess.Popen(["sleep", "600"])
     Path(pid_file).write_text(str(child.pid))
     time.sleep(600)
     return x
@@ -243,6 +253,19 @@ def parent_command_line(_: object = None) -> tuple[int, str]:
     """This process's parent: its pid and command line (Linux)."""
     parent = os.getppid()
     return parent, Path(f"/proc/{parent}/cmdline").read_text().replace("\0", " ")
+
+
+def clean_up_on_sigterm(path: str) -> None:
+    """Sleep until SIGTERM, then write "SIGTERM" to ``path`` and exit (``path.ready``
+    says the handler is in place)."""
+
+    def clean_up(signum: int, frame: object) -> None:
+        Path(path).write_text(signal.Signals(signum).name)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, clean_up)
+    Path(f"{path}.ready").touch()
+    time.sleep(600)
 
 
 _initialized: object = None

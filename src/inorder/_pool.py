@@ -60,7 +60,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import _logging, _wire, _worker, _worker_process
+from . import _logging, _process_group, _wire, _worker, _worker_process
 from ._worker_process import DONE, ERROR, INIT_FAILED, LOG, READY, RETIRING, SKIPPED
 
 logger = logging.getLogger("inorder")
@@ -677,9 +677,12 @@ class WorkerPool(concurrent.futures.Executor):
         for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
         for worker in workers:
-            # Also after the worker itself exited: children of its items may remain.
             _signal_group(worker, signal.SIGKILL)
             worker.process.join()
+            # Processes its items started may outlive the worker: they end before this
+            # returns, so that nothing outlives the pipeline that is stopping.
+            if worker.process.pid is not None:
+                _process_group.stop_group(worker.process.pid)
             if not worker.eof:
                 self._read(worker, -1)
             worker.conn.close()
