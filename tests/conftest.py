@@ -5,10 +5,12 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import random
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis.core
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -22,6 +24,30 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 settings.load_profile("inorder")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Every run draws its examples from one seed, printed in the header and again after
+    # failures, so a failure in CI replays with `pytest --hypothesis-seed=N`.
+    if hypothesis.core.global_force_seed is None:
+        hypothesis.core.global_force_seed = random.getrandbits(32)
+
+
+def _seed_line() -> str:
+    seed = hypothesis.core.global_force_seed
+    return f"hypothesis seed: {seed} (replay: python -m pytest --hypothesis-seed={seed})"
+
+
+def pytest_report_header() -> str:
+    return _seed_line()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if terminalreporter.stats.get("failed") or terminalreporter.stats.get("error"):
+        terminalreporter.write_line(_seed_line())
+
 
 BACKENDS: list[Any] = [
     pytest.param(("asyncio", {}), id="asyncio"),
