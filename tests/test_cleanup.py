@@ -142,7 +142,7 @@ async def test_aclose_from_another_task_wakes_the_consumer(anyio_backend: Any) -
                     await anext(pipe)
 
             tg.start_soon(consumer)
-            await wait_until(lambda: pipe._consumer_event is not None)
+            await wait_until(lambda: pipe.statistics().consumer_waiting)
             await pipe.aclose()
         assert alive(workers) == set()
 
@@ -161,7 +161,7 @@ async def test_producer_waiting_for_room_is_released_when_the_pipeline_exits(
     async with anyio.create_task_group() as tg:
         async with OrderedPipeline(workers=1, window=2) as pipe:
             tg.start_soon(producer, pipe)
-            await wait_until(lambda: pipe._window.waiting == 1)
+            await wait_until(lambda: pipe.statistics().producers_waiting == 1)
         await refused.wait()
 
 

@@ -67,7 +67,7 @@ async def test_concurrent_producers_are_served_first_come_first_served(executor:
             for queued, name in enumerate("abcde", start=1):
                 tg.start_soon(producer, name)
                 # Let each producer queue up before the next one arrives.
-                await wait_until(lambda n=queued: pipe._window.waiting == n)  # type: ignore[misc]
+                await wait_until(lambda n=queued: pipe.statistics().producers_waiting == n)  # type: ignore[misc]
             results = [await anext(pipe) for _ in range(6)]
         assert results == ["first", *"abcde"]
         assert order == [(name, i) for i, name in enumerate("abcde", start=1)]
@@ -116,8 +116,6 @@ async def test_lambdas_and_closures_run_in_workers(executor: Any) -> None:
 async def test_a_function_is_serialised_once_not_per_item(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2) as pipe:
         calls = 0
-        codec = pipe._codec
-        real = codec.function  # type: ignore[union-attr]
         import cloudpickle
 
         original_dumps = cloudpickle.dumps
@@ -137,7 +135,6 @@ async def test_a_function_is_serialised_once_not_per_item(anyio_backend: Any) ->
             cloudpickle.dumps = original_dumps
         pipe.close()
         assert await collect(pipe) == list(range(1, 21))
-        assert real(fn) is real(fn)
     assert calls == 1
 
 
@@ -376,7 +373,7 @@ async def test_close_refuses_producers_waiting_for_room(executor: Any) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(blocked_producer)
-            await wait_until(lambda: pipe._window.waiting == 1)
+            await wait_until(lambda: pipe.statistics().producers_waiting == 1)
             pipe.close()
             await refused.wait()
         assert await collect(pipe) == ["only"]
@@ -426,7 +423,7 @@ async def test_backpressure_window_plus_one_put_waits_for_consumption(executor: 
             tg.start_soon(one_more)
             # Every accepted item finishes and waits in the buffer; the window is full.
             await wait_until(lambda: pipe.statistics().buffered == window)
-            await wait_until(lambda: pipe._window.waiting == 1)
+            await wait_until(lambda: pipe.statistics().producers_waiting == 1)
             assert not admitted.is_set()
             assert pipe.statistics().accepted == window
             assert await anext(pipe) == 0
@@ -557,7 +554,7 @@ async def test_two_concurrent_consumers_are_refused(executor: Any, tmp_path: Pat
         await pipe.put(workloads.wait_for_file, 0, str(tmp_path / "gate"))
         async with anyio.create_task_group() as tg:
             tg.start_soon(anext, pipe)
-            await wait_until(lambda: pipe._consumer_event is not None)
+            await wait_until(lambda: pipe.statistics().consumer_waiting)
             with pytest.raises(RuntimeError, match="another task is already iterating"):
                 await anext(pipe)
             (tmp_path / "gate").touch()
@@ -699,62 +696,6 @@ async def test_a_function_is_unpickled_once_per_worker_process(anyio_backend: An
     assert all(loads == {1} for loads in loads_per_worker.values()), loads_per_worker
 
 
-# -- large arguments ------------------------------------------------------------------------
-
-
-def _blob(i: int, size: int = 200_000) -> bytes:
-    return bytes([i % 256]) * size
-
-
-async def test_large_bytes_arguments_arrive_intact_in_every_call_shape(
-    anyio_backend: Any,
-) -> None:
-    # Large enough on average that the codec sends them out of band after the first batch.
-    async with OrderedPipeline(workers=2) as pipe:
-        for i in range(12):
-            await pipe.put(workloads.describe_buffer, _blob(i))  # one argument
-            await pipe.put(workloads.describe_buffer, _blob(i), i)  # several
-            await pipe.put(workloads.describe_buffer, _blob(i), tag=i)  # keywords
-            await pipe.put(workloads.describe_buffer, bytearray(_blob(i)), i)  # writable
-        pipe.close()
-        results = [r async for r in pipe]
-        codec = pipe._codec
-    expected = []
-    for i in range(12):
-        expected += [("bytes", 200_000, i, 0), ("bytes", 200_000, i, i)]
-        expected += [("bytes", 200_000, i, i), ("bytearray", 200_000, i, i)]
-    assert results == expected
-    assert codec is not None
-    assert codec._large_arguments
-
-
-async def test_map_sends_large_bytes_arguments_out_of_band(anyio_backend: Any) -> None:
-    async with OrderedPipeline(workers=2) as pipe:
-        blobs = (_blob(i) for i in range(40))
-        results = [r async for r in pipe.map(workloads.describe_buffer, blobs)]
-        codec = pipe._codec
-    assert results == [("bytes", 200_000, i, 0) for i in range(40)]
-    assert codec is not None
-    assert codec._large_arguments
-
-
-def test_out_of_band_arguments_leave_the_pickle_and_writable_buffers_stay() -> None:
-    from inorder._serialize import _dump_payloads
-    from inorder._worker import ARGS, ONE
-
-    big, small = _blob(1), _blob(2, 100)
-    blob, flagged, buffers = _dump_payloads("f", ONE, [big, small, big], raw_bytes=True)
-    assert not flagged
-    assert [bytes(b.raw()) for b in buffers] == [big, big]
-    assert len(blob) < 1000  # only the small one is in the pickle
-    blob, _, buffers = _dump_payloads("f", ARGS, [(bytearray(big), big)], raw_bytes=True)
-    assert [bytes(b.raw()) for b in buffers] == [big]  # the bytearray is pickled in band
-    assert len(blob) > len(big)
-    blob, _, buffers = _dump_payloads("f", ONE, [big], raw_bytes=False)
-    assert buffers == []
-    assert len(blob) > len(big)
-
-
 # -- iteration ------------------------------------------------------------------------------
 
 
@@ -849,29 +790,6 @@ async def test_statistics_count_each_item_of_a_batch_as_it_is_handed_out(
                 break
         assert await anext(pipe) == 40 * 40
         assert pipe.statistics().yielded == 41
-
-
-async def test_large_bytes_results_arrive_intact(anyio_backend: Any) -> None:
-    async with OrderedPipeline(workers=2) as pipe:
-        kinds = ["bytes"] * 30 + ["bytearray"] * 5 + ["bytes"] * 5
-        results = [
-            r async for r in pipe.map(workloads.make_blob, range(40), [200_000] * 40, kinds)
-        ]
-    assert [type(r).__name__ for r in results] == kinds
-    assert [bytes(r) for r in results] == [_blob(i) for i in range(40)]
-
-
-def test_large_bytes_results_leave_the_pickle_and_writable_ones_stay() -> None:
-    from inorder._worker import dump_outcomes
-
-    big, small = _blob(1), _blob(2, 100)
-    blob, replaced, buffers = dump_outcomes([big, small, bytearray(big)], raw_bytes=True)
-    assert replaced == 0
-    assert [bytes(b.raw()) for b in buffers] == [big]  # the bytearray is pickled in band
-    assert len(big) < len(blob) < 2 * len(big)
-    blob, _, buffers = dump_outcomes([big], raw_bytes=False)
-    assert buffers == []
-    assert len(blob) > len(big)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the fork server is the Linux default")

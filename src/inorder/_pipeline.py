@@ -833,6 +833,8 @@ class OrderedPipeline:
             restarts=self._backend.restarts if self._backend is not None else 0,
             retries=self._retried,
             timeouts=self._backend.timeouts if self._backend is not None else 0,
+            producers_waiting=self._window.waiting,
+            consumer_waiting=self._consumer_event is not None,
         )
 
     # -- internals: admission -----------------------------------------------------------

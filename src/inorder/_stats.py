@@ -45,3 +45,7 @@ class PipelineStatistics:
     again only because another item crashed their worker."""
     timeouts: int = 0
     """Attempts stopped because they ran longer than ``timeout``."""
+    producers_waiting: int = 0
+    """Calls to ``put()`` (and a ``map()`` feeder) waiting for room in the window."""
+    consumer_waiting: bool = False
+    """Whether the consumer waits for the next outcome (none is ready yet)."""
