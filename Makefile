@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # start recompiles it (3-6x slower start-up, see docs/design.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test bench soak lint typecheck format clean
+.PHONY: demo test test-loaded bench soak lint typecheck format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
@@ -31,6 +31,10 @@ demo: $(VENV)/.installed-runtime
 ## test: lint, format check, mypy --strict on src, then the test suite
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+## test-loaded: the test suite while busy loops hold every CPU (it must pass on a loaded machine)
+test-loaded: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/under_load.py -- $(BIN)/python -m pytest
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
