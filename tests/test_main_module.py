@@ -190,4 +190,4 @@ def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path, loop:
     done = run_python(str(script), run_arguments(loop))
     assert done.returncode != 0
     assert 'if __name__ == "__main__":' in done.stderr
-    assert "a worker process died while starting" in done.stderr
+    assert "worker processes keep dying while they start" in done.stderr

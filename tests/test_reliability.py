@@ -137,6 +137,21 @@ async def test_an_argument_that_fails_to_load_in_the_worker_fails_alone(
     check(outcomes[BAD])
 
 
+async def test_items_that_fail_together_each_get_an_exception_of_their_own(
+    anyio_backend: Any,
+) -> None:
+    async with OrderedPipeline(workers=1, batch=3, on_error="return") as pipe:
+        errors = [e async for e in pipe.map(workloads.FunctionThatFailsToLoad(), range(3))]
+        assert pipe.statistics().batches == 1  # one batch, one load, one error for three
+    assert len({id(error) for error in errors}) == 3
+    for seq, error in enumerate(errors):
+        assert isinstance(error, RuntimeError)
+        assert "could not unpickle the function" in str(error)
+        assert "this function cannot be loaded" in str(error)
+        (note,) = error.__notes__  # its own item's, and no other's
+        assert note.startswith(f"inorder: item {seq} failed in ")
+
+
 @pytest.mark.parametrize("batch", ["auto", 1, 4])
 async def test_an_outcome_that_fails_to_load_in_the_parent_fails_alone(
     anyio_backend: Any, batch: Any

@@ -171,6 +171,17 @@ class FailsWhenLoaded:
         return (_refuse_to_load, ("FailsWhenLoaded cannot be loaded",))
 
 
+class FunctionThatFailsToLoad:
+    """A function whose unpickling (in the worker) raises ValueError: every item of its
+    batch fails with that one error."""
+
+    def __call__(self, x: object) -> object:
+        return x
+
+    def __reduce__(self) -> object:
+        return (_refuse_to_load, ("this function cannot be loaded",))
+
+
 def identity(x: object) -> object:
     return x
 
@@ -266,6 +277,24 @@ def clean_up_on_sigterm(path: str) -> None:
     signal.signal(signal.SIGTERM, clean_up)
     Path(f"{path}.ready").touch()
     time.sleep(600)
+
+
+def slow_to_start_after_the_first(folder: str) -> None:
+    """An initializer: the first worker to run it goes on at once. Each later one leaves
+    ``starting-PID`` in ``folder``, then waits (not ready for items) while
+    ``folder/hold`` exists, and exits with status 3 if ``folder/die`` exists."""
+    here = Path(folder)
+    first = here / "first"
+    try:
+        first.open("x").close()
+        return
+    except FileExistsError:
+        pass
+    (here / f"starting-{os.getpid()}").touch()
+    while (here / "hold").exists():
+        time.sleep(0.005)
+    if (here / "die").exists():
+        os._exit(3)
 
 
 _initialized: object = None

@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
 import functools
 import itertools
 import logging
 import operator
 import os
-import signal
 import time
 import types
 from collections import deque
@@ -74,7 +74,7 @@ from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._errors import PipelineClosedError, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
-from ._pool import WorkerDied
+from ._pool import WorkerDied, describe_exit
 from ._reorder import ReorderBuffer
 from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
 from ._serialize import (
@@ -1207,7 +1207,7 @@ class OrderedPipeline:
             )
         return WorkerCrashedError(
             f"the worker process {died.pid} died while running item {item.seq} "
-            f"({_describe_exit(died.exitcode)}); it was replaced and the stream went on",
+            f"({describe_exit(died.exitcode)}); it was replaced and the stream went on",
             pid=died.pid,
             exitcode=died.exitcode,
         )
@@ -1622,25 +1622,24 @@ def _function_name(key: Any) -> str:
     return key.name if isinstance(key, SerializedFunction) else describe(key)
 
 
-def _describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "exit status unknown"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"killed by {name}"
-    return f"exit code {exitcode}"
-
-
 def _as_exception(seq: int, failure: Failure) -> BaseException:
-    """The exception a failed item raises in the parent: the user's own, annotated."""
+    """The exception a failed item raises in the parent: the user's own, annotated.
+
+    Items that failed together may share one exception object (a batch its worker could
+    not load, a pool that could not start workers); each item after the first gets a
+    copy, so that a note naming one item is never added to another's exception.
+    """
     error = failure.exception
+    earlier = getattr(error, "_inorder_delivered", None)  # (item, its notes before ours)
+    if earlier is not None and earlier[0] != seq:
+        error = _twin(error, earlier[1])
+    notes = tuple(getattr(error, "__notes__", ()))
     if failure.traceback is not None:
         error.__cause__ = RemoteTraceback(failure.traceback)
     where = f" (worker process {failure.pid})" if failure.pid else ""
     error.add_note(f"inorder: item {seq} failed in {failure.function}{where}")
+    with contextlib.suppress(AttributeError, TypeError):
+        error._inorder_delivered = (seq, notes)  # type: ignore[attr-defined]
     if not isinstance(error, Exception):
         # SystemExit, KeyboardInterrupt and friends from a worker must not end the parent.
         wrapped = RuntimeError(
@@ -1652,6 +1651,22 @@ def _as_exception(seq: int, failure: Failure) -> BaseException:
     with contextlib.suppress(AttributeError, TypeError):
         error._inorder_seq = seq  # type: ignore[attr-defined]
     return error
+
+
+def _twin(error: BaseException, notes: tuple[str, ...]) -> BaseException:
+    """A copy of ``error`` as it was before inorder annotated it (``notes``: its own)."""
+    try:
+        twin = copy.copy(error)
+    except Exception:  # noqa: BLE001 - cannot be rebuilt from its args: shared as it is
+        return error
+    for name in ("_inorder_delivered", "_inorder_seq", "__notes__"):
+        twin.__dict__.pop(name, None)
+    for note in notes:
+        twin.add_note(note)
+    twin.__cause__ = error.__cause__
+    twin.__context__ = error.__context__
+    twin.__suppress_context__ = error.__suppress_context__
+    return twin.with_traceback(error.__traceback__)
 
 
 async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) -> None:

@@ -13,10 +13,16 @@ futures, so the event-loop bridge treats it like any executor) and changes the r
                     ▲                        │ marks job id, item index, item start
                     └── reads ── shared progress array ◀──┘
 
-* Each worker has its own duplex pipe; the manager thread waits on all pipes, all process
-  sentinels and a wake-up pipe with one selector, kept for the pool's life (not
-  ``multiprocessing.connection.wait``, which builds a new one per call). Nothing polls:
-  with ``timeout`` set, the thread also wakes when the earliest running item may overrun.
+* Each worker has its own duplex pipe; the manager thread waits on all pipes, every
+  worker's end (a pidfd: a forkserver child's own sentinel is answered by the fork
+  server, which may be stopped or gone) and a wake-up pipe with one selector, kept for
+  the pool's life (not ``multiprocessing.connection.wait``, which builds a new one per
+  call). Nothing polls: the thread also wakes when the earliest running item may
+  overrun its ``timeout`` and when a worker start is due.
+* Workers are launched by a starter thread, so a fork server that does not answer
+  holds up no one else. A worker that dies before it is ready, or cannot be launched,
+  is started again after a back-off; after ``START_ATTEMPTS`` failures in a row with no
+  worker up, the jobs waiting fail with the reason (and the pool keeps trying).
 * A small job submitted while the manager thread waits is sent by the submitting thread
   itself, to an idle worker or one job ahead to a busy one; the manager hears of it when
   the worker answers. Waking the manager instead cost every job a thread switch, and
@@ -48,6 +54,7 @@ import multiprocessing.connection
 import multiprocessing.context
 import os
 import pickle
+import queue
 import select
 import selectors
 import signal
@@ -76,6 +83,22 @@ TERMINATE_GRACE_SECONDS = 0.3
 
 # Messages read from one worker before the others get a turn.
 READS_PER_TURN = 64
+
+# A worker that fails to start (dies before it is ready, or cannot be launched: no file
+# descriptors, no memory, no fork server) is started again after a back-off, doubled for
+# each failure in a row from START_BACKOFF_SECONDS to START_BACKOFF_MAX_SECONDS. After
+# START_ATTEMPTS failures in a row with no worker ready, jobs have nowhere to run: those
+# waiting fail with the reason, as do new ones, until a worker starts again. A killed
+# starting worker costs one attempt; a fault that kills every start (an initializer that
+# crashes the process) is reported after about a second, not hidden by retries.
+START_ATTEMPTS = 5
+START_BACKOFF_SECONDS = 0.05
+START_BACKOFF_MAX_SECONDS = 1.0
+
+# A worker's end is seen through a pidfd; its exit status comes through the fork server,
+# which may answer late (or not at all: stopped, killed). How long the pool waits for it
+# before it reports the status as unknown.
+EXIT_STATUS_WAIT_SECONDS = 0.5
 
 # How long the manager waits for a worker's gate lock to revoke a job. The worker holds
 # it for microseconds; only a worker killed inside it would hold it longer, and then the
@@ -132,25 +155,42 @@ class _Job:
 class _Worker:
     __slots__ = (
         "conn",
+        "ended_at",
         "eof",
         "gate",
         "jobs",
         "killed_for",
+        "pidfd",
         "poller",
         "process",
         "ready",
         "retiring",
         "revoked",
         "slot",
+        "status",
     )
 
     def __init__(
-        self, slot: int, process: Any, conn: multiprocessing.connection.Connection, gate: Any
+        self,
+        slot: int,
+        process: Any,
+        conn: multiprocessing.connection.Connection,
+        gate: Any,
+        pidfd: int | None,
     ) -> None:
         self.slot = slot
         self.process = process
         self.conn = conn
         self.gate = gate
+        # Readable once the process has ended, whoever reaps it. None for a child of
+        # ours (its sentinel tells) or where pidfds are not available (then the
+        # sentinel tells, through the fork server).
+        self.pidfd = pidfd
+        self.ended_at: float | None = None  # when its end was seen
+        # What the process sentinel said: None (nothing yet), "ready" (the exit status
+        # is there to read) or "lost" (it reported while the worker lived: the fork
+        # server died, and the status will never come).
+        self.status: str | None = None
         self.jobs: deque[_Job] = deque()  # sent, in the order the worker runs them
         self.revoked: set[int] = set()  # ids in jobs given to another worker since
         self.ready = False
@@ -212,22 +252,34 @@ class WorkerPool(concurrent.futures.Executor):
         self._workers: dict[int, _Worker] = {}
         self._selector: selectors.BaseSelector | None = None  # the manager thread's
         self._job_ids = itertools.count(1)
-        self._broken: BaseException | None = None
+        # Why no job can run, for good (the initializer raised, the manager failed):
+        # each job that cannot run gets an exception of its own made from it.
+        self._broken: _Reason | None = None
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._manage, name="inorder-pool", daemon=True)
+        # Starting workers (see START_ATTEMPTS). The starter thread launches them, so a
+        # fork server that does not answer never holds up the manager thread.
+        self._starter = _Starter(self._launch, self._started_elsewhere)
+        self._start_due: dict[int, float] = {}  # slot -> when to start a worker in it
+        self._starting: set[int] = set()  # slots whose worker the starter is launching
+        self._launched: deque[tuple[int, _Worker | BaseException]] = deque()  # by _lock
+        self._ended = False  # the manager finished: a worker launched now is stopped
+        self._start_failures = 0  # in a row, since a worker was last ready
+        self._start_failure: _Reason | None = None  # the last one's reason
 
     # -- called from other threads ------------------------------------------------------
 
     def start(self) -> None:
-        """Start the workers (in the manager thread).
+        """Start the workers (from the manager thread).
 
         ``ready`` resolves once the first worker is up: it takes jobs while the others
         finish starting (``benchmarks/startup.py``: the last one is up 4 ms after the
         first with 2 workers, 40 ms with 8, medians on the 2-core development machine).
-        It fails if the workers cannot start: every one runs the initializer (and, with
-        the ``spawn`` start method, imports the main module), so what fails in one fails
-        in all. Should one fail later, the pool breaks then: jobs not yet sent fail with
-        the reason.
+        It fails if ``START_ATTEMPTS`` starts fail in a row before any worker is up, or
+        at once if the initializer raises: every worker runs it (and, with the ``spawn``
+        start method, imports the main module), so what fails in one fails in all.
+        Should the initializer raise later, the pool breaks then: jobs not yet sent
+        fail with the reason.
         """
         self._thread.start()
 
@@ -247,7 +299,7 @@ class WorkerPool(concurrent.futures.Executor):
             if self._stopping or self._killing:
                 raise RuntimeError("cannot submit to an inorder worker pool that was shut down")
             if self._broken is not None:
-                raise self._broken
+                raise self._broken.error()
             self._queue.append(job)
             if not direct:
                 self._wake_locked()
@@ -325,27 +377,28 @@ class WorkerPool(concurrent.futures.Executor):
             self._selector.close()
 
     def _run(self) -> None:
-        try:
-            with self._turn_lock:
-                for slot in range(self.size):
-                    self._spawn(slot)
-        except Exception as exc:  # noqa: BLE001 - e.g. out of processes, or a spawn worker's import of __main__
-            self._broken = RuntimeError(f"could not start the worker processes: {exc}")
-            self._broken.__cause__ = exc
-            self._end()
-            return
+        for slot in range(self.size):
+            self._start_due[slot] = 0.0
         try:
             while self._turn():
                 pass
         except BaseException as exc:
             logger.exception("the inorder worker pool's manager thread failed")
-            self._broken = RuntimeError(f"the inorder worker pool failed: {exc!r}")
+            self._broken = _Reason(f"the inorder worker pool failed: {exc!r}", exc)
         finally:
             self._end()
 
     def _end(self) -> None:
         """Stop the workers and fail what is left, where no job can be sent meanwhile."""
         with self._turn_lock:
+            with self._lock:
+                self._ended = True
+                launched = list(self._launched)
+                self._launched.clear()
+            self._starter.close()  # one stuck on the fork server is left to finish
+            for _, outcome in launched:
+                if isinstance(outcome, _Worker):
+                    self._workers[outcome.slot] = outcome  # stopped with the others
             self._terminate_all()
             self._fail_everything()
 
@@ -374,46 +427,160 @@ class WorkerPool(concurrent.futures.Executor):
                     os.read(self._wake_r, 4096)
             elif kind == "conn":
                 self._read(worker, READS_PER_TURN)
-        for kind, worker in events:  # after reading: what a worker sent before it died counts
+        now = time.monotonic()
+        # After reading: what a worker sent before it died counts. Ends before statuses:
+        # a pidfd is readable no later than the fork server can report the status.
+        for kind, worker in events:
             if kind == "exit":
+                self._forget(worker.pidfd if worker.pidfd is not None else worker.process.sentinel)
+                worker.ended_at = now
+                if worker.pidfd is None:
+                    worker.status = "ready"  # the sentinel itself reported the end
+        for kind, worker in events:
+            if kind == "status":  # the fork server reported the status, or died
+                self._forget(worker.process.sentinel)
+                worker.status = "ready" if worker.ended_at is not None else "lost"
+        for worker in list(self._workers.values()):
+            if worker.ended_at is not None and (
+                worker.status is not None or now >= worker.ended_at + EXIT_STATUS_WAIT_SECONDS
+            ):
                 self._reap(worker)
+        self._register_launched()
+        self._start_due_workers(now)
         self._check_timeouts()
         self._assign()
 
-    def _spawn(self, slot: int) -> None:
-        fields = _worker.PROGRESS_FIELDS
-        self._progress[slot * fields + _worker.JOB] = 0
-        self._progress[slot * fields + _worker.INDEX] = _worker.NOT_IN_ITEM
-        self._progress[slot * fields + _worker.REVOKED] = 0
+    # -- starting workers ---------------------------------------------------------------
+
+    def _start_due_workers(self, now: float) -> None:
+        """Hand the slots whose start is due to the starter thread."""
+        with self._lock:
+            if self._killing:
+                return
+        for slot, due in list(self._start_due.items()):
+            if due <= now:
+                del self._start_due[slot]
+                self._starting.add(slot)
+                fields = _worker.PROGRESS_FIELDS
+                self._progress[slot * fields + _worker.JOB] = 0
+                self._progress[slot * fields + _worker.INDEX] = _worker.NOT_IN_ITEM
+                self._progress[slot * fields + _worker.REVOKED] = 0
+                self._starter.start(slot)
+
+    def _launch(self, slot: int) -> _Worker:
+        """Start a worker process in ``slot`` (in the starter thread)."""
         parent_end, child_end = self._context.Pipe(duplex=True)
-        gate = self._context.Lock()
-        process = self._context.Process(  # type: ignore[attr-defined]
-            target=_worker_process.main,
-            args=(
-                child_end,
-                self._lifeline_r,
-                gate,
-                self._progress_array,
-                slot,
-                self._initializer,
-                self._log_level,
-                self._max_tasks,
-                self._timeout is not None,
-            ),
-            name=f"inorder-worker-{slot}",
-        )
         try:
+            gate = self._context.Lock()
+            process = self._context.Process(  # type: ignore[attr-defined]
+                target=_worker_process.main,
+                args=(
+                    child_end,
+                    self._lifeline_r,
+                    gate,
+                    self._progress_array,
+                    slot,
+                    self._initializer,
+                    self._log_level,
+                    self._max_tasks,
+                    self._timeout is not None,
+                ),
+                name=f"inorder-worker-{slot}",
+            )
             process.start()
         except BaseException:
             parent_end.close()
             raise
         finally:
             child_end.close()
-        worker = self._workers[slot] = _Worker(slot, process, parent_end, gate)
+        # A forkserver child's sentinel reports its end only through the fork server; a
+        # pidfd tells without it. A child of ours (spawn, fork) has a sentinel of its own.
+        pidfd = None
+        if self._context.get_start_method() == "forkserver":
+            with contextlib.suppress(AttributeError, OSError):  # no pidfds: the sentinel
+                pidfd = os.pidfd_open(process.pid)
+        worker = _Worker(slot, process, parent_end, gate, pidfd)
         worker.poller.register(parent_end.fileno(), select.POLLIN)
-        assert self._selector is not None
-        self._selector.register(parent_end, selectors.EVENT_READ, ("conn", worker))
-        self._selector.register(process.sentinel, selectors.EVENT_READ, ("exit", worker))
+        return worker
+
+    def _started_elsewhere(self, slot: int, outcome: _Worker | BaseException) -> None:
+        """The starter thread's report: a worker launched in ``slot``, or why not."""
+        with self._lock:
+            if not self._ended:
+                self._launched.append((slot, outcome))
+                self._wake_locked()
+                return
+        if isinstance(outcome, _Worker):  # the pool ended meanwhile: it has no use
+            _signal_group(outcome, signal.SIGKILL)
+            outcome.process.join()
+            outcome.conn.close()
+            _close_fds(*([outcome.pidfd] if outcome.pidfd is not None else []))
+
+    def _register_launched(self) -> None:
+        with self._lock:
+            launched = list(self._launched)
+            self._launched.clear()
+        for slot, outcome in launched:
+            self._starting.discard(slot)
+            if isinstance(outcome, OSError):  # out of processes, memory, descriptors
+                attempts = self._start_failures + 1
+                reason = f"could not start a worker process ({attempts} tries in a row): {outcome}"
+                self._start_failed(slot, _Reason(reason, outcome))
+                continue
+            if isinstance(outcome, BaseException):  # a mistake that every try repeats
+                self._break(_Reason(f"could not start a worker process: {outcome}", outcome))
+                continue
+            self._workers[slot] = outcome
+            assert self._selector is not None
+            self._selector.register(outcome.conn, selectors.EVENT_READ, ("conn", outcome))
+            if outcome.pidfd is not None:
+                self._selector.register(outcome.pidfd, selectors.EVENT_READ, ("exit", outcome))
+                sentinel_event = ("status", outcome)
+            else:
+                sentinel_event = ("exit", outcome)
+            self._selector.register(outcome.process.sentinel, selectors.EVENT_READ, sentinel_event)
+
+    def _start_failed(self, slot: int, reason: _Reason) -> None:
+        """A start in ``slot`` failed: try again after a back-off.
+
+        From ``START_ATTEMPTS`` failures in a row on, with no worker up, the jobs have
+        nowhere to run: those waiting (and ``ready``) fail with the reason, each with an
+        error of its own, at every failed start. A job submitted meanwhile waits for the
+        next start, which may succeed: the pool recovers as soon as a worker starts.
+        """
+        self._start_failures += 1
+        self._start_failure = reason
+        backoff = START_BACKOFF_SECONDS * 2 ** min(self._start_failures - 1, 16)
+        self._start_due[slot] = time.monotonic() + min(backoff, START_BACKOFF_MAX_SECONDS)
+        if self._start_failures < START_ATTEMPTS:
+            return
+        if any(w.ready and w.ended_at is None for w in self._workers.values()):
+            return
+        if not self.ready.done():
+            self.ready.set_exception(reason.error())
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+        for job in queued:
+            if job.claimed or job.future.set_running_or_notify_cancel():
+                job.future.set_exception(reason.error())
+
+    def _died_while_starting(self, exitcode: int | None) -> _Reason:
+        if self._initializer is not None:
+            where = "while the initializer ran"
+        else:
+            where = "before it was ready for items"
+        reason = (
+            f"worker processes keep dying while they start: {self._start_failures + 1} in a "
+            f"row, the last {where} ({describe_exit(exitcode)})"
+        )
+        if self._context.get_start_method() == "spawn":
+            reason += (
+                ". With the 'spawn' start method (macOS, Windows) each worker imports your "
+                "main module again: if your script starts the pipeline at module level, "
+                "move that code under 'if __name__ == \"__main__\":'"
+            )
+        return _Reason(reason + ". See the worker's output above on stderr, if any.", None)
 
     def _read(self, worker: _Worker, limit: int) -> None:
         conn = worker.conn
@@ -458,15 +625,18 @@ class WorkerPool(concurrent.futures.Executor):
                 job.future.set_exception(error)
         elif kind == READY:
             worker.ready = True
+            self._start_failures = 0
+            self._start_failure = None
             if not self.ready.done():
                 self.ready.set_result(None)
         elif kind == RETIRING:
             worker.retiring = True
         elif kind == INIT_FAILED:
             self._break(
-                RuntimeError(
+                _Reason(
                     "the initializer given to the pipeline raised in worker process "
-                    f"{worker.pid}, so the workers cannot run items:\n{message[1]}"
+                    f"{worker.pid}, so the workers cannot run items:\n{message[1]}",
+                    None,
                 )
             )
 
@@ -476,10 +646,10 @@ class WorkerPool(concurrent.futures.Executor):
             self._read(worker, -1)  # what it sent before it died (logs, finished jobs)
         self._forget(worker.conn)
         self._forget(worker.process.sentinel)
-        worker.process.join()
-        exitcode = worker.process.exitcode
+        exitcode = self._exit_status(worker)
         _signal_group(worker, signal.SIGKILL)  # processes its items started: orphans now
         worker.conn.close()
+        _close_fds(*([worker.pidfd] if worker.pidfd is not None else []))
         del self._workers[worker.slot]
         with self._lock:
             ending = self._killing
@@ -487,18 +657,19 @@ class WorkerPool(concurrent.futures.Executor):
             self.restarts += 1  # before the jobs fail, so statistics see it with them
         if worker.jobs:
             self._fail_jobs_of_dead(worker, exitcode)
-        if not worker.ready and self._broken is None:
-            self._break(
-                RuntimeError(
-                    f"a worker process died while starting (exit code {exitcode}). With "
-                    "the 'spawn' start method (macOS, Windows) each worker imports your "
-                    "main module again: if your script starts the pipeline at module "
-                    "level, move that code under 'if __name__ == \"__main__\":'. "
-                    "Otherwise see the worker's traceback above on stderr."
-                )
-            )
-        if self._broken is None and not ending:
-            self._spawn(worker.slot)
+        if ending or self._broken is not None:
+            return
+        if worker.ready:
+            self._start_due[worker.slot] = 0.0
+        else:
+            self._start_failed(worker.slot, self._died_while_starting(exitcode))
+
+    def _exit_status(self, worker: _Worker) -> int | None:
+        """An ended worker's exit status, or None if the fork server has not told it."""
+        if worker.status != "ready":
+            return None
+        worker.process.join(0)
+        return worker.process.exitcode  # type: ignore[no-any-return]
 
     def _fail_jobs_of_dead(self, worker: _Worker, exitcode: int | None) -> None:
         running, index, _ = self._running_item(worker)
@@ -525,16 +696,16 @@ class WorkerPool(concurrent.futures.Executor):
             job.future.set_exception(error)
         worker.jobs.clear()
 
-    def _break(self, error: BaseException) -> None:
+    def _break(self, reason: _Reason) -> None:
         """The workers cannot run anything (their initializer fails): fail all jobs."""
-        self._broken = error
-        self._set_ready_error(error)
+        self._broken = reason
+        self._set_ready_error(reason.error())
         with self._lock:
             queued = list(self._queue)
             self._queue.clear()
         for job in queued:
             if job.claimed or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(error)
+                job.future.set_exception(reason.error())
 
     def _set_ready_error(self, error: BaseException) -> None:
         if not self.ready.done():
@@ -615,16 +786,23 @@ class WorkerPool(concurrent.futures.Executor):
         return None
 
     def _next_check(self) -> float | None:
-        """Seconds until the earliest running item may overrun its timeout."""
-        if self._timeout is None:
-            return None
+        """Seconds until the manager has something to do with no event to wake it: a
+        worker start is due, an ended worker's status is given up on, or the earliest
+        running item may overrun its timeout."""
         now = time.monotonic()
-        soonest: float | None = None
-        for worker in self._workers.values():
-            if worker.jobs and worker.killed_for is None:
-                deadline = self._deadline(worker, now)[0]
-                soonest = deadline if soonest is None else min(soonest, deadline)
-        return None if soonest is None else max(0.0, soonest - now)
+        times = list(self._start_due.values())
+        times += [
+            w.ended_at + EXIT_STATUS_WAIT_SECONDS
+            for w in self._workers.values()
+            if w.ended_at is not None
+        ]
+        if self._timeout is not None:
+            times += [
+                self._deadline(worker, now)[0]
+                for worker in self._workers.values()
+                if worker.jobs and worker.killed_for is None and worker.ended_at is None
+            ]
+        return max(0.0, min(times) - now) if times else None
 
     def _running_item(self, worker: _Worker) -> tuple[int, int, float]:
         """(job id, item index, item start) from the worker's progress slot."""
@@ -663,22 +841,22 @@ class WorkerPool(concurrent.futures.Executor):
         for worker in self._workers.values():
             with contextlib.suppress(OSError):
                 _wire.send_parts(worker.conn, _wire.encode(None))
-        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS * 10
-        for worker in list(self._workers.values()):
-            worker.process.join(max(0.0, deadline - time.monotonic()))
+        _wait_for_ends(list(self._workers.values()), TERMINATE_GRACE_SECONDS * 10)
 
     def _terminate_all(self) -> None:
-        """Stop every worker and what its items started: TERM, a grace period, KILL."""
+        """Stop every worker and what its items started: TERM, a grace period, KILL.
+
+        Waits on each worker's pidfd, not on the fork server, which reports a worker's
+        end only when it answers (not while it is stopped)."""
         workers = list(self._workers.values())
         for worker in workers:
-            if worker.process.is_alive():
+            if worker.ended_at is None:
                 _signal_group(worker, signal.SIGTERM)
-        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
-        for worker in workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
+        _wait_for_ends(workers, TERMINATE_GRACE_SECONDS)
         for worker in workers:
             _signal_group(worker, signal.SIGKILL)
-            worker.process.join()
+        _wait_for_ends(workers, _process_group.STOP_WAIT_SECONDS)
+        for worker in workers:
             # Processes its items started may outlive the worker: they end before this
             # returns, so that nothing outlives the pipeline that is stopping.
             if worker.process.pid is not None:
@@ -686,14 +864,19 @@ class WorkerPool(concurrent.futures.Executor):
             if not worker.eof:
                 self._read(worker, -1)
             worker.conn.close()
+            _close_fds(*([worker.pidfd] if worker.pidfd is not None else []))
 
     def _fail_everything(self) -> None:
-        error = self._broken or PoolStopped("the inorder worker pool was stopped")
-        self._set_ready_error(error)
+        def error() -> BaseException:
+            if self._broken is not None:
+                return self._broken.error()
+            return PoolStopped("the inorder worker pool was stopped")
+
+        self._set_ready_error(error())
         for worker in self._workers.values():
             for job in worker.jobs:
                 if job.id not in worker.revoked and not job.future.done():
-                    job.future.set_exception(error)
+                    job.future.set_exception(error())
             worker.jobs.clear()
         self._workers.clear()
         with self._lock:
@@ -702,7 +885,98 @@ class WorkerPool(concurrent.futures.Executor):
             self._queue.clear()
         for job in queued:
             if job.claimed or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(error)
+                job.future.set_exception(error())
+
+
+class _Reason:
+    """Why jobs cannot run: each job gets an exception of its own, made from this, so
+    that what one consumer adds to it (a note naming its item) stays its own."""
+
+    __slots__ = ("cause", "message")
+
+    def __init__(self, message: str, cause: BaseException | None) -> None:
+        self.message = message
+        self.cause = cause
+
+    def error(self) -> RuntimeError:
+        error = RuntimeError(self.message)
+        error.__cause__ = self.cause
+        return error
+
+
+class _Starter:
+    """Launches worker processes in a thread of its own.
+
+    Starting a worker through the fork server waits for the server to answer: a server
+    that is stopped (SIGSTOP) or overloaded would otherwise hold up the manager thread,
+    and with it every other worker's results and the pool's shutdown. ``close()`` ends
+    the thread after the launch in progress; a launch stuck on a server that never
+    answers leaves the thread (a daemon) waiting, and the worker it starts once the
+    server answers finds its pool gone and is stopped (see ``_started_elsewhere``).
+    """
+
+    def __init__(
+        self,
+        launch: Callable[[int], _Worker],
+        report: Callable[[int, _Worker | BaseException], None],
+    ) -> None:
+        self._launch = launch
+        self._report = report
+        self._requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self, slot: int) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="inorder-pool-starter", daemon=True
+            )
+            self._thread.start()
+        self._requests.put(slot)
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+    def _run(self) -> None:
+        while (slot := self._requests.get()) is not None:
+            try:
+                outcome: _Worker | BaseException = self._launch(slot)
+            except Exception as exc:  # noqa: BLE001 - reported: the manager retries
+                outcome = exc
+            self._report(slot, outcome)
+
+
+def _wait_for_ends(workers: list[_Worker], seconds: float) -> None:
+    """Wait until every worker's process has ended, or ``seconds`` pass.
+
+    A worker's pidfd tells when it ends; without one, its sentinel (which the fork
+    server may answer late)."""
+    deadline = time.monotonic() + seconds
+    waiting = {
+        (w.pidfd if w.pidfd is not None else w.process.sentinel): w
+        for w in workers
+        if w.ended_at is None
+    }
+    while waiting:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        for fd in multiprocessing.connection.wait(list(waiting), remaining):
+            worker = waiting.pop(fd)
+            worker.ended_at = time.monotonic()
+            worker.process.join(0)  # reaps a child of ours; the fork server reaps its own
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """A process's exit status in words: 'exit code 3', 'killed by SIGKILL'."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exit code {exitcode}"
 
 
 def _close_fds(*fds: int) -> None:
