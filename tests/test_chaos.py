@@ -3,8 +3,10 @@ killed, file descriptors exhausted. No single fault breaks the stream for good."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,13 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psutil
 import pytest
 
 from inorder import OrderedPipeline, WorkerCrashedError
 
 from . import workloads
-from .helpers import alive, run_arguments, wait_until
+from .helpers import alive, run_arguments, wait_until, worker_processes
 
 pytestmark = pytest.mark.anyio
 
@@ -172,3 +175,73 @@ def test_a_pool_out_of_file_descriptors_recovers_once_there_are_some(
     assert "could not start a worker process" in failed
     assert "Too many open files" in failed
     assert recovered == 16
+
+
+# -- random kills ------------------------------------------------------------------------
+
+CHAOS_ITEMS = 3000
+
+
+async def _kill_workers_at_random(
+    before: set[int], ran_in: set[int], killed: set[int], seed: int
+) -> None:
+    """SIGKILL a random worker every 10-50 ms, and every other time its replacement too
+    as soon as it exists (while it starts). After each round it waits until a worker
+    started since ran an item: a worker was ready in between, so the pool never sees
+    the run of failed starts after which it gives up (the tests above cover that)."""
+    rng = random.Random(seed)
+    while True:
+        await anyio.sleep(rng.uniform(0.01, 0.05))
+        workers = sorted(worker_processes() - before - killed)
+        if not workers:
+            continue
+        victim = rng.choice(workers)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+        if rng.random() < 0.5:
+            with anyio.move_on_after(2):
+                while not (fresh := worker_processes() - before - killed - set(workers)):  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                replacement = min(fresh)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(replacement, signal.SIGKILL)  # most likely still starting
+                killed.add(replacement)
+        alive_then = set(workers)
+        await wait_until(lambda alive_then=alive_then: bool(ran_in - alive_then - killed))  # type: ignore[misc]
+        ran_in.clear()
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+async def test_random_kills_cost_only_the_items_that_were_running(
+    anyio_backend: Any, retries: int
+) -> None:
+    before = worker_processes()
+    killed: set[int] = set()
+    ran_in: set[int] = set()  # worker pids that returned results since the last kill
+    outcomes: list[Any] = []
+    seed = random.getrandbits(32)
+    async with OrderedPipeline(workers=2, retries=retries, on_error="return") as pipe:
+        pipe.map(workloads.ran_where, range(CHAOS_ITEMS), [0.0005] * CHAOS_ITEMS)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_kill_workers_at_random, before, ran_in, killed, seed)
+            async for outcome in pipe:
+                if isinstance(outcome, tuple):
+                    ran_in.add(outcome[1])
+                    outcome = outcome[0]
+                outcomes.append(outcome)
+            tasks.cancel_scope.cancel()
+        stats = pipe.statistics()
+    failed = {i: o for i, o in enumerate(outcomes) if not isinstance(o, int)}
+    assert len(outcomes) == CHAOS_ITEMS, seed
+    assert [o for o in outcomes if isinstance(o, int)] == [
+        i for i in range(CHAOS_ITEMS) if i not in failed
+    ], seed
+    assert len(killed) >= 5, seed  # the run was long enough to see kills
+    for error in failed.values():
+        assert isinstance(error, WorkerCrashedError), (seed, error)
+        assert error.pid in killed, (seed, error)  # no item of a healthy worker failed
+    assert len(failed) <= len(killed), seed  # a kill costs at most the item it ran
+    if retries:
+        assert failed == {}, seed
+    assert stats.failed == len(failed)

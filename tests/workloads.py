@@ -32,6 +32,12 @@ def sleep_then_return(x: int, seconds: float) -> int:
     return x
 
 
+def ran_where(x: int, seconds: float) -> tuple[int, int]:
+    """Sleep ``seconds``; return ``x`` and the pid of the worker that ran it."""
+    time.sleep(seconds)
+    return x, os.getpid()
+
+
 def wait_for_file(x: int, path: str) -> int:
     """Block until ``path`` exists: a gate the test opens when it chooses."""
     gate = Path(path)
