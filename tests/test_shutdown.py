@@ -7,11 +7,13 @@ all, must leave no worker behind either (the workers' lifeline, see _worker_proc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -177,3 +179,139 @@ async def test_ctrl_c_stops_a_script_within_a_second_with_no_orphans(
     finally:
         parent.kill()
         parent.wait()
+
+
+INTERRUPTED_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+import anyio, inorder
+from tests import workloads
+
+FOLDER = {folder!r}
+
+async def waiting_in_put():
+    async with inorder.OrderedPipeline(workers=2, window=4) as pipe:
+        for i in range(100):
+            await pipe.put(workloads.note_sigterm_and_go_on, i, FOLDER)
+            print("accepted", i, flush=True)
+
+async def consuming_a_map_stream():
+    items = range(100), [FOLDER] * 100
+    async with inorder.map(workloads.note_sigterm_and_go_on, *items, workers=2) as results:
+        print("accepted", flush=True)
+        async for _ in results:
+            pass
+
+if __name__ == "__main__":
+    anyio.run(globals()[sys.argv[1]], **json.loads(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["waiting_in_put", "consuming_a_map_stream"])
+async def test_a_second_interrupt_during_the_cleanup_still_ends_everything(
+    anyio_backend: Any, tmp_path: Path, scenario: str
+) -> None:
+    """Ctrl-C pressed twice: the second interrupt lands while the first one's cleanup
+    waits for the workers (their items got SIGTERM, ignore it, and are killed 0.3 s
+    later). The program must still end, with nothing left running."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        textwrap.dedent(INTERRUPTED_SCRIPT.format(root=str(ROOT), folder=str(tmp_path)))
+    )
+    parent = subprocess.Popen(  # noqa: ASYNC220 - started, not waited for here
+        [sys.executable, str(script), scenario, run_arguments(loop_of(anyio_backend))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().startswith("accepted")
+        await wait_until(lambda: len(_descendants(parent.pid)) >= 3)  # fork server, workers
+        everything = _descendants(parent.pid)
+        parent.send_signal(signal.SIGINT)
+        await wait_until(lambda: any(tmp_path.glob("sigterm-*")))  # the cleanup is under way
+        parent.send_signal(signal.SIGINT)
+        parent.wait(30)  # the items sleep for ten minutes: only stopping them ends it
+        await wait_until(lambda: not alive(everything), limit=10)
+    finally:
+        parent.kill()
+        parent.communicate()
+
+
+def _threads_exit_waits_for() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if not t.daemon and t.is_alive()}
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+@pytest.mark.parametrize("leave", ["done", "early"])
+async def test_a_stopped_pipeline_leaves_no_thread_that_exit_would_wait_for(
+    anyio_backend: Any, executor: str, leave: str
+) -> None:
+    """The interpreter waits at exit for every thread that is not a daemon: one left
+    waiting for work (a worker thread of anyio's, parked to stop the pool) hung a
+    program interrupted twice, its event loop gone, for good."""
+    before = _threads_exit_waits_for()
+    async with OrderedPipeline(workers=2, executor=executor) as pipe:
+        pipe.map(workloads.sleep_then_return, range(20), [0.01] * 20)
+        async for result in pipe:
+            if leave == "early" and result == 3:
+                break
+    assert _threads_exit_waits_for() <= before
+
+
+OUTLIVES_SCRIPT = """
+import json, os, sys, threading
+sys.path.insert(0, {root!r})
+import anyio, inorder, psutil
+from tests import workloads
+
+def descendants():
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            found.append(" ".join(child.cmdline()))
+        except psutil.Error:
+            pass
+    return found
+
+async def main():
+    async with inorder.OrderedPipeline(workers=2) as pipe:
+        results = [r async for r in pipe.map(workloads.square, range(100))]
+    assert results == [x * x for x in range(100)]
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    print(json.dumps({{"processes": descendants(), "threads": threads}}), flush=True)
+
+if __name__ == "__main__":
+    anyio.run(main, **json.loads(sys.argv[1]))
+"""
+
+
+async def test_what_outlives_the_block_is_multiprocessings_two_helpers_until_exit(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    """README, Cleanup: after the block only multiprocessing's fork server and resource
+    tracker remain (shared by every pipeline of the program, started once), no thread;
+    when the program ends, they end."""
+    script = tmp_path / "outlives.py"
+    script.write_text(textwrap.dedent(OUTLIVES_SCRIPT.format(root=str(ROOT))))
+    parent = subprocess.Popen(  # noqa: ASYNC220 - started, not waited for here
+        [sys.executable, str(script), run_arguments(loop_of(anyio_backend))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        left = json.loads(parent.stdout.readline())
+        helpers = _descendants(parent.pid)
+        assert parent.wait(30) == 0
+        await wait_until(lambda: not alive(helpers), limit=10)
+    finally:
+        parent.kill()
+        parent.communicate()
+    assert sorted("forkserver" in p or "resource_tracker" in p for p in left["processes"]) == [
+        True,
+        True,
+    ], left["processes"]
+    assert left["threads"] == [], left["threads"]

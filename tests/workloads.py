@@ -303,6 +303,21 @@ def slow_to_start_after_the_first(folder: str) -> None:
         os._exit(3)
 
 
+def note_sigterm_and_go_on(x: int, folder: str) -> int:
+    """Leave ``running-PID`` in ``folder`` and sleep for ten minutes; on SIGTERM, leave
+    ``sigterm-PID`` and go on sleeping (until SIGKILL)."""
+
+    def note(signum: int, frame: object) -> None:
+        (Path(folder) / f"sigterm-{os.getpid()}").touch()
+
+    signal.signal(signal.SIGTERM, note)
+    (Path(folder) / f"running-{os.getpid()}").touch()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        time.sleep(1)
+    return x
+
+
 _initialized: object = None
 
 

@@ -44,6 +44,7 @@ futures, so the event-loop bridge treats it like any executor) and changes the r
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import ctypes
@@ -52,6 +53,7 @@ import itertools
 import logging
 import multiprocessing.connection
 import multiprocessing.context
+import multiprocessing.util
 import os
 import pickle
 import queue
@@ -256,6 +258,8 @@ class WorkerPool(concurrent.futures.Executor):
         # each job that cannot run gets an exception of its own made from it.
         self._broken: _Reason | None = None
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # Resolved when the manager thread is done: every worker stopped, every job settled.
+        self.ended: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._manage, name="inorder-pool", daemon=True)
         # Starting workers (see START_ATTEMPTS). The starter thread launches them, so a
         # fork server that does not answer never holds up the manager thread.
@@ -281,6 +285,7 @@ class WorkerPool(concurrent.futures.Executor):
         Should the initializer raise later, the pool breaks then: jobs not yet sent
         fail with the reason.
         """
+        _LIVE_POOLS.add(self)
         self._thread.start()
 
     def submit(
@@ -343,12 +348,14 @@ class WorkerPool(concurrent.futures.Executor):
             self._join()
 
     def kill_now(self) -> None:
-        """``kill()`` from a finalizer: signal every worker group without waiting."""
+        """``kill()`` from a finalizer or at exit: signal every worker group, and close
+        the lifeline (a worker still starting ends as soon as it runs), without waiting."""
         with self._lock:
             self._killing = True
             self._wake_locked()
         for worker in list(self._workers.values()):
             _signal_group(worker, signal.SIGKILL)
+        self._lifeline_w.close()
 
     def _wake_locked(self) -> None:
         if self._wake_pending or not self._close_wake_pipe.alive:
@@ -375,6 +382,8 @@ class WorkerPool(concurrent.futures.Executor):
             self._run()
         finally:
             self._selector.close()
+            _LIVE_POOLS.discard(self)
+            self.ended.set_result(None)
 
     def _run(self) -> None:
         for slot in range(self.size):
@@ -886,6 +895,23 @@ class WorkerPool(concurrent.futures.Executor):
         for job in queued:
             if job.claimed or job.future.set_running_or_notify_cancel():
                 job.future.set_exception(error())
+
+
+# Pools whose manager thread runs: stopped at interpreter exit (see _stop_live_pools).
+_LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def _stop_live_pools() -> None:
+    """At exit, stop the workers of every pool still running, before multiprocessing's
+    own exit handler joins its child processes: a program interrupted before it could
+    stop its pipeline (a second Ctrl-C during the first one's cleanup) would otherwise
+    wait on workers that only end when this process has ended."""
+    for pool in list(_LIVE_POOLS):
+        pool.kill_now()
+
+
+# Registered after multiprocessing's (imported above), so it runs before it.
+atexit.register(_stop_live_pools)
 
 
 class _Reason:

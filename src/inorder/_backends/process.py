@@ -22,8 +22,6 @@ import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
-import anyio
-
 from .. import _forkserver
 from .._eventloop import FutureLike, LoopBridge
 from .._pool import WorkerPool
@@ -62,6 +60,7 @@ class ProcessBackend:
             timeout=timeout,
         )
         self._finalizer = weakref.finalize(self, self._pool.kill_now)
+        self._bridge: LoopBridge | None = None
 
     @property
     def executor(self) -> concurrent.futures.Executor:
@@ -79,6 +78,7 @@ class ProcessBackend:
         return PickleCodec(out_of_band=True)
 
     async def start(self, bridge: LoopBridge) -> None:
+        self._bridge = bridge
         self._pool.start()
         await bridge.wait(self._pool.ready)
 
@@ -87,8 +87,16 @@ class ProcessBackend:
             future.cancel()
 
     async def stop(self, *, abandon: bool) -> None:
+        """Stop the pool and wait, on the loop, for its manager thread to finish.
+
+        No thread is parked on the wait: an interrupt that ends the event loop meanwhile
+        leaves nothing behind that the interpreter would wait for at exit (the pool's
+        own threads are daemons, and its workers are stopped at exit, see _pool)."""
         self._finalizer.detach()
         if abandon:
-            await anyio.to_thread.run_sync(self._pool.kill)
+            self._pool.kill(wait=False)
         else:
-            await anyio.to_thread.run_sync(self._pool.shutdown)
+            self._pool.shutdown(wait=False)
+        if self._bridge is not None:
+            await self._bridge.wait(self._pool.ended)
+        self._pool.kill(wait=True)  # the manager is done: closes what it left open

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Collection
-
-import anyio
 
 from .._eventloop import FutureLike, LoopBridge
 from .._serialize import Codec, DirectCodec
@@ -23,6 +22,7 @@ class ThreadBackend:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="inorder-worker"
         )
+        self._bridge: LoopBridge | None = None
 
     @property
     def executor(self) -> concurrent.futures.Executor:
@@ -35,14 +35,26 @@ class ThreadBackend:
         return DirectCodec()
 
     async def start(self, bridge: LoopBridge) -> None:
-        pass  # threads start in microseconds, on the first submissions
+        self._bridge = bridge  # threads start in microseconds, on the first submissions
 
     def cancel(self, futures: Collection[FutureLike]) -> None:
         for future in futures:
             future.cancel()
 
     async def stop(self, *, abandon: bool) -> None:
-        await anyio.to_thread.run_sync(self._shutdown)
+        """Cancel what has not started and wait, on the loop, for the running items.
 
-    def _shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        The shutdown waits in a daemon thread of its own, not one of anyio's worker
+        threads, which the interpreter would wait for at exit should an interrupt end
+        the event loop meanwhile."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def shut_down() -> None:
+            try:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+            finally:
+                done.set_result(None)
+
+        threading.Thread(target=shut_down, name="inorder-threads-shutdown", daemon=True).start()
+        if self._bridge is not None:
+            await self._bridge.wait(done)
