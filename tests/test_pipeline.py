@@ -812,3 +812,55 @@ async def test_workers_come_from_a_fork_server_and_inherit_none_of_the_parents_f
     assert parent != os.getpid()
     assert "multiprocessing.forkserver" in command_line
     assert inherited is False
+
+
+# -- a producer that waits for ever ------------------------------------------------------
+
+
+async def test_a_producer_stalled_with_no_consumer_gets_one_warning(
+    anyio_backend: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inorder import _pipeline
+
+    monkeypatch.setattr(_pipeline, "STALL_WARNING_SECONDS", 0.2)
+
+    def warnings_logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    with caplog.at_level(logging.WARNING, logger="inorder"):
+        pipe = OrderedPipeline(workers=1, window=2, executor="thread")
+        async with pipe, anyio.create_task_group() as tasks:
+
+            async def produce() -> None:
+                for i in range(6):
+                    await pipe.put(workloads.square, i)  # the third waits: nobody takes
+                pipe.close()
+
+            tasks.start_soon(produce)
+            await wait_until(lambda: bool(warnings_logged()))
+            # The consumer the warning asks for: the stream goes on, and once the
+            # producer waits again, no second warning.
+            assert [r async for r in pipe] == [i * i for i in range(6)]
+    (message,) = warnings_logged()
+    assert "put() has waited 0.2 s for room in the window (2 items" in message
+    assert "is a task iterating over the pipeline" in message
+
+
+async def test_a_producer_waiting_on_a_slow_consumer_gets_no_warning(
+    anyio_backend: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inorder import _pipeline
+
+    monkeypatch.setattr(_pipeline, "STALL_WARNING_SECONDS", 0.5)
+    with caplog.at_level(logging.WARNING, logger="inorder"):
+        pipe = OrderedPipeline(workers=1, window=2, executor="thread")
+        async with pipe, anyio.create_task_group() as tasks:
+
+            async def produce() -> None:
+                for i in range(75):  # 1.5 s of items: the producer always waits
+                    await pipe.put(workloads.sleep_then_return, i, 0.02)
+                pipe.close()
+
+            tasks.start_soon(produce)
+            assert [r async for r in pipe] == list(range(75))
+    assert [r for r in caplog.records if r.levelno == logging.WARNING] == []

@@ -120,6 +120,11 @@ FIRST_MAP_CHUNK = 8
 # for a while; a consumer that keeps taking them ends the wait first.
 HOLD_SECONDS = 0.005
 
+# A producer (put() or map()'s feeder) that has waited this long for room while the
+# consumer took no result gets a warning on the "inorder" logger, once per pipeline: a
+# window filled before anything iterates waits for ever, and says nothing otherwise.
+STALL_WARNING_SECONDS = 10.0
+
 BatchOption = int | Literal["auto"]
 WindowOption = int | Literal["auto"]
 
@@ -397,6 +402,11 @@ class OrderedPipeline:
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
         self._hold = _Hold()
+        # The stall check (see _watch_for_stall): its timer, the consumer's count when it
+        # was armed, and whether the warning was given.
+        self._stall_timer: Callable[[], None] | None = None
+        self._stall_taken = 0
+        self._stall_warned = False
         self._executor_option = _check_executor(executor)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {ordered!r}")
@@ -526,6 +536,9 @@ class OrderedPipeline:
         if self._hold.cancel_timer is not None:
             self._hold.cancel_timer()
             self._hold.cancel_timer = None
+        if self._stall_timer is not None:
+            self._stall_timer()
+            self._stall_timer = None
         self._buffer.clear()
         self._run.clear()  # in place: an iterator over it may still be held
         self._run_iter = None
@@ -848,6 +861,7 @@ class OrderedPipeline:
             return
         waiter = _Waiter()
         self._window.enqueue(waiter)
+        self._watch_for_stall()
         try:
             await waiter.event.wait()
         except BaseException:
@@ -1481,10 +1495,37 @@ class OrderedPipeline:
         slots for one item at a time.
         """
         room = self._room = anyio.Event()
+        self._watch_for_stall()
         try:
             await room.wait()
         finally:
             self._room = None
+
+    def _watch_for_stall(self) -> None:
+        """A producer starts to wait for room: unless a check is due already, check in
+        ``STALL_WARNING_SECONDS`` whether the consumer took a result meanwhile."""
+        if self._stall_timer is None and not self._stall_warned:
+            assert self._bridge is not None
+            self._stall_taken = self._taken()
+            self._stall_timer = self._bridge.call_later(
+                STALL_WARNING_SECONDS, self._check_for_stall
+            )
+
+    def _check_for_stall(self) -> None:
+        self._stall_timer = None
+        if self._state is _State.STOPPED or not (self._window.waiting or self._room):
+            return  # no producer waits now
+        if self._taken() != self._stall_taken:
+            self._watch_for_stall()  # results are taken: the wait is the consumer's pace
+            return
+        self._stall_warned = True
+        logger.warning(
+            "put() has waited %g s for room in the window (%d items, all accepted and "
+            "not yet taken), and no result was taken meanwhile: is a task iterating over "
+            "the pipeline (async for) while the producers put? Only iterating frees room",
+            STALL_WARNING_SECONDS,
+            self._window.capacity,
+        )
 
     async def _feed_items_async(
         self, key: Any, shape: int, iterators: list[Iterator[Any] | AsyncIterator[Any]]
