@@ -265,8 +265,11 @@ async def test_system_exit_in_an_item_does_not_end_the_parent(executor: Any) -> 
         assert await collect(pipe) == [9]
 
 
-async def test_unpicklable_result_and_exception_fail_at_their_position(anyio_backend: Any) -> None:
-    async with OrderedPipeline(workers=2, on_error="return") as pipe:
+@pytest.mark.parametrize("batch", [1, 4])
+async def test_unpicklable_result_and_exception_fail_at_their_position(
+    anyio_backend: Any, batch: int
+) -> None:
+    async with OrderedPipeline(workers=2, on_error="return", batch=batch) as pipe:
         await pipe.put(workloads.square, 1)
         await pipe.put(workloads.returns_unpicklable, None)
         await pipe.put(workloads.raise_unpicklable_error, None)
@@ -277,6 +280,10 @@ async def test_unpicklable_result_and_exception_fail_at_their_position(anyio_bac
     assert results[3] == 4
     assert isinstance(results[1], TypeError)
     assert "the result, a Unpicklable, could not be pickled" in str(results[1])
+    assert (
+        "inorder: item 1 failed in tests.workloads.returns_unpicklable"
+        in (results[1].__notes__[0])
+    )
     assert isinstance(results[2], TypeError)
     assert "raised RuntimeError: holds a lock" in str(results[2])
     assert "raise error" in str(results[2].__cause__)  # the worker traceback survived

@@ -173,7 +173,11 @@ def run_pickled(
     items_run += count
     outcomes: list[Any] = []
     failures = 0
+    # Where each segment's outcomes end, and its function's name: an outcome that
+    # cannot be pickled is reported as its function's (see dump_outcomes).
+    ends: list[tuple[int, str]] = []
     for digest, shape, count, blob, flagged, buffers in segments:
+        ends.append((len(outcomes) + count, "<a function that could not be loaded>"))
         if _progress is not None:
             # Loading the function and the arguments is no item's own work: a crash
             # here makes every item of the batch a suspect, to be re-run alone.
@@ -183,6 +187,7 @@ def run_pickled(
             outcomes.extend([fn] * count)
             failures += count
             continue
+        ends[-1] = (ends[-1][0], describe(fn))
         try:
             payloads = pickle.loads(blob, buffers=buffers)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
@@ -203,7 +208,9 @@ def run_pickled(
     # (see _wire); a borrowed executor pickles with protocols that cannot carry them.
     global _large_results
     own = _progress is not None
-    blob, unpicklable, buffers = dump_outcomes(outcomes, raw_bytes=own and _large_results)
+    blob, unpicklable, buffers = dump_outcomes(
+        outcomes, raw_bytes=own and _large_results, functions=ends
+    )
     if not own:
         return blob, time.perf_counter() - started, failures + unpicklable
     # Looking for large results costs a check per item: only once they are large.
@@ -338,12 +345,16 @@ def _failure(exc: BaseException, fn: Callable[..., Any], pid: int | None) -> Fai
 
 
 def dump_outcomes(
-    outcomes: list[Any], *, raw_bytes: bool = False
+    outcomes: list[Any],
+    *,
+    raw_bytes: bool = False,
+    functions: list[tuple[int, str]] | None = None,
 ) -> tuple[bytes, int, list[pickle.PickleBuffer]]:
     """Pickle a batch of outcomes; one that cannot be pickled becomes that item's error.
 
     Returns the pickle, how many results had to be replaced by a failure, and (with
-    ``raw_bytes``) the large ``bytes`` results left out of the pickle.
+    ``raw_bytes``) the large ``bytes`` results left out of the pickle. ``functions``:
+    for each segment of the batch, where its outcomes end and its function's name.
     """
     buffers: list[pickle.PickleBuffer] = []
     try:
@@ -356,7 +367,13 @@ def dump_outcomes(
         return pickle.dumps(outcomes, pickle.HIGHEST_PROTOCOL), 0, buffers
     except Exception:  # noqa: BLE001 - find which outcome is to blame, below
         buffers.clear()
-    checked = [_picklable(o) for o in outcomes]
+    names = iter(functions or [])
+    end, name = next(names, (len(outcomes), "<unknown function>"))
+    checked = []
+    for index, outcome in enumerate(outcomes):
+        while index >= end:
+            end, name = next(names, (len(outcomes), "<unknown function>"))
+        checked.append(_picklable(outcome, name))
     replaced = sum(
         type(c) is Failure and type(o) is not Failure
         for o, c in zip(outcomes, checked, strict=True)
@@ -364,8 +381,9 @@ def dump_outcomes(
     return pickle.dumps(checked, pickle.HIGHEST_PROTOCOL), replaced, buffers
 
 
-def _picklable(outcome: Any) -> Any:
-    """``outcome`` itself if it can cross to the parent, else a Failure that explains why."""
+def _picklable(outcome: Any, function: str) -> Any:
+    """``outcome`` itself if it can cross to the parent, else a Failure that explains why
+    (``function``: the name of the function that returned it)."""
     try:
         pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
         return outcome
@@ -390,7 +408,7 @@ def _picklable(outcome: Any) -> Any:
         f"the result, a {type(outcome).__qualname__}, could not be pickled to send it to "
         f"the parent ({reason}); return plain data from the function"
     )
-    return Failure(replacement, "<result pickling>", None, os.getpid())
+    return Failure(replacement, function, None, os.getpid())
 
 
 class _CloudPickled:
