@@ -12,7 +12,11 @@ sha256 chain, about 14 us per line), each command writing to /dev/null:
 Every command's output is checked against the plain loop's first (same bytes). Medians
 of 3 runs (1 for the per-line parallel runs).
 
-    python benchmarks/cli.py [--lines 1000000] [--runs 3]
+Then one long line (``--long-line-mib``, 50 by default) through ``upper``: the plain
+loop and ``inorder map``, with the time and the peak memory of each command (the
+largest process it ran): reading must be linear in the line's length.
+
+    python benchmarks/cli.py [--lines 1000000] [--runs 3] [--long-line-mib 50]
 """
 
 from __future__ import annotations
@@ -74,6 +78,47 @@ def run(command: str, output: str = "/dev/null") -> float:
     return time.perf_counter() - started
 
 
+MEASURE = (
+    "import resource, subprocess, sys, time; started = time.perf_counter(); "
+    "subprocess.run(sys.argv[1], shell=True, check=True); "
+    "print(time.perf_counter() - started, "
+    "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def run_measured(command: str) -> tuple[float, float]:
+    """Seconds, and the peak RSS in MiB of the largest process ``command`` ran."""
+    env = fresh_process_env(PYTHONPATH=str(HERE))
+    done = subprocess.run(
+        [PYTHON, "-c", MEASURE, f"{command} > /dev/null"],
+        check=True,
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds, kib = done.stdout.split()
+    return float(seconds), int(kib) / 1024
+
+
+def long_line(workdir: Path, mib: int, runs: int) -> None:
+    data = workdir / "long-line.txt"
+    with data.open("w") as f:
+        for _ in range(mib):
+            f.write("x" * (1 << 20))
+        f.write("\n")
+    print(f"\none line of {mib} MiB, upper:\n")
+    print("| command | seconds | peak memory (MiB) |")
+    print("| --- | --- | --- |")
+    for name, (command, _) in commands("upper", data, data).items():
+        if name not in ("plain Python loop", "inorder map"):
+            continue
+        measured = [run_measured(command) for _ in range(runs)]
+        seconds = statistics.median(m[0] for m in measured)
+        peak = statistics.median(m[1] for m in measured)
+        print(f"| {name} | {seconds:.2f} | {peak:.0f} |")
+
+
 def digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -82,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--long-line-mib", type=int, default=50)
     args = parser.parse_args()
     if shutil.which("parallel") is None:
         sys.exit("GNU parallel is not installed (Debian: apt install parallel)")
@@ -126,6 +172,7 @@ def main() -> None:
         loop = rates["plain Python loop"]
         for name, rate in rates.items():
             print(f"| {name} | {rate:,.0f} | {rate / per_line:,.1f}x | {rate / loop:.2f}x |")
+    long_line(workdir, args.long_line_mib, args.runs)
     shutil.rmtree(workdir)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from pathlib import Path
@@ -111,3 +112,25 @@ def announce_then_sleep(line: str) -> str:
     (Path(os.environ["STARTED_DIR"]) / line).touch()
     time.sleep(600)
     return line
+
+
+def crash_on_boom(line: str) -> str:
+    if line == "boom":
+        os._exit(9)
+    return line
+
+
+def first_key(item: Any) -> str:
+    return next(iter(item))
+
+
+def as_float(line: str) -> float:
+    return float(line)
+
+
+def gzip_line(line: str) -> bytes:
+    return gzip.compress(f"{line}\n".encode())
+
+
+def length(line: str) -> int:
+    return len(line)

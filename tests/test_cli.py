@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -238,6 +239,7 @@ def test_on_error_raise_stops_after_the_results_before_the_failed_line(
         first
         == f"inorder map: {source}:3: ValueError: invalid literal for int() with base 10: 'x'"
     )
+    assert done.stderr.splitlines()[1] == "  input: 'x'"  # which record failed
     assert "Traceback (most recent call last):" in done.stderr
     assert "cli_functions.py" in done.stderr  # the traceback starts in the user's code
     assert "_worker.py" not in done.stderr
@@ -265,8 +267,112 @@ def test_on_error_return_writes_an_error_object_in_place(tmp_path: Path, cli: Cl
             "message": "invalid literal for int() with base 10: 'x'",
             "file": source,
             "line": 2,
+            "input": "x",
         }
     }
+
+
+def test_a_line_whose_worker_dies_is_reported_with_its_input(cli: Cli) -> None:
+    done = cli.run(
+        "map", f"{FUNCTIONS}:crash_on_boom", "--on-error", "return", stdin="a\nboom\nc\n"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert (out[0], out[2]) == ("a", "c")
+    error = json.loads(out[1])["error"]
+    assert (error["type"], error["line"], error["input"]) == ("WorkerCrashedError", 2, "boom")
+    assert "  input: 'boom'" in done.stderr.splitlines()
+
+
+def test_a_long_failed_input_is_cut_in_the_report(tmp_path: Path) -> None:
+    source = lines_file(tmp_path / "long.txt", ["y" * 5000])
+    done = inorder("map", f"{FUNCTIONS}:number", "--on-error", "return", source)
+    reported = json.loads(done.stdout)["error"]["input"]
+    assert reported == "y" * 200 + "... (5,000 characters)"
+
+
+def test_input_and_output_formats_are_chosen_apart() -> None:
+    plain = inorder("map", f"{FUNCTIONS}:words", "--output-format", "jsonl", stdin="a b\n")
+    assert plain.stdout == '["a", "b"]\n'
+    upper = inorder("map", f"{FUNCTIONS}:upper", "--output-format", "jsonl", stdin="ab\n")
+    assert upper.stdout == '"AB"\n'  # a str is JSON too, in jsonl output
+    parsed = inorder(
+        "map", f"{FUNCTIONS}:square_json", "--input-format", "jsonl", stdin='{"n": 3}\n'
+    )
+    assert json.loads(parsed.stdout) == {"n": 3, "square": 9}
+    # --jsonl is both; an explicit format wins over it for its side
+    mixed = inorder(
+        "map", f"{FUNCTIONS}:first_key", "--jsonl", "--output-format", "text",
+        stdin='{"k": 1}\n',
+    )  # fmt: skip
+    assert mixed.stdout == "k\n"
+
+
+def test_nan_and_infinity_are_not_json_in_or_out() -> None:
+    stdin = '{"n": 1}\n{"n": NaN}\n{"n": Infinity}\n'
+    parsed = inorder(
+        "map", f"{FUNCTIONS}:square_json", "--jsonl", "--on-error", "skip", stdin=stdin
+    )
+    assert parsed.stdout == '{"n": 1, "square": 1}\n'
+    assert "<stdin>:2: ValueError: the line is not valid JSON: NaN is not JSON" in parsed.stderr
+    assert "<stdin>:3: ValueError: the line is not valid JSON: Infinity is not JSON" in (
+        parsed.stderr
+    )
+    written = inorder(
+        "map", f"{FUNCTIONS}:as_float", "--output-format", "jsonl", "--on-error", "return",
+        stdin="1.5\nnan\ninf\n",
+    )  # fmt: skip
+    out = written.stdout.splitlines()
+    assert out[0] == "1.5"
+    for line in out[1:]:
+        error = json.loads(line)["error"]
+        assert error["type"] == "ValueError"
+        assert "NaN or Infinity, which JSON has no way to write" in error["message"]
+
+
+def test_raw_output_writes_bytes_as_they_are_in_order(tmp_path: Path, cli: Cli) -> None:
+    # An ordered parallel compressor: each line becomes a gzip member; members
+    # concatenated in order make one gzip stream of the whole input.
+    lines = [f"record {i} {'z' * (i % 50)}" for i in range(3000)]
+    done = subprocess.run(
+        cli.argv(
+            "map", f"{FUNCTIONS}:gzip_line", "--output-format", "raw",
+            lines_file(tmp_path / "in.txt", lines),
+        ),
+        capture_output=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert gzip.decompress(done.stdout).decode() == "".join(f"{line}\n" for line in lines)
+
+
+def test_raw_output_refuses_what_is_not_bytes_and_on_error_return() -> None:
+    refused = inorder("map", f"{FUNCTIONS}:words", "--output-format", "raw", stdin="a\n")
+    assert refused.returncode == 1
+    assert "cannot be written raw: with --output-format raw the function returns bytes" in (
+        refused.stderr
+    )
+    usage = inorder(
+        "map", f"{FUNCTIONS}:upper", "--output-format", "raw", "--on-error", "return",
+        stdin="a\n",
+    )  # fmt: skip
+    assert usage.returncode == 2
+    assert "raw output could not tell from the results" in usage.stderr
+
+
+def test_a_long_line_arriving_in_pieces_is_one_line(cli: Cli) -> None:
+    process = subprocess.Popen(
+        cli.argv("map", f"{FUNCTIONS}:length"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdin is not None
+    piece = b"w" * 4096
+    for _ in range(2048):  # 8 MiB in 4 KiB writes, then the newline
+        process.stdin.write(piece)
+    process.stdin.write(b"\nshort\nlast without newline")
+    out, _ = process.communicate(timeout=60)
+    assert out.decode().splitlines() == [str(4096 * 2048), "5", "20"]
 
 
 def test_a_malformed_json_line_is_an_error_for_that_line(cli: Cli) -> None:
@@ -620,3 +726,25 @@ def test_an_input_that_fails_mid_way_is_one_line_and_status_1(tmp_path: Path, cl
     assert done.stderr.startswith("inorder map: error: ")
     assert "Is a directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_sources_keep_the_text_of_lines_not_yet_written_only(tmp_path: Path) -> None:
+    """A unit test of _cli.Sources: what a failure report can quote, and no more."""
+    from inorder._cli import Sources
+
+    path = lines_file(tmp_path / "in.txt", [f"line {i}" for i in range(50_000)])
+    sources = Sources([path])
+    read = 0
+    async for chunk in sources.chunks():
+        read += len(chunk)
+        assert sources.text(read - 1) == f"line {read - 1}"
+        sources.keep_from(read - 1)  # everything before the last line read was written
+        assert sources.text(0) is None or read <= len(chunk)
+    assert read == 50_000
+    assert sources.text(49_999) == "line 49999"
+    sources.keep_from(50_000)
+    assert sources.text(49_999) is None
+    unkept = Sources([path], keep_lines=False)
+    async for _ in unkept.chunks():
+        assert unkept.text(0) is None

@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,7 +123,23 @@ def _parser() -> argparse.ArgumentParser:
         "files", metavar="FILE", nargs="*", help="input files (default: stdin; - is stdin)"
     )
     mapper.add_argument(
-        "--jsonl", action="store_true", help="parse each line as JSON; write results as JSON"
+        "--input-format",
+        choices=_lines.INPUT_FORMATS,
+        default=None,
+        help="text: FUNC gets each line's text (default); jsonl: each line parsed as JSON",
+    )
+    mapper.add_argument(
+        "--output-format",
+        choices=_lines.OUTPUT_FORMATS,
+        default=None,
+        help="text: a str result as it is, anything else as JSON, one line each (default); "
+        "jsonl: every result as JSON, one line each; raw: bytes as they are (str as UTF-8) "
+        "with nothing added between results",
+    )
+    mapper.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="JSON lines in and out: --input-format jsonl --output-format jsonl",
     )
     _pipeline_options(mapper, window=True)
     mapper.add_argument(
@@ -289,15 +306,35 @@ def _import_path(path: Path) -> Any:
 
 
 class Sources:
-    """The input files, read in order as chunks of lines; knows where each line came from."""
+    """The input files, read in order as chunks of lines; knows where each line came from,
+    and (``keep_lines``) the text of the lines not yet written (see ``keep_from``)."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, keep_lines: bool = True) -> None:
         self.paths = list(paths) or ["-"]
+        self._keep_lines = keep_lines  # out of order, nothing could be let go of
         self._starts: list[tuple[int, str]] = []  # (sequence number of its first line, name)
+        # The chunks read, each with the sequence number of its first line, from the
+        # oldest whose lines may still be reported (see keep_from).
+        self._chunks: deque[tuple[int, list[str]]] = deque()
+        self._read = 0  # lines read so far
         for path in self.paths:
             if path != "-" and not os.access(path, os.R_OK):
                 reason = "no such file" if not os.path.exists(path) else "cannot read"
                 raise UsageError(f"{reason}: {path}")
+
+    def text(self, seq: int) -> str | None:
+        """The text of input line ``seq``, if it is still kept."""
+        for start, lines in self._chunks:
+            if start <= seq < start + len(lines):
+                return lines[seq - start]
+        return None
+
+    def keep_from(self, seq: int) -> None:
+        """Lines before ``seq`` will not be reported: let go of the chunks that hold
+        only such lines (with results in input order, ``seq`` is the output position)."""
+        chunks = self._chunks
+        while chunks and chunks[0][0] + len(chunks[0][1]) <= seq:
+            chunks.popleft()
 
     def locate(self, seq: int) -> tuple[str, int]:
         """The file name and line number (from 1) of input line ``seq``."""
@@ -315,6 +352,8 @@ class Sources:
             fd = 0 if path == "-" else os.open(path, os.O_RDONLY)
             try:
                 async for lines in _read_lines(fd):
+                    if self._keep_lines:
+                        self._chunks.append((seq, lines))
                     seq += len(lines)
                     yield lines
             finally:
@@ -327,7 +366,9 @@ async def _read_lines(fd: int) -> AsyncIterator[list[str]]:
     # read what is there. A regular file is always "ready" (and cannot be polled): read.
     # No thread: one blocked in read() would outlive a Ctrl-C.
     pollable = not stat.S_ISREG(os.fstat(fd).st_mode)
-    partial = b""
+    # The start of a line whose end is not read yet, in pieces: joined once, when the
+    # end comes, so that a line of any length costs time in proportion to it.
+    pieces: list[bytes] = []
     while True:
         if pollable:
             try:
@@ -341,20 +382,34 @@ async def _read_lines(fd: int) -> AsyncIterator[list[str]]:
             break
         cut = data.rfind(b"\n") + 1
         if not cut:
-            partial += data
+            pieces.append(data)
             continue
-        text = (partial + data[:cut]).decode(ENCODING, ERRORS)
-        partial = data[cut:]
+        if pieces:
+            pieces.append(data[:cut])
+            text = b"".join(pieces).decode(ENCODING, ERRORS)
+            pieces = []
+        else:
+            text = data[:cut].decode(ENCODING, ERRORS)
+        if cut < len(data):
+            pieces.append(data[cut:])
         lines = text.split("\n")
         lines.pop()  # the empty string after the last newline
         yield lines
-    if partial:
-        yield [partial.decode(ENCODING, ERRORS)]
+    if pieces:
+        yield [b"".join(pieces).decode(ENCODING, ERRORS)]
 
 
 def _map_command(args: argparse.Namespace) -> int:
     fn = load_function(args.function)
-    sources = Sources(args.files)
+    # Out of order, no position says which lines are done: their text is not kept.
+    sources = Sources(args.files, keep_lines=not args.unordered)
+    input_format: _lines.InputFormat = args.input_format or ("jsonl" if args.jsonl else "text")
+    output_format: _lines.OutputFormat = args.output_format or ("jsonl" if args.jsonl else "text")
+    if output_format == "raw" and args.on_error == "return":
+        raise UsageError(
+            "--on-error return writes an error object in a failed line's place, which raw "
+            "output could not tell from the results: use --on-error raise or skip"
+        )
     options: dict[str, Any] = {
         "workers": args.workers,
         "window": args.window,
@@ -370,8 +425,8 @@ def _map_command(args: argparse.Namespace) -> int:
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     loop = check_loop(args.loop)
-    line_function = _lines.LineFunction(fn, jsonl=args.jsonl)
-    writer = _Writer(sys.stdout.buffer)
+    line_function = _lines.LineFunction(fn, input_format=input_format, output_format=output_format)
+    writer = _Writer(sys.stdout.buffer, raw=output_format == "raw")
     try:
         return run_on_loop(
             loop, _map_stream, line_function, sources, options, args.on_error, writer
@@ -407,11 +462,12 @@ async def _map_stream(
     status = EXIT_OK
     position = 0  # in ordered mode, an outcome's sequence number is its position
     ordered = options["ordered"]
+    result_type = bytes if writer.raw else str
     async with OrderedPipeline(**options) as pipe:
         pipe._map_chunks(fn, sources.chunks())
         async for outcome in pipe:
             position += 1
-            if type(outcome) is str:
+            if type(outcome) is result_type:
                 writer.add(outcome)
             else:
                 seq = position - 1 if ordered else getattr(outcome, "_inorder_seq", -1)
@@ -424,41 +480,60 @@ async def _map_stream(
                     writer.add(_error_line(sources, seq, outcome))
             if not pipe._outcome_ready():
                 writer.flush()
+                if ordered:
+                    sources.keep_from(position)
     writer.flush()
     return status
 
 
 class _Writer:
-    """Result lines gathered and written in few system calls."""
+    """Results gathered and written in few system calls: lines (each ends with a
+    newline), or with ``raw`` bytes as they are."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, raw: bool = False) -> None:
         self._out = out
-        self._lines: list[str] = []
+        self.raw = raw
+        self._pending: list[Any] = []
 
-    def add(self, line: str) -> None:
-        self._lines.append(line)
-        if len(self._lines) >= WRITE_LINES:
+    def add(self, record: str | bytes) -> None:
+        self._pending.append(record)
+        if len(self._pending) >= WRITE_LINES:
             self.flush()
 
     def flush(self) -> None:
-        if self._lines:
-            data = ("\n".join(self._lines) + "\n").encode(ENCODING, ERRORS)
-            self._lines = []
+        if self._pending:
+            if self.raw:
+                data = b"".join(self._pending)
+            else:
+                data = ("\n".join(self._pending) + "\n").encode(ENCODING, ERRORS)
+            self._pending = []
             self._out.write(data)
             self._out.flush()
 
     def abandon(self) -> None:
         """The reader went away: drop what is left, and keep the exit quiet."""
-        self._lines = []
+        self._pending = []
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, self._out.fileno())
         os.close(devnull)
+
+
+def _input(sources: Sources, seq: int, error: BaseException) -> str | None:
+    """The (excerpt of the) input line an error is about, when it is known."""
+    text = _lines.input_of(error)
+    if text is None and seq >= 0:
+        line = sources.text(seq)
+        text = None if line is None else _lines.excerpt(line)
+    return text
 
 
 def _report(sources: Sources, seq: int, error: BaseException) -> None:
     name, line = sources.locate(seq) if seq >= 0 else ("?", 0)
     where = f"{name}:{line}" if seq >= 0 else "a line"
     lines = [f"inorder map: {where}: {type(error).__name__}: {error}"]
+    text = _input(sources, seq, error)
+    if text is not None:
+        lines.append(f"  input: {text!r}")
     cause = error.__cause__
     if isinstance(cause, RemoteTraceback):
         lines.append(cause.traceback_text.rstrip("\n"))
@@ -475,6 +550,7 @@ def _error_line(sources: Sources, seq: int, error: BaseException) -> str:
                 "message": str(error),
                 "file": name,
                 "line": line,
+                "input": _input(sources, seq, error),
             }
         },
         ensure_ascii=False,

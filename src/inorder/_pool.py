@@ -267,7 +267,9 @@ class WorkerPool(concurrent.futures.Executor):
         self._start_due: dict[int, float] = {}  # slot -> when to start a worker in it
         self._starting: set[int] = set()  # slots whose worker the starter is launching
         self._launched: deque[tuple[int, _Worker | BaseException]] = deque()  # by _lock
-        self._ended = False  # the manager finished: a worker launched now is stopped
+        self._finished = False  # the manager finished: a worker launched now is stopped
+        # Workers whose end was seen, waiting for their exit status (see _deal_with).
+        self._ended: set[_Worker] = set()
         self._start_failures = 0  # in a row, since a worker was last ready
         self._start_failure: _Reason | None = None  # the last one's reason
 
@@ -401,7 +403,7 @@ class WorkerPool(concurrent.futures.Executor):
         """Stop the workers and fail what is left, where no job can be sent meanwhile."""
         with self._turn_lock:
             with self._lock:
-                self._ended = True
+                self._finished = True
                 launched = list(self._launched)
                 self._launched.clear()
             self._starter.close()  # one stuck on the fork server is left to finish
@@ -436,26 +438,30 @@ class WorkerPool(concurrent.futures.Executor):
                     os.read(self._wake_r, 4096)
             elif kind == "conn":
                 self._read(worker, READS_PER_TURN)
-        now = time.monotonic()
         # After reading: what a worker sent before it died counts. Ends before statuses:
         # a pidfd is readable no later than the fork server can report the status.
         for kind, worker in events:
             if kind == "exit":
                 self._forget(worker.pidfd if worker.pidfd is not None else worker.process.sentinel)
-                worker.ended_at = now
+                worker.ended_at = time.monotonic()
+                self._ended.add(worker)
                 if worker.pidfd is None:
                     worker.status = "ready"  # the sentinel itself reported the end
         for kind, worker in events:
             if kind == "status":  # the fork server reported the status, or died
                 self._forget(worker.process.sentinel)
                 worker.status = "ready" if worker.ended_at is not None else "lost"
-        for worker in list(self._workers.values()):
-            if worker.ended_at is not None and (
-                worker.status is not None or now >= worker.ended_at + EXIT_STATUS_WAIT_SECONDS
-            ):
-                self._reap(worker)
-        self._register_launched()
-        self._start_due_workers(now)
+        if self._ended:
+            now = time.monotonic()
+            for worker in list(self._ended):
+                assert worker.ended_at is not None
+                if worker.status is not None or now >= worker.ended_at + EXIT_STATUS_WAIT_SECONDS:
+                    self._ended.discard(worker)
+                    self._reap(worker)
+        if self._launched:  # read without the lock: the starter wakes the manager after it
+            self._register_launched()
+        if self._start_due:
+            self._start_due_workers(time.monotonic())
         self._check_timeouts()
         self._assign()
 
@@ -515,7 +521,7 @@ class WorkerPool(concurrent.futures.Executor):
     def _started_elsewhere(self, slot: int, outcome: _Worker | BaseException) -> None:
         """The starter thread's report: a worker launched in ``slot``, or why not."""
         with self._lock:
-            if not self._ended:
+            if not self._finished:
                 self._launched.append((slot, outcome))
                 self._wake_locked()
                 return
@@ -798,12 +804,12 @@ class WorkerPool(concurrent.futures.Executor):
         """Seconds until the manager has something to do with no event to wake it: a
         worker start is due, an ended worker's status is given up on, or the earliest
         running item may overrun its timeout."""
+        if not self._start_due and not self._ended and self._timeout is None:
+            return None  # the common case: only events wake the manager
         now = time.monotonic()
         times = list(self._start_due.values())
         times += [
-            w.ended_at + EXIT_STATUS_WAIT_SECONDS
-            for w in self._workers.values()
-            if w.ended_at is not None
+            w.ended_at + EXIT_STATUS_WAIT_SECONDS for w in self._ended if w.ended_at is not None
         ]
         if self._timeout is not None:
             times += [

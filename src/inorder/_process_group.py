@@ -59,6 +59,10 @@ def stop_group(group: int) -> None:
     """
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     while True:
+        try:
+            os.killpg(group, 0)  # one system call tells whether the group has any member
+        except OSError:
+            return
         members = live_members(group)
         if not members:
             return
