@@ -51,7 +51,7 @@ def record(path: str) -> dict[str, Any]:
     most). Return the file's name and size."""
     text = Path(path).read_text()
     log_path = Path(os.environ["SPOOL_LOG"])
-    with log_path.open("a") as log:
+    with log_path.open("a", errors="surrogateescape") as log:  # a name may not be UTF-8
         log.write(Path(path).name + "\n")
     if text.startswith("sleep"):
         time.sleep(float(text.split()[1]))

@@ -748,3 +748,125 @@ async def test_sources_keep_the_text_of_lines_not_yet_written_only(tmp_path: Pat
     unkept = Sources([path], keep_lines=False)
     async for _ in unkept.chunks():
         assert unkept.text(0) is None
+
+
+# -- inorder spool: hostile files --------------------------------------------------------
+
+
+def test_a_name_dropped_twice_keeps_each_result(tmp_path: Path, cli: Cli) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    log = tmp_path / "log"
+    drop(folder, "x.task", "first")
+    assert spool(folder, "--once", log=log, loop=cli.loop).returncode == 0
+    drop(folder, "x.task", "second!")
+    assert spool(folder, "--once", log=log, loop=cli.loop).returncode == 0
+    done = folder / "done"
+    assert sorted(p.name for p in done.iterdir()) == [
+        "x.task",
+        "x.task.2",
+        "x.task.2.result",
+        "x.task.result",
+    ]
+    assert (done / "x.task").read_text() == "first"
+    assert json.loads((done / "x.task.result").read_text())["size"] == 5
+    assert (done / "x.task.2").read_text() == "second!"
+    assert json.loads((done / "x.task.2.result").read_text())["size"] == 7
+
+
+def test_a_name_dropped_again_while_the_first_runs_keeps_both(tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    log = tmp_path / "log"
+    process = start_spool(folder, "-j", "2", log=log, stderr=subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        assert "watching" in process.stderr.readline()
+        drop(folder, "x.task", "sleep 1")
+        wait_for(lambda: log.exists() and log.read_text().split() == ["x.task"])
+        drop(folder, "x.task", "sleep 0")  # claimed while the first still runs
+        wait_for(lambda: len(list((folder / "done").glob("*.result"))) == 2)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+        process.stderr.close()  # type: ignore[union-attr]
+    done = folder / "done"
+    contents = sorted((done / name).read_text() for name in ("x.task", "x.task.2"))
+    assert contents == ["sleep 0", "sleep 1"]
+    for name in ("x.task", "x.task.2"):
+        result = json.loads((done / f"{name}.result").read_text())
+        assert result["size"] == len((done / name).read_text())
+
+
+def test_names_too_long_for_a_result_go_to_failed_and_the_rest_go_on(
+    tmp_path: Path, cli: Cli
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    longest = "a" * (255 - len(".99999.result") - len(".task")) + ".task"  # 242 bytes
+    too_long = "b" * 240 + ".task"  # 245 bytes
+    for name in (longest, too_long, "c.task"):
+        drop(folder, name, "hello")
+    done = spool(folder, "--once", log=tmp_path / "log", loop=cli.loop)
+    assert done.returncode == 1
+    assert sorted(p.name for p in (folder / "done").iterdir()) == sorted(
+        [longest, f"{longest}.result", "c.task", "c.task.result"]
+    )
+    assert [p.name for p in (folder / "failed").iterdir()] == [too_long]
+    assert f"inorder spool: {too_long}: skipped: its name is 245 bytes long" in done.stderr
+    assert "rename it to at most 242 bytes (moved to failed/)" in done.stderr
+
+
+def test_a_name_that_is_not_utf8_is_filed_with_its_bytes(tmp_path: Path, cli: Cli) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    raw_name = b"caf\xe9.task"  # Latin-1, not UTF-8
+    (folder.parent / "staged").write_text("hello")
+    os.replace(folder.parent / "staged", os.path.join(os.fsencode(folder), raw_name))
+    done = spool(folder, "--once", log=tmp_path / "log", loop=cli.loop)
+    assert done.returncode == 0, done.stderr
+    filed = sorted(os.listdir(os.fsencode(folder / "done")))
+    assert filed == [raw_name, raw_name + b".result"]  # nothing else: no stray temp file
+    result = Path(os.fsdecode(os.fsencode(folder / "done") + b"/" + raw_name + b".result"))
+    assert raw_name in result.read_bytes()  # the result names the file, byte for byte
+
+
+def test_hidden_files_are_not_taken(tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    drop(folder, ".partial.task", "still being written")
+    drop(folder, "ready.task", "hello")
+    done = spool(folder, "--once", log=tmp_path / "log")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "log").read_text().split() == ["ready.task"]
+    assert (folder / ".partial.task").exists()
+
+
+def _immutable(path: Path) -> bool:
+    """Make ``path`` immutable (chattr +i: not even root may move it); whether it worked."""
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_file_that_cannot_be_moved_is_skipped_and_the_rest_go_on(
+    tmp_path: Path, cli: Cli
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    drop(folder, "a.task", "hello")
+    drop(folder, "stuck.task", "hello")
+    drop(folder, "z.task", "hello")
+    if not _immutable(folder / "stuck.task"):
+        pytest.skip("chattr +i is not available here (it needs root and ext4, xfs or btrfs)")
+    try:
+        done = spool(folder, "--once", log=tmp_path / "log", loop=cli.loop)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder / "stuck.task")], check=True)
+    assert done.returncode == 1
+    assert sorted((tmp_path / "log").read_text().split()) == ["a.task", "z.task"]
+    reports = [line for line in done.stderr.splitlines() if "stuck.task" in line]
+    assert reports == [
+        "inorder spool: stuck.task: skipped: it cannot be moved out of the folder: "
+        f"[Errno 1] Operation not permitted: '{folder / 'stuck.task'}' -> "
+        f"'{folder / 'running'}/{reports[0].split('running/')[1].split(chr(39))[0]}'"
+    ]
+    assert (folder / "stuck.task").exists()

@@ -2,22 +2,36 @@
 
 The layout, all inside DIR (one filesystem, so every move is an atomic rename)::
 
-    DIR/NAME.task                 dropped here by anyone (write elsewhere, then move in)
-    DIR/running/OWNER/NAME.task   claimed by the live spool OWNER, running
-    DIR/running/OWNER.lock        held (flock) by OWNER for as long as it lives
-    DIR/done/NAME.task            finished; DIR/done/NAME.task.result is what FUNC returned
-    DIR/failed/NAME.task          failed;   DIR/failed/NAME.task.error is the error
+    DIR/NAME.task                   dropped here by anyone (written elsewhere, moved in)
+    DIR/running/OWNER/N/NAME.task   claim N of the live spool OWNER, running
+    DIR/running/OWNER.lock          held (flock) by OWNER for as long as it lives
+    DIR/done/NAME.task              finished; DIR/done/NAME.task.result: what FUNC returned
+    DIR/failed/NAME.task            failed;   DIR/failed/NAME.task.error: the error
 
-* **Claiming** is ``rename(DIR/NAME, DIR/running/OWNER/NAME)``: of two spools that try,
-  exactly one succeeds, so no file is claimed twice.
+* **Claiming** is ``rename(DIR/NAME, DIR/running/OWNER/N/NAME)``: of two spools that
+  try, exactly one succeeds, so no file is claimed twice; each claim has a folder of its
+  own, so two files of the same name (one dropped while the other runs) never meet.
 * **Priority by name**: files are claimed in name order, at most as many as the
   pipeline's window holds, so other spools on the same folder share the rest.
+* **Complete files only**: a file is taken as complete once its name matches
+  ``--pattern``: writers write it under another name (elsewhere on the same filesystem,
+  or under a name that does not match, such as ``NAME.tmp``) and rename it into place.
+  Hidden files (``.NAME``) are never taken, as editors and copy tools write those.
+* **Each input its own result**: a finished file's result (or error) file is placed
+  first, under the first of ``NAME``, ``NAME.2``, ... whose result name is free (a hard
+  link, which fails rather than overwrite), then the file is moved beside it: a name
+  dropped twice leaves ``NAME`` and ``NAME.2``, each with its own result.
 * **Restart safety**: the kernel releases an flock when its process dies, even by
   SIGKILL. A starting spool takes every ``running/OWNER/`` whose lock it can acquire
   (its owner is dead) and moves the files back into DIR, to be claimed again. A file
   is always in exactly one of DIR, running/, done/ or failed/: never lost. Its result
   is written before the file moves to done/, so a done file is never processed again
   (a file whose run was cut short by a crash runs again).
+* **One bad file does not stop the others**: a file that cannot be claimed (a sticky
+  folder it may not move out of) is skipped and reported once; a name too long to
+  have its result file beside it goes to failed/ with the reason on stderr; a result
+  that cannot be filed (a full disk) is reported, and the file stays claimed until the
+  spool stops, which gives it back.
 * **Watching** uses filesystem events (``watchfiles``: inotify on Linux, FSEvents on
   macOS), never polling the folder; ``--once`` processes what is there and exits.
 """
@@ -28,6 +42,7 @@ import argparse
 import contextlib
 import fcntl
 import fnmatch
+import itertools
 import json
 import os
 import socket
@@ -51,8 +66,17 @@ CLAIMS_PER_WORKER = 2
 # that a burst of files is listed once.
 WATCH_DEBOUNCE_MS = 50
 
-# The file a spool touches in DIR to learn that its watcher is running; never a task.
+# The file a spool touches in DIR to learn that its watcher is running; never a task
+# (a hidden file, as its name starts with a dot).
 PROBE_PREFIX = ".inorder-watch-"
+
+# The longest suffix the spool adds to a task's name in done/ or failed/: a duplicate's
+# ".N" and ".result" (or ".error").
+SUFFIX_BYTES = len(".99999.result")
+
+
+class Unclaimable(Exception):
+    """A file the spool may not move (claim), or whose name it cannot use."""
 
 
 class SpoolFolder:
@@ -67,6 +91,9 @@ class SpoolFolder:
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
         self.claims = self.running / self.owner
         self._lock_fd: int | None = None
+        self._claim_numbers = itertools.count(1)
+        self._files_made = itertools.count(1)  # for names of temporary files
+        self.name_max = os.pathconf(folder, "PC_NAME_MAX")
 
     def open(self) -> None:
         for directory in (self.running, self.done, self.failed):
@@ -88,59 +115,116 @@ class SpoolFolder:
             if fd is None:
                 continue  # its owner is alive
             try:
-                for path in sorted(claims.iterdir()):
-                    recovered.append(path.name)
-                    _move(path, self.folder / path.name)
-                with contextlib.suppress(OSError):
-                    claims.rmdir()
+                recovered += self._give_back(claims)
                 with contextlib.suppress(OSError):
                     lock.unlink()
             finally:
                 os.close(fd)
         return recovered
 
+    def _give_back(self, claims: Path) -> list[str]:
+        """Move every file claimed under ``claims`` back into the folder."""
+        names: list[str] = []
+        for claim in sorted(claims.iterdir()):
+            # A claim's own folder (N/NAME); a plain file is a claim of an older layout.
+            paths = sorted(claim.iterdir()) if claim.is_dir() else [claim]
+            for path in paths:
+                names.append(path.name)
+                _move(path, self.folder / path.name)
+            if claim.is_dir():
+                with contextlib.suppress(OSError):
+                    claim.rmdir()
+        with contextlib.suppress(OSError):
+            claims.rmdir()
+        return names
+
     def candidates(self) -> list[Path]:
-        """Files waiting to be claimed, in name order."""
+        """Files waiting to be claimed, in name order (hidden files excepted)."""
         with os.scandir(self.folder) as entries:
             names = [
                 e.name
                 for e in entries
-                if e.is_file(follow_symlinks=False)
+                if not e.name.startswith(".")
+                and e.is_file(follow_symlinks=False)
                 and fnmatch.fnmatch(e.name, self.pattern)
-                and not e.name.startswith(PROBE_PREFIX)
             ]
         return [self.folder / name for name in sorted(names)]
 
     def claim(self, path: Path) -> Path | None:
-        """Take ``path`` for this spool, or ``None`` if another spool took it first."""
-        claimed = self.claims / path.name
+        """Take ``path`` for this spool, or ``None`` if another spool took it first.
+
+        Raises ``Unclaimable`` for a file this spool may not move, and for one whose
+        name leaves no room for the suffixes of its result file (it is moved to
+        failed/ first, if it can be).
+        """
+        if len(os.fsencode(path.name)) + SUFFIX_BYTES > self.name_max:
+            limit = self.name_max - SUFFIX_BYTES
+            reason = (
+                f"its name is {len(os.fsencode(path.name))} bytes long, and the spool writes "
+                f"NAME.result beside it, which must fit in {self.name_max}: rename it to "
+                f"at most {limit} bytes"
+            )
+            with contextlib.suppress(OSError):
+                _move(path, self.failed / path.name)
+                reason += " (moved to failed/)"
+            raise Unclaimable(reason)
+        slot = self.claims / str(next(self._claim_numbers))
+        slot.mkdir()
+        claimed = slot / path.name
         try:
             os.rename(path, claimed)
         except FileNotFoundError:
+            slot.rmdir()
             return None
+        except OSError as exc:
+            slot.rmdir()
+            raise Unclaimable(f"it cannot be moved out of the folder: {exc}") from None
         return claimed
 
-    def finish(self, claimed: Path, result: Any) -> None:
+    def finish(self, claimed: Path, result: Any) -> Path:
+        """File a processed task in done/, its result beside it; return where it went."""
         text = (
             result
             if isinstance(result, str)
             else json.dumps(result, ensure_ascii=False, default=repr)
         )
-        _write_atomically(self.done / f"{claimed.name}.result", text)
-        _move(claimed, self.done / claimed.name)
+        return self._file(claimed, self.done, ".result", text)
 
-    def fail(self, claimed: Path, error: BaseException) -> None:
-        _write_atomically(self.failed / f"{claimed.name}.error", _describe(error))
-        _move(claimed, self.failed / claimed.name)
+    def fail(self, claimed: Path, error: BaseException) -> Path:
+        """File a failed task in failed/, its error beside it; return where it went."""
+        return self._file(claimed, self.failed, ".error", _describe(error))
+
+    def _file(self, claimed: Path, folder: Path, suffix: str, text: str) -> Path:
+        """Write ``text`` as the first free ``NAME[.N]SUFFIX`` in ``folder``, then move
+        the task beside it as ``NAME[.N]``: the result never overwrites another's, and
+        is there before its task is."""
+        staged = folder / f".inorder-{os.getpid()}-{next(self._files_made)}.tmp"
+        data = text if text.endswith("\n") else text + "\n"
+        staged.write_bytes(data.encode("utf-8", "surrogateescape"))  # names may not be UTF-8
+        try:
+            for number in itertools.count(1):
+                name = claimed.name if number == 1 else f"{claimed.name}.{number}"
+                if os.path.lexists(folder / name):
+                    continue  # a task without its result (filed by an older version)
+                try:
+                    os.link(staged, folder / f"{name}{suffix}")
+                except FileExistsError:
+                    continue
+                break
+        finally:
+            staged.unlink()
+        target = folder / name
+        os.rename(claimed, target)
+        with contextlib.suppress(OSError):
+            claimed.parent.rmdir()  # the claim's own folder
+        return target
 
     def close(self) -> None:
         """On a clean exit: give back what was claimed but not finished."""
         if self._lock_fd is None:
             return
         with contextlib.suppress(OSError):
-            for path in sorted(self.claims.iterdir()):
-                _move(path, self.folder / path.name)
-            self.claims.rmdir()
+            self._give_back(self.claims)
         with contextlib.suppress(OSError):
             (self.running / f"{self.owner}.lock").unlink()
         os.close(self._lock_fd)
@@ -176,12 +260,6 @@ def _move(source: Path, target: Path) -> None:
             return
         os.unlink(source)
         return
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text if text.endswith("\n") else text + "\n")
-    os.replace(temporary, path)
 
 
 def _describe(error: BaseException) -> str:
@@ -295,11 +373,22 @@ async def _serve_files(
             flush=True,
         )
 
+    skipped: set[str] = set()  # files that could not be claimed, reported once each
+
     async def claim_files() -> None:
         while True:
             changed.clear()  # before listing: an event from now on means list again
             for path in spool.candidates():
-                taken = spool.claim(path)
+                if path.name in skipped:
+                    continue
+                try:
+                    taken = spool.claim(path)
+                except Unclaimable as exc:
+                    nonlocal failed
+                    failed += 1
+                    skipped.add(path.name)
+                    _say(f"{_printable(path.name)}: skipped: {exc}")
+                    continue
                 if taken is not None:
                     seq = await pipe.put(call, str(taken))
                     path_of[seq], seq_of[str(taken)] = taken, seq
@@ -313,20 +402,37 @@ async def _serve_files(
         if isinstance(outcome, tuple):
             path, result = outcome
             del path_of[seq_of.pop(path)]
-            spool.finish(Path(path), result)
+            _file_or_report(spool.finish, Path(path), result)
             continue
         claimed = path_of.pop(getattr(outcome, "_inorder_seq", -1), None)
         failed += 1
         if claimed is None:  # cannot happen: every error carries its item's number
-            print(f"inorder spool: a file failed: {outcome!r}", file=sys.stderr)
+            _say(f"a file failed: {outcome!r}")
             continue
         del seq_of[str(claimed)]
-        spool.fail(claimed, outcome)
-        print(
-            f"inorder spool: {claimed.name} failed: {type(outcome).__name__}: {outcome}",
-            file=sys.stderr,
-        )
+        _say(f"{_printable(claimed.name)} failed: {type(outcome).__name__}: {outcome}")
+        _file_or_report(spool.fail, claimed, outcome)
     return failed
+
+
+def _file_or_report(how: Any, claimed: Path, what: Any) -> None:
+    """File a claimed task (``how``: finish or fail); report, and go on, if it cannot."""
+    try:
+        how(claimed, what)
+    except OSError as exc:
+        _say(
+            f"{_printable(claimed.name)}: could not be filed ({exc}); it stays claimed "
+            "until the spool stops, which gives it back to the folder"
+        )
+
+
+def _say(message: str) -> None:
+    print(f"inorder spool: {message}", file=sys.stderr, flush=True)
+
+
+def _printable(name: str) -> str:
+    """A file name for a message: bytes that are not UTF-8 shown escaped."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 async def _start_watching(
