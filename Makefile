@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # start recompiles it (3-6x slower start-up, see docs/design.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test test-loaded bench soak lint typecheck format clean
+.PHONY: demo test test-loaded bench soak chaos lint typecheck format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
@@ -48,6 +48,10 @@ bench: $(VENV)/.installed-bench
 soak: $(VENV)/.installed-runtime
 	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/soak.py --no-timeout
+
+## chaos: 50,000 items while a random worker is SIGKILLed every 50-200 ms, retries off and on, asyncio and trio (~4 min, not in CI)
+chaos: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/chaos.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests examples benchmarks

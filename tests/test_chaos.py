@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ async def test_a_stopped_fork_server_neither_hides_a_death_nor_holds_up_leaving(
     pid_file = tmp_path / "worker.pid"
     gate = tmp_path / "gate"
     server = 0
+    # Should leaving hang, the fork server is resumed all the same, so that the test
+    # fails on its timeout without leaving a stopped process behind.
+    resume: threading.Timer | None = None
     try:
         async with OrderedPipeline(workers=2, ordered=False, on_error="return") as pipe:
             await pipe.put(workloads.wait_for_file, 0, str(gate))
@@ -99,6 +103,8 @@ async def test_a_stopped_fork_server_neither_hides_a_death_nor_holds_up_leaving(
             victim = int(pid_file.read_text())
             server = psutil.Process(victim).ppid()
             os.kill(server, signal.SIGSTOP)  # the fork server hears of no death now
+            resume = threading.Timer(30, os.kill, (server, signal.SIGCONT))
+            resume.start()
             os.kill(victim, signal.SIGKILL)
             outcome = await anext(pipe)
             assert isinstance(outcome, WorkerCrashedError), outcome
@@ -107,6 +113,8 @@ async def test_a_stopped_fork_server_neither_hides_a_death_nor_holds_up_leaving(
         took = time.monotonic() - began  # item 0 still ran: its worker was stopped
         assert took < 10, f"leaving took {took:.1f} s with the fork server stopped"
     finally:
+        if resume is not None:
+            resume.cancel()
         if server:
             os.kill(server, signal.SIGCONT)
 
@@ -115,7 +123,6 @@ async def test_a_stopped_fork_server_neither_hides_a_death_nor_holds_up_leaving(
 async def test_a_killed_fork_server_costs_no_item_on_a_healthy_worker(
     anyio_backend: Any, tmp_path: Path
 ) -> None:
-    pid_file = tmp_path / "worker.pid"
     gate = tmp_path / "gate"
     async with OrderedPipeline(workers=1, on_error="return") as pipe:
         await pipe.put(workloads.pid_of_worker)
@@ -130,7 +137,6 @@ async def test_a_killed_fork_server_costs_no_item_on_a_healthy_worker(
         await pipe.put(workloads.pid_of_worker)
         assert await anext(pipe) == worker
         assert pipe.statistics().restarts == 0
-    del pid_file
 
 
 FD_SCRIPT = """

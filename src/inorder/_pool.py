@@ -571,14 +571,8 @@ class WorkerPool(concurrent.futures.Executor):
             return
         if any(w.ready and w.ended_at is None for w in self._workers.values()):
             return
-        if not self.ready.done():
-            self.ready.set_exception(reason.error())
-        with self._lock:
-            queued = list(self._queue)
-            self._queue.clear()
-        for job in queued:
-            if job.claimed or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(reason.error())
+        self._set_ready_error(reason.error())
+        self._fail_queued(reason.error)
 
     def _died_while_starting(self, exitcode: int | None) -> _Reason:
         if self._initializer is not None:
@@ -715,12 +709,16 @@ class WorkerPool(concurrent.futures.Executor):
         """The workers cannot run anything (their initializer fails): fail all jobs."""
         self._broken = reason
         self._set_ready_error(reason.error())
+        self._fail_queued(reason.error)
+
+    def _fail_queued(self, error: Callable[[], BaseException]) -> None:
+        """Fail the jobs not sent to a worker, each with an exception of its own."""
         with self._lock:
             queued = list(self._queue)
             self._queue.clear()
         for job in queued:
             if job.claimed or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(reason.error())
+                job.future.set_exception(error())
 
     def _set_ready_error(self, error: BaseException) -> None:
         if not self.ready.done():
@@ -896,11 +894,7 @@ class WorkerPool(concurrent.futures.Executor):
         self._workers.clear()
         with self._lock:
             self._killing = True  # nothing more is accepted
-            queued = list(self._queue)
-            self._queue.clear()
-        for job in queued:
-            if job.claimed or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(error())
+        self._fail_queued(error)
 
 
 # Pools whose manager thread runs: stopped at interpreter exit (see _stop_live_pools).
