@@ -102,6 +102,9 @@ START_BACKOFF_MAX_SECONDS = 1.0
 # before it reports the status as unknown.
 EXIT_STATUS_WAIT_SECONDS = 0.5
 
+# The longest the pool waits, as it ends, for its starter thread (idle, it ends at once).
+STARTER_JOIN_SECONDS = 1.0
+
 # How long the manager waits for a worker's gate lock to revoke a job. The worker holds
 # it for microseconds; only a worker killed inside it would hold it longer, and then the
 # job is not revoked but re-run when the death is noticed.
@@ -960,14 +963,25 @@ class _Starter:
         self._requests.put(slot)
 
     def close(self) -> None:
+        """End the thread: at once if it waits for work; if it is launching a worker,
+        once the launch is over, without waiting for it here (see the class docstring).
+        The wait is bounded all the same: a request taken meanwhile may start a launch."""
         self._requests.put(None)
+        thread = self._thread
+        if thread is not None and not self._launching:
+            thread.join(STARTER_JOIN_SECONDS)
+
+    _launching = False  # a launch is under way (read by close() in the manager thread)
 
     def _run(self) -> None:
         while (slot := self._requests.get()) is not None:
+            self._launching = True
             try:
                 outcome: _Worker | BaseException = self._launch(slot)
             except Exception as exc:  # noqa: BLE001 - reported: the manager retries
                 outcome = exc
+            finally:
+                self._launching = False
             self._report(slot, outcome)
 
 
