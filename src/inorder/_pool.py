@@ -98,9 +98,10 @@ START_BACKOFF_SECONDS = 0.05
 START_BACKOFF_MAX_SECONDS = 1.0
 
 # A worker's end is seen through a pidfd; its exit status comes through the fork server,
-# which may answer late (or not at all: stopped, killed). How long the pool waits for it
-# before it reports the status as unknown.
-EXIT_STATUS_WAIT_SECONDS = 0.5
+# at once when it runs (within milliseconds; later on a loaded machine), never while it
+# is stopped. How long the pool waits for it before it reports the status as unknown and
+# settles the worker's jobs: the other workers go on meanwhile.
+EXIT_STATUS_WAIT_SECONDS = 5.0
 
 # The longest the pool waits, as it ends, for its starter thread (idle, it ends at once).
 STARTER_JOIN_SECONDS = 1.0
