@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -870,3 +871,29 @@ def test_a_file_that_cannot_be_moved_is_skipped_and_the_rest_go_on(
         f"'{folder / 'running'}/{reports[0].split('running/')[1].split(chr(39))[0]}'"
     ]
     assert (folder / "stuck.task").exists()
+
+
+def test_reading_a_100_mib_line_takes_time_in_proportion_to_it(tmp_path: Path) -> None:
+    # Reading appended each 64 KiB to a growing bytes object: quadratic, a 50 MiB line took
+    # 15.6 s and a 200 MiB one 253 s. Read in pieces and joined once, 100 MiB takes about a
+    # second of CPU here; the limit (CPU seconds, not wall time, so a loaded machine does
+    # not matter) is a tenth of what the quadratic reading needs.
+    source = tmp_path / "long.txt"
+    with source.open("wb") as f:
+        for _ in range(100):
+            f.write(b"v" * (1 << 20))
+        f.write(b"\n")
+
+    def limit_cpu() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (6, 6))
+
+    done = subprocess.run(
+        command("map", f"{FUNCTIONS}:length", str(source)),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        preexec_fn=limit_cpu,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == f"{100 << 20}\n"
