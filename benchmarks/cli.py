@@ -1,7 +1,7 @@
 """`inorder map` against GNU parallel -k and a plain Python loop (docs/cli.md quotes it).
 
 On a 1M-line file, for a cheap transform (`upper`) and a CPU-heavy one (`heavy`, a
-sha256 chain, about 14 us per line), each command writing to /dev/null:
+sha256 chain, about 12-14 us per line), each command writing to /dev/null:
 
 * a plain Python loop over the lines, in one process (the floor for `upper`);
 * `inorder map line_transforms:FUNC FILE` at its defaults (2 workers on this machine);

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-# sha256 rounds per line in `heavy`: about 14 us per line on this machine, reading and
-# writing included (the plain loop of benchmarks/cli.py: 71k lines/s).
+# sha256 rounds per line in `heavy`: about 12-14 us per line on this machine, reading and
+# writing included (the plain loop of benchmarks/cli.py: 71-83k lines/s).
 HEAVY_ROUNDS = 40
 
 
