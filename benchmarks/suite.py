@@ -215,6 +215,25 @@ def inorder_pipe_map(loop: str = "asyncio") -> Runner:
     return run
 
 
+def inorder_pipe_map_chunks(loop: str = "asyncio") -> Runner:
+    """pipe.map, its results taken a list at a time (``pipe.chunks()``)."""
+
+    def run(w: Workload, consume: Consume, mark: Mark) -> None:
+        import inorder
+
+        async def main() -> None:
+            async with inorder.OrderedPipeline(workers=WORKERS) as pipe:
+                await warm_up_every_worker(pipe, WORKERS)
+                mark()
+                async for results in pipe.map(w.fn, w.items(w.count)).chunks():
+                    for result in results:
+                        consume(result)
+
+        _anyio_run(main, loop)
+
+    return run
+
+
 def inorder_put(loop: str = "asyncio") -> Runner:
     def run(w: Workload, consume: Consume, mark: Mark) -> None:
         import anyio
@@ -255,6 +274,7 @@ def inorder_map_cold(w: Workload, consume: Consume, mark: Mark) -> None:
 
 PEERS: dict[str, Runner] = {
     "inorder pipe.map": inorder_pipe_map(),
+    "inorder pipe.map, chunks()": inorder_pipe_map_chunks(),
     "inorder put()": inorder_put(),
     "inorder.map (cold)": inorder_map_cold,
     "inorder pipe.map, uvloop": inorder_pipe_map("uvloop"),

@@ -134,3 +134,7 @@ def gzip_line(line: str) -> bytes:
 
 def length(line: str) -> int:
     return len(line)
+
+
+def parent_pid(line: str) -> str:
+    return str(os.getppid())

@@ -124,6 +124,21 @@ def test_unordered_writes_every_result_once(tmp_path: Path, cli: Cli) -> None:
     assert sorted(done.stdout.splitlines(), key=int) == lines
 
 
+def test_start_method_option_starts_workers_that_way(cli: Cli) -> None:
+    # spawn: each worker is the command's own child; forkserver: the fork server's.
+    for method, own_child in (("spawn", True), ("forkserver", False)):
+        process = subprocess.Popen(
+            cli.argv("map", "--start-method", method, f"{FUNCTIONS}:parent_pid"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        out, _ = process.communicate("x\n", timeout=60)
+        assert process.returncode == 0
+        assert (out == f"{process.pid}\n") is own_child, (method, out, process.pid)
+
+
 def test_workers_option_runs_that_many_worker_processes(tmp_path: Path, cli: Cli) -> None:
     # Each line waits until three workers run lines at once (10 s at most), so a fourth
     # worker, or a missing third, shows in the pids.

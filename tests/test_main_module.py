@@ -178,12 +178,10 @@ def test_missing_main_guard_with_spawn_gives_a_clear_error(tmp_path: Path, loop:
     # a script that starts the pipeline at its top level starts it again there.
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "import json, multiprocessing, sys\n"
+        "import json, sys\n"
         "import anyio, inorder\n"
-        "from inorder._backends import process\n"
-        "process.default_context = lambda: multiprocessing.get_context('spawn')\n"
         "async def main():\n"
-        "    async with inorder.OrderedPipeline(workers=1):\n"
+        "    async with inorder.OrderedPipeline(workers=1, start_method='spawn'):\n"
         "        pass\n"
         "anyio.run(main, **json.loads(sys.argv[1]))\n"
     )

@@ -576,12 +576,28 @@ async def test_two_concurrent_consumers_are_refused(executor: Any, tmp_path: Pat
         ({"window": True}, TypeError, "window must be .auto. or an int, got bool True"),
         ({"executor": "gpu"}, ValueError, "executor must be 'process', 'thread' or a"),
         ({"on_error": "ignore"}, ValueError, "on_error must be 'raise', 'return' or 'skip'"),
-        ({"ordered": "yes"}, TypeError, "ordered must be a bool"),
+        ({"ordered": "yes"}, TypeError, "ordered must be True or False, got str 'yes'"),
         ({"batch": 0}, ValueError, "batch must be at least 1, got 0"),
         ({"batch": "big"}, TypeError, "batch must be 'auto' or an int, got str 'big'"),
+        ({"retries": -1}, ValueError, "retries must be 0 or more, got -1"),
+        ({"retry_on": "KeyError"}, TypeError, "retry_on must be an exception class"),
+        ({"timeout": 0}, ValueError, "timeout must be a positive, finite number"),
+        ({"initializer": 3}, TypeError, "initializer must be callable or None, got int"),
+        ({"initargs": "ab"}, TypeError, "initargs must be a tuple of arguments"),
+        ({"max_tasks_per_child": 0}, ValueError, "max_tasks_per_child must be at least 1"),
+        ({"start_method": "fork"}, ValueError, "start_method='fork' is not offered"),
+        ({"start_method": "vfork"}, ValueError, "start_method must be 'forkserver', 'spawn'"),
+        ({"progress": 1}, TypeError, "progress must be True or False, got int 1"),
+        (
+            {"executor": "thread", "timeout": 1, "start_method": "spawn"},
+            ValueError,
+            r"timeout, start_method need\(s\) executor='process'",
+        ),
     ],
 )
 def test_bad_options_fail_at_construction(options: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        inorder.Options(**options)
     with pytest.raises(error, match=message):
         OrderedPipeline(**options)
     with pytest.raises(error, match=message):

@@ -65,5 +65,5 @@ def test_progress_without_rich_says_how_to_install_it(monkeypatch: pytest.Monkey
 
 
 def test_progress_must_be_a_bool() -> None:
-    with pytest.raises(TypeError, match="progress must be a bool"):
+    with pytest.raises(TypeError, match="progress must be True or False"):
         OrderedPipeline(progress="yes")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -41,3 +42,12 @@ def test_worker_modules_import_only_the_standard_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_public_names_show_as_inorder_names_and_errors_pickle() -> None:
+    for name in inorder.__all__:
+        assert getattr(inorder, name).__module__ == "inorder", name
+    error = inorder.WorkerCrashedError("died", pid=7, exitcode=-9)
+    assert repr(inorder.OrderedPipeline).startswith("<class 'inorder.OrderedPipeline'")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.pid, copy.signal) == (inorder.WorkerCrashedError, 7, 9)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
         WorkerCrashedError,
     )
     from ._map import MapStream, map
-    from ._pipeline import OrderedPipeline, PipelineOptions
+    from ._options import Options, PipelineOptions
+    from ._pipeline import OrderedPipeline, sequence_number
     from ._stats import PipelineStatistics
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "InorderError",
     "MapStream",
+    "Options",
     "OrderedPipeline",
     "PipelineClosedError",
     "PipelineOptions",
@@ -41,6 +43,7 @@ __all__ = [
     "TaskTimeoutError",
     "WorkerCrashedError",
     "map",
+    "sequence_number",
 ]
 
 _LOCATIONS = {
@@ -52,7 +55,9 @@ _LOCATIONS = {
     "MapStream": "._map",
     "map": "._map",
     "OrderedPipeline": "._pipeline",
-    "PipelineOptions": "._pipeline",
+    "Options": "._options",
+    "PipelineOptions": "._options",
+    "sequence_number": "._pipeline",
     "PipelineStatistics": "._stats",
 }
 

@@ -26,8 +26,10 @@ import anyio.lowlevel
 import cloudpickle
 
 from . import __version__, _lines
-from ._errors import RemoteTraceback
+from ._errors import PipelineClosedError, RemoteTraceback
+from ._options import Options
 from ._pipeline import OrderedPipeline
+from ._pipeline import sequence_number as inorder_sequence_number
 
 # Bytes asked of read() at a time. A read returns what is there (a pipe hands over what
 # was written so far), so a trickle of input is processed line by line, a file in bulk.
@@ -210,6 +212,13 @@ def _pipeline_options(parser: argparse.ArgumentParser, window: bool) -> None:
     )
     parser.add_argument(
         "--progress", action="store_true", help="live progress on stderr (needs rich)"
+    )
+    parser.add_argument(
+        "--start-method",
+        choices=("forkserver", "spawn"),
+        default=None,
+        help="how worker processes start: forkserver (default on Linux) or spawn (how "
+        "macOS and Windows run it: each worker imports MODULE anew)",
     )
     parser.add_argument(
         "--loop",
@@ -410,18 +419,18 @@ def _map_command(args: argparse.Namespace) -> int:
             "--on-error return writes an error object in a failed line's place, which raw "
             "output could not tell from the results: use --on-error raise or skip"
         )
-    options: dict[str, Any] = {
-        "workers": args.workers,
-        "window": args.window,
-        "batch": args.batch,
-        "ordered": not args.unordered,
-        "on_error": "return",  # every failure comes back in place; the policy is ours
-        "retries": args.retries,
-        "timeout": args.timeout,
-        "progress": args.progress,
-    }
-    try:
-        OrderedPipeline(**options)  # option errors before any work, in one line
+    try:  # option errors before any work, in one line
+        options = Options(
+            workers=args.workers,
+            window=args.window,
+            batch=args.batch,
+            ordered=not args.unordered,
+            on_error="return",  # every failure comes back in place; the policy is ours
+            retries=args.retries,
+            timeout=args.timeout,
+            start_method=args.start_method,
+            progress=args.progress,
+        )
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     loop = check_loop(args.loop)
@@ -455,34 +464,58 @@ def run_on_loop(loop: str, fn: Callable[..., Coroutine[Any, Any, int]], *args: A
 async def _map_stream(
     fn: _lines.LineFunction,
     sources: Sources,
-    options: dict[str, Any],
+    options: Options,
     on_error: str,
     writer: _Writer,
 ) -> int:
     status = EXIT_OK
     position = 0  # in ordered mode, an outcome's sequence number is its position
-    ordered = options["ordered"]
+    ordered = options.ordered
     result_type = bytes if writer.raw else str
-    async with OrderedPipeline(**options) as pipe:
-        pipe._map_chunks(fn, sources.chunks())
-        async for outcome in pipe:
-            position += 1
-            if type(outcome) is result_type:
-                writer.add(outcome)
-            else:
-                seq = position - 1 if ordered else getattr(outcome, "_inorder_seq", -1)
+    input_failure: list[OSError] = []  # reading the input failed mid-way: after the rest
+    async with OrderedPipeline(options) as pipe, anyio.create_task_group() as tasks:
+
+        async def feed() -> None:
+            try:
+                async for lines in sources.chunks():
+                    await pipe.put_many(fn, lines)
+            except PipelineClosedError:
+                return  # the output ended first (a failure under --on-error raise)
+            except OSError as exc:
+                input_failure.append(exc)
+            pipe.close()
+
+        tasks.start_soon(feed)
+        try:
+            # Lists of the results that are ready: a plain loop over each, and the output
+            # written once a list is done, when the next results may keep us waiting.
+            async for outcomes in pipe.chunks():
+                for outcome in outcomes:
+                    position += 1
+                    if type(outcome) is result_type:
+                        writer.add(outcome)
+                        continue
+                    seq = position - 1 if ordered else inorder_sequence_number(outcome)
+                    writer.flush()
+                    _report(sources, seq if seq is not None else -1, outcome)
+                    if on_error == "raise":
+                        status = EXIT_FAILED
+                        break
+                    if on_error == "return":
+                        writer.add(_error_line(sources, -1 if seq is None else seq, outcome))
                 writer.flush()
-                _report(sources, seq, outcome)
-                if on_error == "raise":
-                    status = EXIT_FAILED
+                if status == EXIT_FAILED:
                     break
-                if on_error == "return":
-                    writer.add(_error_line(sources, seq, outcome))
-            if not pipe._outcome_ready():
-                writer.flush()
                 if ordered:
                     sources.keep_from(position)
+        except BrokenPipeError:  # raised after the task group, which would wrap it
+            status = EXIT_BROKEN_PIPE
+        tasks.cancel_scope.cancel()
+    if status == EXIT_BROKEN_PIPE:
+        raise BrokenPipeError
     writer.flush()
+    if input_failure and status == EXIT_OK:
+        raise input_failure[0]  # main() reports it in one line, with status 1
     return status
 
 

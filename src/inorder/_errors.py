@@ -94,3 +94,15 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return "\n\n" + self.traceback_text.rstrip("\n")
+
+
+# Shown as inorder.X in reprs and tracebacks: where users import them from.
+for _public in (
+    InorderError,
+    PipelineClosedError,
+    WorkerCrashedError,
+    TaskTimeoutError,
+    RemoteTraceback,
+):
+    _public.__module__ = "inorder"
+del _public

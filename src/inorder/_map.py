@@ -6,9 +6,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
+from ._options import PipelineOptions
 from ._pipeline import (
     OrderedPipeline,
-    PipelineOptions,
     _check_map_arguments,
     _Results,
 )
@@ -121,3 +121,12 @@ def map(  # mirrors the builtin on purpose
     Errors in arguments and options are raised here, before anything starts.
     """
     return MapStream(fn, iterables, options)
+
+
+# Shown as inorder.X in reprs and tracebacks: where users import them from.
+for _public in (
+    MapStream,
+    map,
+):
+    _public.__module__ = "inorder"
+del _public

@@ -47,7 +47,6 @@ import functools
 import itertools
 import logging
 import operator
-import os
 import time
 import types
 from collections import deque
@@ -61,7 +60,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Self, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, Unpack, cast
 
 import anyio
 import anyio.lowlevel
@@ -74,9 +73,10 @@ from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._errors import PipelineClosedError, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
+from ._options import OnError, Options, PipelineOptions, check_positive_int
 from ._pool import WorkerDied, describe_exit
 from ._reorder import ReorderBuffer
-from ._retry import ExceptionTypes, RetryPolicy, check_retry_on
+from ._retry import RetryPolicy
 from ._serialize import (
     PLAIN_TYPES,
     Codec,
@@ -93,9 +93,6 @@ from ._window import AUTO_WINDOW_START, Window, WindowSizer
 from ._worker import ARGS, ISOLATE, ONE, Failure, describe
 
 logger = logging.getLogger("inorder")
-
-OnError = Literal["raise", "return", "skip"]
-ExecutorOption = Literal["process", "thread"] | concurrent.futures.Executor
 
 # window="auto" (the default): the window follows the pickled size of items, see
 # _window.WindowSizer. An int fixes it.
@@ -120,31 +117,14 @@ FIRST_MAP_CHUNK = 8
 # for a while; a consumer that keeps taking them ends the wait first.
 HOLD_SECONDS = 0.005
 
+# The most results chunks() puts in one list when the caller sets no bound: a batch's
+# worth at most, so a list is never larger than a run already decoded.
+MAX_CHUNK_ITEMS = 1 << 16
+
 # A producer (put() or map()'s feeder) that has waited this long for room while the
 # consumer took no result gets a warning on the "inorder" logger, once per pipeline: a
 # window filled before anything iterates waits for ever, and says nothing otherwise.
 STALL_WARNING_SECONDS = 10.0
-
-BatchOption = int | Literal["auto"]
-WindowOption = int | Literal["auto"]
-
-
-class PipelineOptions(TypedDict, total=False):
-    """Keyword options shared by ``OrderedPipeline`` and ``inorder.map``."""
-
-    workers: int | None
-    window: WindowOption
-    executor: ExecutorOption
-    ordered: bool
-    on_error: OnError
-    batch: BatchOption
-    timeout: float | None
-    retries: int
-    retry_on: ExceptionTypes
-    initializer: Callable[..., Any] | None
-    initargs: Iterable[Any]
-    max_tasks_per_child: int | None
-    progress: bool
 
 
 class _State:
@@ -295,15 +275,6 @@ class _Results:
             await generator.aclose()
 
 
-def usable_cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask), at least 1."""
-    if hasattr(os, "process_cpu_count"):  # Python 3.13+
-        return os.process_cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
 class OrderedPipeline:
     """Run calls in parallel workers and yield their results in submission order.
 
@@ -351,6 +322,10 @@ class OrderedPipeline:
             ``async with`` raises; process executor only.
         max_tasks_per_child: A worker process is replaced after running this many
             items (batches are capped at this size); process executor only.
+        start_method: How worker processes start: ``"forkserver"`` (the default on
+            Linux) or ``"spawn"`` (the default elsewhere, and how macOS and Windows
+            run a script: each worker imports the main module, which then needs an
+            ``if __name__ == "__main__":`` guard). Process executor only.
         progress: Draw a live progress line on stderr (items done, rate, in flight,
             buffered, failed) while the pipeline runs; only when stderr is a terminal.
             Needs rich (``pip install 'inorder[progress]'``).
@@ -360,6 +335,9 @@ class OrderedPipeline:
     at hand. ``async with`` starts the workers; leaving it by any route, or
     ``aclose()``, cancels what is pending and stops them.
 
+    The options may come as keywords or as one ``inorder.Options``, checked already:
+    ``OrderedPipeline(options)``. ``pipe.options`` is the pipeline's.
+
     With the process executor a worker that dies (``os._exit``, a signal, the OOM
     killer) is replaced; the item it was running yields ``WorkerCrashedError`` at its
     position and the items caught with it run again, so an item may *execute* more
@@ -367,24 +345,22 @@ class OrderedPipeline:
     """
 
     def __init__(
-        self,
-        *,
-        workers: int | None = None,
-        window: WindowOption = "auto",
-        executor: ExecutorOption = "process",
-        ordered: bool = True,
-        on_error: OnError = "raise",
-        batch: BatchOption = "auto",
-        timeout: float | None = None,
-        retries: int = 0,
-        retry_on: ExceptionTypes = Exception,
-        initializer: Callable[..., Any] | None = None,
-        initargs: Iterable[Any] = (),
-        max_tasks_per_child: int | None = None,
-        progress: bool = False,
+        self, options: Options | None = None, /, **kwargs: Unpack[PipelineOptions]
     ) -> None:
-        self._workers = _check_workers(workers, executor)
-        fixed_window = _check_window(window)
+        if options is None:
+            options = Options(**kwargs)
+        elif kwargs:
+            raise TypeError(
+                "OrderedPipeline() takes an Options or keyword options, not both: "
+                f"pass options.replace({', '.join(f'{k}=...' for k in kwargs)})"
+            )
+        elif not isinstance(options, Options):
+            raise TypeError(
+                f"OrderedPipeline() takes an inorder.Options, got {type(options).__qualname__}"
+            )
+        self._options = options
+        self._workers = options.workers
+        fixed_window = options.fixed_window
         self._window_sizer: WindowSizer | None = None
         if fixed_window is None:
             self._window_sizer = WindowSizer(self._workers)
@@ -407,45 +383,32 @@ class OrderedPipeline:
         self._stall_timer: Callable[[], None] | None = None
         self._stall_taken = 0
         self._stall_warned = False
-        self._executor_option = _check_executor(executor)
-        if not isinstance(ordered, bool):
-            raise TypeError(f"ordered must be a bool, got {ordered!r}")
-        if on_error not in ("raise", "return", "skip"):
-            raise ValueError(f"on_error must be 'raise', 'return' or 'skip', got {on_error!r}")
-        self._on_error: OnError = on_error
+        self._on_error: OnError = options.on_error
         self._state = _State.NEW
-        self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=ordered)
+        self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=options.ordered)
         self._pending: deque[_Segment] = deque()
         self._queued = 0  # items in self._pending
         self._futures: set[FutureLike] = set()
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
         self._dispatches = 0
         self._batches = 0  # executor calls made
-        self._sizers = BatchSizers(_check_batch(batch))
-        self._timeout = _check_timeout(timeout)
-        self._retry = RetryPolicy(
-            _check_non_negative_int("retries", retries), check_retry_on(retry_on)
-        )
-        self._process_options = _check_process_options(
-            executor, self._timeout, initializer, initargs, max_tasks_per_child
-        )
+        self._sizers = BatchSizers(options.fixed_batch)
+        self._timeout = options.timeout
+        self._retry = RetryPolicy(options.retries, options.retry_on)
         # A worker may not run more than max_tasks_per_child items, so no batch may either.
-        self._batch_cap = max_tasks_per_child or MAX_BATCH_SIZE
+        self._batch_cap = options.max_tasks_per_child or MAX_BATCH_SIZE
         self._limit_batches()
         self._retried = 0
         self._delayed = 0  # items waiting out a retry back-off
         self._timers: set[anyio.CancelScope] = set()
-        if not isinstance(progress, bool):
-            raise TypeError(f"progress must be a bool, got {progress!r}")
-        if progress:
-            _progress.check_available()
-        self._progress = _progress.ProgressLine(self.statistics) if progress else None
+        self._progress = _progress.ProgressLine(self.statistics) if options.progress else None
         # The run the consumer is handing out: its outcomes, the next index, and how many
         # were settled (counted, window slots freed). A run without failures is handed
         # out through a list iterator (``_run_iter``), the cheapest step per item; while
         # one is active, ``_run_index`` is brought up to date from it (``_sync_index``).
         self._run_start = 0
         self._run: list[Any] = []
+        self._run_clean = True  # the run holds no failure: handed out without checks
         self._run_length = 0
         self._run_iter: Iterator[Any] | None = None
         self._run_index = 0
@@ -458,6 +421,7 @@ class OrderedPipeline:
         self._consumer_event: anyio.Event | None = None
         self._feeder: _Feeder | None = None
         self._results: _Results | None = None  # see __aiter__
+        self._chunk_results: dict[int, _Results] = {}  # see chunks(), by their bound
         self._backend: Backend | None = None
         self._codec: Codec | None = None
         self._prepare: Callable[[Any, tuple[Any, ...], dict[str, Any]], Prepared]  # entered
@@ -548,8 +512,9 @@ class OrderedPipeline:
                 self._feeder.cancel_scope.cancel()
                 await self._feeder.done.wait()
             await self._backend.stop(abandon=abandon)
-            if self._results is not None:
-                await self._results.aclose()
+            for results in [self._results, *self._chunk_results.values()]:
+                if results is not None:
+                    await results.aclose()
 
     def close(self) -> None:
         """No more items: iteration ends once every accepted item has been yielded.
@@ -566,6 +531,11 @@ class OrderedPipeline:
             if self._hold.active:  # no more items will join it
                 self._hold.active = False
                 self._dispatch()
+
+    @property
+    def options(self) -> Options:
+        """The pipeline's options, checked and frozen."""
+        return self._options
 
     @property
     def closed(self) -> bool:
@@ -630,6 +600,32 @@ class OrderedPipeline:
             await self._wait_for_slot()
         return self._accept_outcome(fn, barrier=True)
 
+    async def put_many(self, fn: Callable[..., Any], items: Iterable[Any], /) -> None:
+        """Submit ``fn(item)`` for each of ``items``, in order, as room in the window
+        allows: for a producer whose input comes in pieces (lines read from a pipe, rows
+        fetched a page at a time), at the cost of one admission a piece, not an item.
+
+        Returns once every item is accepted. Items of one call take consecutive sequence
+        numbers unless another producer puts meanwhile. As with ``map()``, the items
+        are pickled in their batch, not here: one that cannot be pickled fails at its
+        own position (handled by ``on_error``).
+
+        Raises:
+            TypeError: ``fn`` is not callable, or cannot be pickled for a worker process.
+            PipelineClosedError: after ``close()``, or the pipeline closed meanwhile.
+        """
+        if self._state is not _State.OPEN:
+            raise self._closed_error("put_many()")
+        if not callable(fn):
+            raise TypeError(
+                f"put_many() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}"
+            )
+        assert self._codec is not None
+        key = self._codec.key(fn)  # an unpicklable function fails here
+        if key is not self._measured:
+            self._expect_function(key)
+        await self._accept_chunk(key, items if isinstance(items, list) else list(items))
+
     def map(
         self, fn: Callable[..., Any], /, *iterables: Iterable[Any] | AsyncIterable[Any]
     ) -> Self:
@@ -646,16 +642,6 @@ class OrderedPipeline:
         _check_map_arguments(fn, iterables)
         return self._start_feeder(fn, functools.partial(self._feed, iterables=iterables))
 
-    def _map_chunks(self, fn: Callable[..., Any], chunks: AsyncIterable[list[Any]]) -> Self:
-        """``map(fn, items)`` where ``chunks`` yields the items in lists.
-
-        For input that arrives in pieces of unknown size (the command line reads whatever
-        a read() returns): each list is accepted as soon as the window has room, so a
-        trickle of input is processed at once, a flood in bulk.
-        """
-        self._check_feedable()
-        return self._start_feeder(fn, functools.partial(self._feed_chunks, chunks=chunks))
-
     def _check_feedable(self) -> None:
         if self._feeder is not None:
             raise RuntimeError("map() was already called on this pipeline; it carries one stream")
@@ -671,11 +657,6 @@ class OrderedPipeline:
         feeder = self._feeder = _Feeder()
         self._bridge.spawn(functools.partial(feed, key=key, feeder=feeder))
         return self
-
-    def _outcome_ready(self) -> bool:
-        """Whether the next ``__anext__`` has an outcome at hand (it may still be skipped)."""
-        self._sync_index()
-        return self._run_index < self._run_length or self._buffer.ready()
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -698,6 +679,54 @@ class OrderedPipeline:
     ) -> _Results:
         """An iterator over the results (see ``_iterate`` for ``begin`` and ``end``)."""
         return _Results(functools.partial(self._iterate, begin=begin, end=end))
+
+    def chunks(self, max_items: int | None = None) -> AsyncIterator[list[Any]]:
+        """The results, in order, as lists of consecutive results.
+
+        Each list holds the results that are ready (at most ``max_items``), so a consumer
+        that reads many results handles them with a plain ``for`` instead of a step of
+        ``async for`` each::
+
+            async for results in pipe.chunks():
+                for result in results:
+                    ...
+
+        The order and the ``on_error`` policy are those of ``async for``: with
+        ``"raise"``, a list ends before a failed item, and the next step raises its
+        exception (then goes on, as ``async for`` does); with ``"return"`` the exception
+        is in the list in its place; with ``"skip"`` it is left out. Markers are in their
+        place. ``chunks()`` and ``async for`` may take turns on one pipeline: both take
+        the next results, one consumer at a time. Like ``async for``'s, the iterator is
+        the pipeline's: calling ``chunks()`` again (with the same bound) goes on with it,
+        and it is closed when the pipeline stops.
+        """
+        if max_items is None:
+            limit = MAX_CHUNK_ITEMS
+        else:
+            limit = check_positive_int("max_items", max_items)
+        chunks = self._chunk_results.get(limit)
+        if chunks is None:  # kept, like __aiter__'s, and closed when the pipeline stops
+            chunks = self._chunk_results[limit] = _Results(
+                functools.partial(self._iterate_chunks, limit=limit)
+            )
+        return chunks
+
+    async def _iterate_chunks(
+        self, renew: Callable[[], None], limit: int
+    ) -> AsyncGenerator[list[Any], None]:
+        """Yield what ``_next_chunk`` returns; renewed like ``_iterate``."""
+        try:
+            while True:
+                try:
+                    chunk = await self._next_chunk(limit)
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException:
+            renew()
+            raise
 
     async def _iterate(
         self,
@@ -774,21 +803,71 @@ class OrderedPipeline:
                 if outcome is _SKIPPED:
                     continue
                 return outcome
-            self._settle()
-            run = self._buffer.pop_run()
-            if run is not None:
-                self._run_start = run[0]
-                # Unpickles the batch's outcomes in one call.
-                self._run, clean = resolve(run[1])
-                self._run_length = len(self._run)
-                self._run_index = self._settled = 0
-                if clean:
-                    self._run_iter = iter(self._run)
-                # One checkpoint per run, not per item: lets the map() feeder refill the
-                # window just settled and completions come in while this run is handed out.
-                await anyio.lowlevel.checkpoint()
-                continue
+            await self._next_run(by_iterator=True)
+
+    async def _next_run(self, *, by_iterator: bool) -> None:
+        """The current run is handed out: make the next one current, or wait for one.
+
+        ``by_iterator``: hand a run without failures out through its list iterator (the
+        cheapest step per item); else by index (``chunks()`` slices it).
+        """
+        self._settle()
+        run = self._buffer.pop_run()
+        if run is None:
             await self._wait_for_outcomes()
+            return
+        self._run_start = run[0]
+        # Unpickles the batch's outcomes in one call.
+        self._run, self._run_clean = resolve(run[1])
+        self._run_length = len(self._run)
+        self._run_index = self._settled = 0
+        if self._run_clean and by_iterator:
+            self._run_iter = iter(self._run)
+        # One checkpoint per run, not per item: lets the map() feeder refill the window
+        # just settled and completions come in while this run is handed out.
+        await anyio.lowlevel.checkpoint()
+
+    async def _next_chunk(self, limit: int) -> list[Any]:
+        """The next outcomes as a list of at most ``limit``: what the current run has
+        left, up to an error that is to be raised (raised by the next call)."""
+        while True:
+            run_iter = self._run_iter
+            if run_iter is not None:
+                # A run that async for began: go on through its iterator, which a loop
+                # left early shares, so that no outcome is handed out twice.
+                chunk = list(itertools.islice(run_iter, limit))
+                if chunk:
+                    self._settle()
+                    return chunk
+                self._end_iteration(run_iter)
+            index, length = self._run_index, self._run_length
+            if index == length:
+                await self._next_run(by_iterator=False)
+                continue
+            end = min(length, index + limit)
+            if self._run_clean:
+                chunk = self._run[index:end]
+                self._run_index = end
+                self._settle()
+                return chunk
+            chunk = []
+            while index < end:
+                outcome = self._run[index]
+                if type(outcome) in _SPECIAL_OUTCOMES:
+                    if chunk and (self._on_error == "raise" or type(outcome) is _InputFailure):
+                        break  # raised by the next call, after the outcomes before it
+                    self._run_index = index = index + 1
+                    self._settle()
+                    outcome = self._deliver_special(self._run_start + index - 1, outcome)
+                    if outcome is _SKIPPED:
+                        continue
+                else:
+                    index += 1
+                chunk.append(outcome)
+            self._run_index = index
+            self._settle()
+            if chunk:
+                return chunk
 
     def _settle(self) -> None:
         """Count the outcomes handed out since the last call as yielded; free their slots."""
@@ -1552,24 +1631,13 @@ class OrderedPipeline:
                     await self._wait_for_slot()
             self._accept_many(key, shape, [row[0] if shape == ONE else tuple(row)])
 
-    async def _feed_chunks(
-        self, key: Any, chunks: AsyncIterable[list[Any]], feeder: _Feeder
-    ) -> None:
-        iterator = aiter(chunks)
-
-        async def read() -> None:
-            async for chunk in iterator:
-                await self._accept_chunk(key, chunk)
-
-        await self._run_feeder(feeder, read, [iterator])
-
     async def _accept_chunk(self, key: Any, chunk: list[Any]) -> None:
         """Accept a list of one-argument items as the window makes room for them."""
         window = self._window
         offset = 0
         while offset < len(chunk):
             if self._state is not _State.OPEN:
-                raise PipelineClosedError("the pipeline stopped accepting items")
+                raise self._closed_error("put_many()")
             wanted = len(chunk) - offset
             free = window.try_acquire_many(wanted)
             if not free:
@@ -1596,9 +1664,17 @@ class OrderedPipeline:
     # -- internals: helpers -------------------------------------------------------------
 
     def _make_backend(self) -> Backend:
-        option = self._executor_option
+        options = self._options
+        option = options.executor
         if option == "process":
-            return ProcessBackend(self._workers, **self._process_options)
+            return ProcessBackend(
+                self._workers,
+                initializer=options.initializer,
+                initargs=options.initargs,
+                max_tasks_per_child=options.max_tasks_per_child,
+                timeout=options.timeout,
+                start_method=options.start_method,
+            )
         if option == "thread":
             return ThreadBackend(self._workers)
         assert isinstance(option, concurrent.futures.Executor)
@@ -1694,6 +1770,22 @@ def _as_exception(seq: int, failure: Failure) -> BaseException:
     return error
 
 
+def sequence_number(error: BaseException) -> int | None:
+    """The sequence number of the item whose failure ``error`` is (what ``put()``
+    returned for it), or ``None`` for an exception that no item raised.
+
+    An item's error says its position in the order where ``async for`` yields it; with
+    ``ordered=False`` (or results of several pipelines mixed), this tells which item
+    it was::
+
+        async for outcome in pipe:  # on_error="return", ordered=False
+            if isinstance(outcome, Exception):
+                print("item", inorder.sequence_number(outcome), "failed:", outcome)
+    """
+    seq = getattr(error, "_inorder_seq", None)
+    return seq if isinstance(seq, int) else None
+
+
 def _twin(error: BaseException, notes: tuple[str, ...]) -> BaseException:
     """A copy of ``error`` as it was before inorder annotated it (``notes``: its own)."""
     try:
@@ -1725,111 +1817,6 @@ async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) 
             logger.exception("closing an iterable given to map() failed")
 
 
-def _check_non_negative_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__qualname__} {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be 0 or more, got {value}")
-    return value
-
-
-def _check_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"timeout must be a number of seconds or None, got {type(timeout).__qualname__} "
-            f"{timeout!r}"
-        )
-    if not timeout > 0 or timeout == float("inf"):
-        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout}")
-    return float(timeout)
-
-
-def _check_process_options(
-    executor: object,
-    timeout: float | None,
-    initializer: object,
-    initargs: object,
-    max_tasks_per_child: object,
-) -> dict[str, Any]:
-    """The options only inorder's own worker processes support, checked."""
-    if initializer is not None and not callable(initializer):
-        raise TypeError(
-            f"initializer must be callable or None, got {type(initializer).__qualname__}"
-        )
-    if not isinstance(initargs, Iterable) or isinstance(initargs, (str, bytes)):
-        raise TypeError(f"initargs must be a tuple of arguments, got {initargs!r:.60}")
-    if max_tasks_per_child is not None:
-        _check_positive_int("max_tasks_per_child", max_tasks_per_child)
-    given = [
-        name
-        for name, value in (
-            ("timeout", timeout),
-            ("initializer", initializer),
-            ("max_tasks_per_child", max_tasks_per_child),
-        )
-        if value is not None
-    ]
-    if given and executor != "process":
-        raise ValueError(
-            f"{', '.join(given)} need(s) executor='process': inorder can stop, set up and "
-            "replace only its own worker processes (threads cannot be killed, and a "
-            "borrowed executor is yours to configure)"
-        )
-    return {
-        "timeout": timeout,
-        "initializer": initializer,
-        "initargs": tuple(initargs),
-        "max_tasks_per_child": max_tasks_per_child,
-    }
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__qualname__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
-
-
-def _check_workers(workers: object, executor: object) -> int:
-    """The ``workers`` option, or its default: a borrowed executor's size, else the CPUs."""
-    if workers is None:
-        if isinstance(executor, concurrent.futures.Executor):
-            size = getattr(executor, "_max_workers", None)
-            if isinstance(size, int) and size > 0:
-                return size
-        return usable_cpu_count()
-    return _check_positive_int("workers", workers)
-
-
-def _check_window(window: object) -> int | None:
-    """The ``window`` option as a fixed size, or ``None`` for the automatic window."""
-    return _check_auto_or_size("window", window)
-
-
-def _check_batch(batch: object) -> int | None:
-    """The ``batch`` option as a fixed size, or ``None`` for adaptive batching."""
-    return _check_auto_or_size("batch", batch)
-
-
-def _check_auto_or_size(name: str, value: object) -> int | None:
-    if value == "auto":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _check_positive_int(name, value)
-    raise TypeError(f"{name} must be 'auto' or an int, got {type(value).__qualname__} {value!r}")
-
-
-def _check_executor(executor: object) -> ExecutorOption:
-    if executor in ("process", "thread") or isinstance(executor, concurrent.futures.Executor):
-        return executor
-    raise ValueError(
-        f"executor must be 'process', 'thread' or a concurrent.futures.Executor, got {executor!r}"
-    )
-
-
 def _check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
     if not callable(fn):
         raise TypeError(f"map() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}")
@@ -1841,3 +1828,12 @@ def _check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
                 f"map() argument {position + 1} must be an iterable or an async iterable, "
                 f"got {type(iterable).__qualname__}"
             )
+
+
+# Shown as inorder.X in reprs and tracebacks: where users import them from.
+for _public in (
+    OrderedPipeline,
+    sequence_number,
+):
+    _public.__module__ = "inorder"
+del _public

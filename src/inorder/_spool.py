@@ -56,7 +56,8 @@ import anyio
 
 from ._cli import EXIT_FAILED, EXIT_OK, UsageError, check_loop, load_function, run_on_loop
 from ._errors import RemoteTraceback
-from ._pipeline import OrderedPipeline
+from ._options import Options
+from ._pipeline import OrderedPipeline, sequence_number
 
 # Files claimed ahead of the workers: enough to keep them busy, few enough that other
 # spools on the same folder get the rest.
@@ -297,19 +298,18 @@ def spool_command(args: argparse.Namespace) -> int:
                 "watching a folder needs the 'watchfiles' package: pip install "
                 "'inorder[spool]' (or use --once to process what is there and exit)"
             ) from None
-    workers = args.workers or os.cpu_count() or 1
-    options: dict[str, Any] = {
-        "workers": workers,
-        "window": CLAIMS_PER_WORKER * workers,
-        "batch": args.batch,
-        "ordered": False,
-        "on_error": "return",
-        "retries": args.retries,
-        "timeout": args.timeout,
-        "progress": args.progress,
-    }
     try:
-        OrderedPipeline(**options)
+        options = Options(
+            workers=args.workers,
+            batch=args.batch,
+            ordered=False,
+            on_error="return",
+            retries=args.retries,
+            timeout=args.timeout,
+            start_method=args.start_method,
+            progress=args.progress,
+        )
+        options = options.replace(window=CLAIMS_PER_WORKER * options.workers)
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     loop = check_loop(args.loop)
@@ -339,12 +339,12 @@ class _Signal:
         await self._event.wait()
 
 
-async def _serve(spool: SpoolFolder, call: _PathCall, options: dict[str, Any], once: bool) -> int:
+async def _serve(spool: SpoolFolder, call: _PathCall, options: Options, once: bool) -> int:
     # Stops the watcher's thread, which cancellation cannot reach (watchfiles issue 110):
     # set first thing when the spool stops, so stopping takes milliseconds, not seconds.
     stop_watching = anyio.Event()
     failed = 0
-    async with OrderedPipeline(**options) as pipe, anyio.create_task_group() as tasks:
+    async with OrderedPipeline(options) as pipe, anyio.create_task_group() as tasks:
         try:
             failed = await _serve_files(spool, call, pipe, tasks, once, stop_watching)
         finally:
@@ -404,7 +404,8 @@ async def _serve_files(
             del path_of[seq_of.pop(path)]
             _file_or_report(spool.finish, Path(path), result)
             continue
-        claimed = path_of.pop(getattr(outcome, "_inorder_seq", -1), None)
+        seq = sequence_number(outcome)
+        claimed = path_of.pop(seq, None) if seq is not None else None
         failed += 1
         if claimed is None:  # cannot happen: every error carries its item's number
             _say(f"a file failed: {outcome!r}")

@@ -49,3 +49,9 @@ class PipelineStatistics:
     """Calls to ``put()`` (and a ``map()`` feeder) waiting for room in the window."""
     consumer_waiting: bool = False
     """Whether the consumer waits for the next outcome (none is ready yet)."""
+
+
+# Shown as inorder.X in reprs and tracebacks: where users import them from.
+for _public in (PipelineStatistics,):
+    _public.__module__ = "inorder"
+del _public

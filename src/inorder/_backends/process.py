@@ -28,10 +28,13 @@ from .._pool import WorkerPool
 from .._serialize import Codec, PickleCodec
 
 
-def default_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` on Linux (workers skip the main module), ``spawn`` elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return multiprocessing.get_context("spawn")
+def default_context(start_method: str | None = None) -> multiprocessing.context.BaseContext:
+    """The context for ``start_method``; by default ``forkserver`` on Linux (workers skip
+    the main module) and ``spawn`` elsewhere."""
+    if start_method is None:
+        start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    if start_method != "forkserver":
+        return multiprocessing.get_context(start_method)
     if _forkserver.available():
         return _forkserver.WorkerContext()
     return multiprocessing.get_context("forkserver")
@@ -48,12 +51,12 @@ class ProcessBackend:
         initargs: tuple[Any, ...] = (),
         max_tasks_per_child: int | None = None,
         timeout: float | None = None,
-        context: multiprocessing.context.BaseContext | None = None,
+        start_method: str | None = None,
     ) -> None:
         self.workers = workers
         self._pool = WorkerPool(
             workers,
-            context=context or default_context(),
+            context=default_context(start_method),
             initializer=initializer,
             initargs=initargs,
             max_tasks_per_child=max_tasks_per_child,
