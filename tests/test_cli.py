@@ -550,11 +550,11 @@ def test_loop_option_chooses_the_event_loop(loop: str | None) -> None:
 def test_a_loop_whose_package_is_missing_is_a_usage_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from inorder import _cli
+    from inorder._cli import _common
 
-    monkeypatch.setattr(_cli.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(_cli.UsageError, match=r"--loop trio needs the 'trio' package: pip"):
-        _cli.check_loop("trio")
+    monkeypatch.setattr(_common.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(_common.UsageError, match=r"--loop trio needs the 'trio' package: pip"):
+        _common.check_loop("trio")
 
 
 def test_version_and_module_entry_point() -> None:
@@ -746,8 +746,8 @@ def test_an_input_that_fails_mid_way_is_one_line_and_status_1(tmp_path: Path, cl
 
 @pytest.mark.anyio
 async def test_sources_keep_the_text_of_lines_not_yet_written_only(tmp_path: Path) -> None:
-    """A unit test of _cli.Sources: what a failure report can quote, and no more."""
-    from inorder._cli import Sources
+    """A unit test of Sources: what a failure report can quote, and no more."""
+    from inorder._cli._map import Sources
 
     path = lines_file(tmp_path / "in.txt", [f"line {i}" for i in range(50_000)])
     sources = Sources([path])

@@ -54,10 +54,18 @@ from typing import Any
 
 import anyio
 
-from ._cli import EXIT_FAILED, EXIT_OK, UsageError, check_loop, load_function, run_on_loop
-from ._errors import RemoteTraceback
-from ._options import Options
-from ._pipeline import OrderedPipeline, sequence_number
+from .._errors import RemoteTraceback
+from .._options import Options
+from .._pipeline import OrderedPipeline, sequence_number
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    check_loop,
+    load_function,
+    pipeline_options,
+    run_on_loop,
+)
 
 # Files claimed ahead of the workers: enough to keep them busy, few enough that other
 # spools on the same folder get the rest.
@@ -298,20 +306,8 @@ def spool_command(args: argparse.Namespace) -> int:
                 "watching a folder needs the 'watchfiles' package: pip install "
                 "'inorder[spool]' (or use --once to process what is there and exit)"
             ) from None
-    try:
-        options = Options(
-            workers=args.workers,
-            batch=args.batch,
-            ordered=False,
-            on_error="return",
-            retries=args.retries,
-            timeout=args.timeout,
-            start_method=args.start_method,
-            progress=args.progress,
-        )
-        options = options.replace(window=CLAIMS_PER_WORKER * options.workers)
-    except (TypeError, ValueError, ImportError) as exc:
-        raise UsageError(str(exc)) from None
+    options = pipeline_options(args, ordered=False, on_error="return")
+    options = options.replace(window=CLAIMS_PER_WORKER * options.workers)
     loop = check_loop(args.loop)
     spool = SpoolFolder(folder, args.pattern)
     spool.open()
