@@ -139,3 +139,18 @@ async def test_a_step_given_up_by_a_timeout_leaves_the_iterator_usable(
         assert await anext(iterator) == 7
         with pytest.raises(StopAsyncIteration):
             await anext(iterator)
+
+
+async def test_map_stream_takes_turns_between_anext_and_async_for(anyio_backend: Any) -> None:
+    # async for hands out a list at a time (a batch of 100 here); anext() goes on from
+    # inside that list.
+    seen: list[int] = []
+    async with inorder.map(workloads.square, range(2000), workers=2, batch=100) as stream:
+        seen.append(await anext(stream))
+        async for result in stream:
+            seen.append(result)
+            if len(seen) == 10:
+                break
+        seen.extend([await anext(stream) for _ in range(5)])
+        seen.extend([result async for result in stream])
+    assert seen == [i * i for i in range(2000)]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
 from ._options import PipelineOptions
-from ._pipeline import (
-    OrderedPipeline,
-    _check_map_arguments,
-    _Results,
-)
+from ._pipeline import OrderedPipeline, check_map_arguments
+from ._results import Results
 from ._stats import PipelineStatistics
 
 T = TypeVar("T")
@@ -33,21 +37,42 @@ class MapStream(Generic[T]):
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         options: PipelineOptions,
     ) -> None:
-        _check_map_arguments(fn, iterables)
+        check_map_arguments(fn, iterables)
         self._pipeline = OrderedPipeline(**options)
         self._fn = fn
         self._iterables = iterables
         self._started = False
         self._finished = False
-        self._results: _Results | None = None
+        self._results: Results | None = None
+        self._held: Iterator[T] | None = None  # see _iterate
 
     def __aiter__(self) -> AsyncIterator[T]:
-        # The pipeline's own iterator, told to start the pipeline first and close it at
-        # the end: one generator step per item, not this class's __anext__ around the
-        # pipeline's. Kept, like the pipeline's, so a loop left early can go on.
+        # Kept, like the pipeline's, so a loop left early can go on, and renewed after
+        # an item's error, so the iteration goes on after it too.
         if self._results is None:
-            self._results = self._pipeline._results_iterator(self._begin, self.aclose)
+            self._results = Results(self._iterate)
         return self._results
+
+    async def _iterate(self, renew: Callable[[], None]) -> AsyncGenerator[T, None]:
+        """Start the pipeline, hand out its results, close it once they run out.
+
+        The results come as lists (``chunks()``), so each costs this generator's step and
+        a step of a list iterator, not a second generator's step as well. The list being
+        handed out is ``_held``, so ``__anext__`` takes up where this stopped."""
+        try:
+            if not await self._begin():
+                return
+            async for results in self._pipeline.chunks():
+                held = self._held = iter(results)
+                for result in held:
+                    yield result
+            self._held = None
+            await self.aclose()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            renew()
+            raise
 
     async def _begin(self) -> bool:
         if self._finished:
@@ -57,10 +82,15 @@ class MapStream(Generic[T]):
         return True
 
     async def __anext__(self) -> T:
+        held = self._held
+        if held is not None:
+            for item in held:
+                return item
+            self._held = None
         if not await self._begin():
             raise StopAsyncIteration
         try:
-            result: T = await self._pipeline.__anext__()
+            result: T = await anext(self._pipeline)
         except StopAsyncIteration:
             await self.aclose()
             raise

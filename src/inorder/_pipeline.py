@@ -48,7 +48,6 @@ import itertools
 import logging
 import operator
 import time
-import types
 from collections import deque
 from collections.abc import (
     AsyncGenerator,
@@ -60,7 +59,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, Unpack, cast
+from typing import Any, Final, NamedTuple, Self, Unpack
 
 import anyio
 import anyio.lowlevel
@@ -76,6 +75,7 @@ from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._options import OnError, Options, PipelineOptions, check_positive_int
 from ._pool import WorkerDied, describe_exit
 from ._reorder import ReorderBuffer
+from ._results import Results
 from ._retry import RetryPolicy
 from ._serialize import (
     PLAIN_TYPES,
@@ -230,51 +230,6 @@ class _Feeder:
 _SKIPPED: Any = object()
 
 
-class _Results:
-    """The async iterator over a pipeline's results (what ``__aiter__`` returns).
-
-    Each step is a step of an async generator (``OrderedPipeline._iterate``), which costs
-    less per item than a coroutine per ``__anext__``. An async generator ends for good
-    once an exception leaves it, but iteration goes on after an item's error: the
-    generator calls ``renew`` before an exception leaves it, so the next step runs a
-    fresh generator on the same pipeline state.
-
-    ``__anext__`` is the current generator's own bound ``__anext__``, set on a class made
-    for each iterator (``__new__``): the interpreter finds it on the type and calls it with
-    no Python frame in between. A method returning ``self._generator.__anext__()``
-    would run one per item, and a property returning it a getter per item.
-    """
-
-    __slots__ = ("_generator", "_start")
-
-    if TYPE_CHECKING:
-
-        def __anext__(self) -> Awaitable[Any]: ...
-
-    def __new__(cls, start: Callable[[Callable[[], None]], AsyncGenerator[Any, None]]) -> Self:
-        own = type(cls.__name__, (cls,), {"__slots__": (), "__module__": cls.__module__})
-        return object.__new__(own)
-
-    def __init__(self, start: Callable[[Callable[[], None]], AsyncGenerator[Any, None]]) -> None:
-        self._start = start
-        self.renew()
-
-    def renew(self) -> None:
-        generator = self._generator = self._start(self.renew)
-        type(self).__anext__ = generator.__anext__  # type: ignore[method-assign,assignment]
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def aclose(self) -> None:
-        """Close the generator now if it is suspended at a yield (a loop left early),
-        rather than when it is collected: trio warns about async generators collected
-        before they were exhausted. One that is running ends by itself."""
-        generator = cast("types.AsyncGeneratorType[Any, None]", self._generator)
-        if generator.ag_frame is not None and not generator.ag_running:
-            await generator.aclose()
-
-
 class OrderedPipeline:
     """Run calls in parallel workers and yield their results in submission order.
 
@@ -420,8 +375,8 @@ class OrderedPipeline:
         self._failed = 0
         self._consumer_event: anyio.Event | None = None
         self._feeder: _Feeder | None = None
-        self._results: _Results | None = None  # see __aiter__
-        self._chunk_results: dict[int, _Results] = {}  # see chunks(), by their bound
+        self._results: Results | None = None  # see __aiter__
+        self._chunk_results: dict[int, Results] = {}  # see chunks(), by their bound
         self._backend: Backend | None = None
         self._codec: Codec | None = None
         self._prepare: Callable[[Any, tuple[Any, ...], dict[str, Any]], Prepared]  # entered
@@ -639,7 +594,7 @@ class OrderedPipeline:
         by ``on_error``). Can be called once per pipeline.
         """
         self._check_feedable()
-        _check_map_arguments(fn, iterables)
+        check_map_arguments(fn, iterables)
         return self._start_feeder(fn, functools.partial(self._feed, iterables=iterables))
 
     def _check_feedable(self) -> None:
@@ -669,16 +624,8 @@ class OrderedPipeline:
         ``anext(pipe)`` works too, on the same state.
         """
         if self._results is None:
-            self._results = self._results_iterator()
+            self._results = Results(self._iterate)
         return self._results
-
-    def _results_iterator(
-        self,
-        begin: Callable[[], Awaitable[bool]] | None = None,
-        end: Callable[[], Awaitable[None]] | None = None,
-    ) -> _Results:
-        """An iterator over the results (see ``_iterate`` for ``begin`` and ``end``)."""
-        return _Results(functools.partial(self._iterate, begin=begin, end=end))
 
     def chunks(self, max_items: int | None = None) -> AsyncIterator[list[Any]]:
         """The results, in order, as lists of consecutive results.
@@ -706,7 +653,7 @@ class OrderedPipeline:
             limit = check_positive_int("max_items", max_items)
         chunks = self._chunk_results.get(limit)
         if chunks is None:  # kept, like __aiter__'s, and closed when the pipeline stops
-            chunks = self._chunk_results[limit] = _Results(
+            chunks = self._chunk_results[limit] = Results(
                 functools.partial(self._iterate_chunks, limit=limit)
             )
         return chunks
@@ -728,20 +675,12 @@ class OrderedPipeline:
             renew()
             raise
 
-    async def _iterate(
-        self,
-        renew: Callable[[], None],
-        begin: Callable[[], Awaitable[bool]] | None,
-        end: Callable[[], Awaitable[None]] | None,
-    ) -> AsyncGenerator[Any, None]:
+    async def _iterate(self, renew: Callable[[], None]) -> AsyncGenerator[Any, None]:
         """Yield the outcomes ``__anext__`` returns, failure-free batches straight from
-        their iterator. ``begin()`` runs first and may decline (nothing is yielded);
-        ``end()`` runs once the stream is exhausted. Before an exception leaves (an
-        item's error, a cancellation), ``renew()`` puts a fresh generator in its place.
+        their iterator. Before an exception leaves (an item's error, a cancellation),
+        ``renew()`` puts a fresh generator in its place.
         """
         try:
-            if begin is not None and not await begin():
-                return
             waiters = self._waiters
             while True:
                 run = self._run_iter
@@ -759,8 +698,6 @@ class OrderedPipeline:
                 except StopAsyncIteration:
                     break
                 yield outcome
-            if end is not None:
-                await end()
         except GeneratorExit:
             raise
         except BaseException:
@@ -1817,7 +1754,7 @@ async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) 
             logger.exception("closing an iterable given to map() failed")
 
 
-def _check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
+def check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
     if not callable(fn):
         raise TypeError(f"map() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}")
     if not iterables:
