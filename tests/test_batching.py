@@ -24,7 +24,6 @@ from inorder._batching import (
     BatchSizer,
     BatchSizers,
 )
-from inorder._eventloop import current_bridge
 from inorder._pipeline import FIRST_MAP_CHUNK
 from inorder._window import (
     AUTO_WINDOW_MAX,
@@ -409,18 +408,6 @@ async def test_close_sends_an_item_held_for_company_at_once(hold_executor: Any) 
         pipe.close()  # no item will join it
         assert pipe.statistics().queued == 0
         assert [r async for r in pipe] == [i * i for i in range(16)]
-
-
-@pytest.mark.anyio
-async def test_a_timer_cancelled_in_time_never_calls(anyio_backend: Any) -> None:
-    bridge = current_bridge()
-    calls: list[str] = []
-    cancel = bridge.call_later(0.01, lambda: calls.append("cancelled"))
-    bridge.call_later(0.01, lambda: calls.append("kept"))
-    cancel()  # as a pipeline that stops while it holds a batch does
-    await wait_until(lambda: bool(calls), limit=10)
-    await anyio.sleep(0.05)
-    assert calls == ["kept"]
 
 
 @pytest.mark.anyio

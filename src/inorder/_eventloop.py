@@ -7,12 +7,13 @@
   cancels a job that has not started. Not ``loop.run_in_executor``: it chains an asyncio
   future to every executor future, which cost more than the hop itself (py-spy: 170 of
   about 900 GIL-holding samples of the parent in a run of 3000 one-item calls).
-* Spawning a task that is owned by a pipeline rather than by a task group, so that a
-  pipeline can be opened in one place and closed in another (``inorder.map`` starts on
-  the first step of its iteration and stops in ``aclose()``) without violating cancel-scope
-  nesting. The pipeline cancels and awaits that task itself before it closes.
-* A call on the loop after a delay, without a task of its own on asyncio
-  (``loop.call_later``): the pipeline arms one while it holds a partial batch.
+* Spawning the one task that keeps a pipeline's task group (``_tasks.OwnedTasks``), so
+  that a pipeline can be opened in one task and closed in another (``inorder.map``
+  starts on the first step of its iteration and stops in ``aclose()``) without
+  violating cancel-scope nesting. The pipeline cancels and awaits it before it closes.
+* The loop's clock, readable from callbacks that run outside any task (anyio's
+  ``current_time()`` needs a task on asyncio), and on asyncio its timers
+  (``loop.call_later``), which need no task.
 """
 
 from __future__ import annotations
@@ -51,18 +52,17 @@ class LoopBridge:
         """Start ``fn()`` as a task of its own. It must not raise."""
         raise NotImplementedError
 
+    def now(self) -> float:
+        """The loop's clock, the one anyio's deadlines follow."""
+        raise NotImplementedError
+
+    has_timers = False
+    """Whether ``call_later`` works: the loop has timers that need no task (not trio)."""
+
     def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]:
-        """Call ``fn()`` on the loop in ``delay`` seconds, unless the function returned
-        is called first. ``fn`` must not raise."""
-        scope = anyio.CancelScope()
-
-        async def later() -> None:
-            with scope:
-                await anyio.sleep(delay)
-                fn()
-
-        self.spawn(later)
-        return scope.cancel
+        """Call ``fn()`` on the loop in ``delay`` seconds without a task; the function
+        returned cancels it. Only where ``has_timers``."""
+        raise NotImplementedError
 
     async def wait(self, future: concurrent.futures.Future[Any]) -> Any:
         """Await a concurrent.futures future without parking a thread on it."""
@@ -89,6 +89,11 @@ class _AsyncioBridge(LoopBridge):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def now(self) -> float:
+        return self._loop.time()
+
+    has_timers = True
+
     def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]:
         return self._loop.call_later(delay, fn).cancel
 
@@ -114,6 +119,11 @@ class _TrioBridge(LoopBridge):
             await fn()
 
         trio.lowlevel.spawn_system_task(runner, context=contextvars.copy_context())
+
+    def now(self) -> float:
+        import trio
+
+        return trio.current_time()
 
     def call_soon_when_done(self, future: concurrent.futures.Future[Any], fn: Callback) -> None:
         import trio

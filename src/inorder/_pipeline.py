@@ -89,6 +89,7 @@ from ._serialize import (
     resolve,
 )
 from ._stats import PipelineStatistics
+from ._tasks import Clock, OwnedTasks
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
 from ._worker import ARGS, ISOLATE, ONE, Failure, describe
 
@@ -219,14 +220,6 @@ class _Item(NamedTuple):
     payload: Any
 
 
-class _Feeder:
-    """The task a pipeline owns to read the iterables given to ``map()``."""
-
-    def __init__(self) -> None:
-        self.cancel_scope = anyio.CancelScope()
-        self.done = anyio.Event()
-
-
 _SKIPPED: Any = object()
 
 
@@ -355,7 +348,6 @@ class OrderedPipeline:
         self._limit_batches()
         self._retried = 0
         self._delayed = 0  # items waiting out a retry back-off
-        self._timers: set[anyio.CancelScope] = set()
         self._progress = _progress.ProgressLine(self.statistics) if options.progress else None
         # The run the consumer is handing out: its outcomes, the next index, and how many
         # were settled (counted, window slots freed). A run without failures is handed
@@ -374,7 +366,9 @@ class OrderedPipeline:
         self._skipped = 0
         self._failed = 0
         self._consumer_event: anyio.Event | None = None
-        self._feeder: _Feeder | None = None
+        self._feeding = False  # map() was called
+        self._tasks: OwnedTasks  # entered: the feeder and the clock run there
+        self._clock: Clock  # entered: the hold, the stall check, retry back-offs
         self._results: Results | None = None  # see __aiter__
         self._chunk_results: dict[int, Results] = {}  # see chunks(), by their bound
         self._backend: Backend | None = None
@@ -392,6 +386,8 @@ class OrderedPipeline:
                 "so create a new one"
             )
         self._bridge = current_bridge()
+        self._tasks = OwnedTasks(self._bridge)
+        self._clock = Clock(self._tasks, self._bridge)
         backend = self._backend = self._make_backend()
         self._codec = backend.codec()
         self._prepare = self._codec.prepare  # put() calls it per item
@@ -447,25 +443,17 @@ class OrderedPipeline:
         assert self._backend is not None
         abandon = bool(self._futures or self._pending)
         self._backend.cancel(list(self._futures))
-        for timer in self._timers:
-            timer.cancel()
         self._pending.clear()
         self._queued = 0
+        self._delayed = 0  # their timers end with the clock, below
         self._hold.active = False
-        if self._hold.cancel_timer is not None:
-            self._hold.cancel_timer()
-            self._hold.cancel_timer = None
-        if self._stall_timer is not None:
-            self._stall_timer()
-            self._stall_timer = None
         self._buffer.clear()
         self._run.clear()  # in place: an iterator over it may still be held
         self._run_iter = None
         self._run_length = self._run_index = self._settled = 0
         with anyio.CancelScope(shield=True):
-            if self._feeder is not None:
-                self._feeder.cancel_scope.cancel()
-                await self._feeder.done.wait()
+            self._clock.close()
+            await self._tasks.aclose()
             await self._backend.stop(abandon=abandon)
             for results in [self._results, *self._chunk_results.values()]:
                 if results is not None:
@@ -598,19 +586,18 @@ class OrderedPipeline:
         return self._start_feeder(fn, functools.partial(self._feed, iterables=iterables))
 
     def _check_feedable(self) -> None:
-        if self._feeder is not None:
+        if self._feeding:
             raise RuntimeError("map() was already called on this pipeline; it carries one stream")
         if self._state is not _State.OPEN:
             raise self._closed_error("map()")
 
     def _start_feeder(self, fn: Callable[..., Any], feed: Callable[..., Awaitable[None]]) -> Self:
-        """Run ``feed(key=, feeder=)`` as the task that feeds ``fn``'s items."""
+        """Run ``feed(key=)`` as the task that feeds ``fn``'s items."""
         assert self._codec is not None
-        assert self._bridge is not None
         key = self._codec.key(fn)  # an unpicklable function fails here, not per item
         self._expect_function(key)
-        feeder = self._feeder = _Feeder()
-        self._bridge.spawn(functools.partial(feed, key=key, feeder=feeder))
+        self._feeding = True
+        self._tasks.start_soon(functools.partial(feed, key=key))
         return self
 
     # -- consuming ----------------------------------------------------------------------
@@ -1072,8 +1059,7 @@ class OrderedPipeline:
 
     def _arm_hold_timer(self) -> None:
         self._hold.taken_at_timer = self._taken()
-        assert self._bridge is not None
-        self._hold.cancel_timer = self._bridge.call_later(HOLD_SECONDS, self._hold_timer_fired)
+        self._hold.cancel_timer = self._clock.call_later(HOLD_SECONDS, self._hold_timer_fired)
 
     def _hold_timer_fired(self) -> None:
         hold = self._hold
@@ -1309,20 +1295,13 @@ class OrderedPipeline:
             self._queued += len(items)
             return
         self._delayed += len(items)
-        assert self._bridge is not None
-        self._bridge.spawn(functools.partial(self._requeue_later, segments, len(items), delay))
+        self._clock.call_later(delay, functools.partial(self._requeue_due, segments, len(items)))
 
-    async def _requeue_later(self, segments: list[_Segment], count: int, delay: float) -> None:
-        scope = anyio.CancelScope()
-        self._timers.add(scope)
-        try:
-            with scope:
-                await anyio.sleep(delay)
-        finally:
-            self._timers.discard(scope)
-            self._delayed -= count
-        if self._state is _State.STOPPED or scope.cancel_called:
+    def _requeue_due(self, segments: list[_Segment], count: int) -> None:
+        """A retry's back-off is over: its items join the queue, ahead of newer work."""
+        if self._state is _State.STOPPED:
             return
+        self._delayed -= count
         self._pending.extendleft(reversed(segments))
         self._queued += count
         self._dispatch()
@@ -1370,7 +1349,6 @@ class OrderedPipeline:
         self,
         key: Any,
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
-        feeder: _Feeder,
     ) -> None:
         iterators: list[Iterator[Any] | AsyncIterator[Any]] = []
         shape = ONE if len(iterables) == 1 else ARGS
@@ -1389,11 +1367,10 @@ class OrderedPipeline:
             else:
                 await self._feed_items_async(key, shape, iterators)
 
-        await self._run_feeder(feeder, read, iterators)
+        await self._run_feeder(read, iterators)
 
     async def _run_feeder(
         self,
-        feeder: _Feeder,
         read: Callable[[], Awaitable[None]],
         iterators: list[Iterator[Any] | AsyncIterator[Any]],
     ) -> None:
@@ -1401,21 +1378,16 @@ class OrderedPipeline:
         pipeline closes when the input ends, and ``iterators`` are closed whatever happens.
         """
         try:
-            with feeder.cancel_scope:
-                try:
-                    await read()
-                except PipelineClosedError:
-                    pass  # stopped while feeding: nothing more to read
-                except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
-                    await self._fail_input(exc)
-                else:
-                    self.close()
-        except Exception:  # a bug in inorder: the task must not fail silently, nor crash trio
-            logger.exception("the map() feeder task of an inorder pipeline failed")
+            await read()
+        except PipelineClosedError:
+            pass  # stopped while feeding: nothing more to read
+        except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
+            await self._fail_input(exc)
+        else:
+            self.close()
         finally:
             with anyio.CancelScope(shield=True):
                 await _close_iterators(iterators)
-            feeder.done.set()
 
     async def _feed_items(self, key: Any, shape: int, items: Iterator[Any]) -> None:
         """Read a sync iterator in chunks as large as the free window: no await per item.
@@ -1521,9 +1493,8 @@ class OrderedPipeline:
         """A producer starts to wait for room: unless a check is due already, check in
         ``STALL_WARNING_SECONDS`` whether the consumer took a result meanwhile."""
         if self._stall_timer is None and not self._stall_warned:
-            assert self._bridge is not None
             self._stall_taken = self._taken()
-            self._stall_timer = self._bridge.call_later(
+            self._stall_timer = self._clock.call_later(
                 STALL_WARNING_SECONDS, self._check_for_stall
             )
 
