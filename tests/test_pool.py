@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from inorder import _forkserver
+from inorder import WorkerCrashedError, _forkserver
+from inorder._backends import BatchLost
 from inorder._backends.process import default_context
 from inorder._pool import PREFETCH_MAX_BYTES, WorkerPool, _Job, _Worker
 
@@ -162,3 +163,23 @@ def test_linux_workers_skip_the_main_module_unless_the_fork_server_lacks_a_part(
     fallback = default_context()
     assert not isinstance(fallback, _forkserver.WorkerContext)
     assert fallback.get_start_method() == "forkserver"
+
+
+def test_a_dead_workers_job_fails_with_a_loss_report_and_the_error_to_deliver() -> None:
+    # The pool reports the fact (the job started; no item of a batch was running) and
+    # builds the error, since it knows the pid and the exit status.
+    pool = WorkerPool(1, context=multiprocessing.get_context("forkserver"))
+    pool.start()
+    try:
+        pool.ready.result(timeout=30)
+        lost = pool.submit(os._exit, 3).exception(timeout=30)
+        assert isinstance(lost, BatchLost)
+        assert (lost.started, lost.running) == (True, None)
+        assert isinstance(lost.error, WorkerCrashedError)
+        assert (lost.error.exitcode, lost.error.signal) == (3, None)
+        assert lost.error.pid is not None
+        assert f"the worker process {lost.error.pid} died" in str(lost.error)
+        assert "(exit code 3)" in str(lost.error)
+        assert pool.submit(workloads.identity, 4).result(timeout=30) == 4  # replaced
+    finally:
+        pool.kill()

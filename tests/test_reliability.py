@@ -37,7 +37,8 @@ def _exit_code(code: int) -> Any:
     def check(error: object) -> None:
         assert isinstance(error, WorkerCrashedError), error
         assert (error.exitcode, error.signal) == (code, None)
-        assert f"item {BAD}" in str(error)
+        assert "died while running this item" in str(error)
+        assert f"inorder: item {BAD} failed in" in error.__notes__[-1]
 
     return check
 
@@ -266,7 +267,8 @@ async def test_an_item_over_its_timeout_is_stopped_and_fails_in_place(anyio_back
     assert isinstance(error, TaskTimeoutError)
     assert isinstance(error, TimeoutError)
     assert error.timeout == 0.5
-    assert "item 1 ran longer than the timeout of 0.5 s" in str(error)
+    assert "this item ran longer than the timeout of 0.5 s" in str(error)
+    assert "inorder: item 1 failed in tests.workloads.fault" in error.__notes__[-1]
     assert (stats.timeouts, stats.restarts) == (1, 1)
 
 

@@ -65,15 +65,14 @@ import anyio
 import anyio.lowlevel
 
 from . import _progress
-from ._backends import Backend
+from ._backends import Backend, BatchLost
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
 from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
-from ._errors import PipelineClosedError, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
+from ._errors import PipelineClosedError, RemoteTraceback, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._options import OnError, Options, PipelineOptions, check_positive_int
-from ._pool import WorkerDied, describe_exit
 from ._reorder import ReorderBuffer
 from ._results import Results
 from ._retry import RetryPolicy
@@ -91,7 +90,7 @@ from ._serialize import (
 from ._stats import PipelineStatistics
 from ._tasks import Clock, OwnedTasks
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
-from ._worker import ARGS, ISOLATE, ONE, Failure, describe
+from ._worker import ARGS, ONE, Failure, describe
 
 logger = logging.getLogger("inorder")
 
@@ -1174,58 +1173,50 @@ class OrderedPipeline:
             )
         else:
             error = future.exception()
-        if isinstance(error, WorkerDied):
+        if isinstance(error, BatchLost):
             self._recover(_items_of(runs, parts), attempts, error)
         elif error is not None:
             self._store(runs, Outcomes([Failure(error, "<executor>")] * count, count))
         else:
             payload, seconds, failures = future.result()
-            if failures == ISOLATE:  # its arguments could not be unpickled as one
-                self._requeue(_items_of(runs, parts), isolated=True)
+            self._sizers.of(parts[0].key).observe(count, seconds, full=full)
+            nbytes = pickled_size(payload)
+            if self._window_sizer is not None and nbytes is not None:
+                self._window_sizer.observe_results(count, nbytes)
+                self._set_measured(parts[0].key)
+                self._resize_window()
+            outcomes = self._codec.outcomes(payload, count, failures)
+            if failures and self._retry.retries:
+                self._store_or_retry(_items_of(runs, parts), attempts, outcomes)
             else:
-                self._sizers.of(parts[0].key).observe(count, seconds, full=full)
-                nbytes = pickled_size(payload)
-                if self._window_sizer is not None and nbytes is not None:
-                    self._window_sizer.observe_results(count, nbytes)
-                    self._set_measured(parts[0].key)
-                    self._resize_window()
-                outcomes = self._codec.outcomes(payload, count, failures)
-                if failures and self._retry.retries:
-                    self._store_or_retry(_items_of(runs, parts), attempts, outcomes)
-                else:
-                    self._store(runs, outcomes)
+                self._store(runs, outcomes)
         self._dispatch()
 
     # -- internals: failures, crashes, retries -------------------------------------------
 
-    def _recover(self, items: list[_Item], attempts: int, died: WorkerDied) -> None:
-        """A worker died with this batch: re-run the innocent, find and fail the culprit."""
-        if not died.started:
-            self._requeue(items)  # it never began: all innocent
-        elif died.index is not None and 0 <= died.index < len(items):
-            culprit = items[died.index]
-            self._requeue(items[: died.index] + items[died.index + 1 :])
-            self._fail_or_retry(culprit, attempts, self._death_error(culprit, died))
-        elif len(items) > 1:
-            self._requeue(items, isolated=True)  # died between items: each is a suspect
-        else:
-            self._fail_or_retry(items[0], attempts, self._death_error(items[0], died))
+    def _recover(self, items: list[_Item], attempts: int, lost: BatchLost) -> None:
+        """A batch was lost: run the innocent again, find and fail (or retry) the culprit.
 
-    def _death_error(self, item: _Item, died: WorkerDied) -> Exception:
-        if died.timed_out:
-            assert self._timeout is not None
-            return TaskTimeoutError(
-                f"item {item.seq} ran longer than the timeout of {self._timeout:g} s; "
-                f"its worker process {died.pid} was killed (with any process it started) "
-                "and replaced",
-                timeout=self._timeout,
-                pid=died.pid,
-            )
+        The backend says whether the batch started and which item was running; an item
+        lost outside any item of a batch of several makes each a suspect, run alone."""
+        running = lost.running
+        if not lost.started:
+            self._requeue(items)  # it never began: all innocent
+        elif running is not None and 0 <= running < len(items):
+            culprit = items[running]
+            self._requeue(items[:running] + items[running + 1 :])
+            self._fail_or_retry(culprit, attempts, self._loss_error(lost))
+        elif len(items) > 1:
+            self._requeue(items, isolated=True)
+        else:
+            self._fail_or_retry(items[0], attempts, self._loss_error(lost))
+
+    @staticmethod
+    def _loss_error(lost: BatchLost) -> BaseException:
+        if lost.error is not None:
+            return lost.error
         return WorkerCrashedError(
-            f"the worker process {died.pid} died while running item {item.seq} "
-            f"({describe_exit(died.exitcode)}); it was replaced and the stream went on",
-            pid=died.pid,
-            exitcode=died.exitcode,
+            "the item was lost by its executor, which gave no reason", pid=None, exitcode=None
         )
 
     def _fail_or_retry(self, item: _Item, attempts: int, error: BaseException) -> None:

@@ -31,9 +31,11 @@ futures, so the event-loop bridge treats it like any executor) and changes the r
   ``_turn_lock`` while they assign jobs; the submitter only tries it, and wakes the
   manager when it is taken. Large jobs (writing them blocks) and all jobs when items
   have a timeout (the manager times them) go through the manager.
-* A dead worker fails only its own jobs, with ``WorkerDied`` saying whether each job had
-  started and which item was running (read from the progress array); a new worker takes
-  its slot. The pipeline turns that into re-runs and a ``WorkerCrashedError``.
+* A dead worker fails only its own jobs, with ``BatchLost`` saying whether each job had
+  started, which item was running (read from the progress array) and the error that
+  item yields (``WorkerCrashedError``, or ``TaskTimeoutError`` for a worker killed for
+  overrunning the timeout); a new worker takes its slot. The pipeline runs the other
+  items again.
 * A worker gets its next job while it still runs one (one job of at most
   ``PREFETCH_MAX_BYTES`` ahead), so it does not idle while a result travels back, nor
   while the parent's main thread holds the GIL. A job waiting behind a slow item is
@@ -70,6 +72,8 @@ from typing import Any
 import cloudpickle
 
 from . import _logging, _process_group, _wire, _worker, _worker_process
+from ._errors import TaskTimeoutError, WorkerCrashedError
+from ._worker import BatchLost
 from ._worker_process import DONE, ERROR, INIT_FAILED, LOG, READY, RETIRING, SKIPPED
 
 logger = logging.getLogger("inorder")
@@ -110,32 +114,6 @@ STARTER_JOIN_SECONDS = 1.0
 # it for microseconds; only a worker killed inside it would hold it longer, and then the
 # job is not revoked but re-run when the death is noticed.
 GATE_TIMEOUT_SECONDS = 0.05
-
-
-class WorkerDied(Exception):
-    """A job's worker process ended before returning the job (internal to inorder).
-
-    ``started``: whether the job had begun. ``index``: the item of the job that was
-    running, or ``None`` when the worker died outside any item (loading the batch,
-    pickling its results) or the job had not started. ``timed_out``: the pool killed the
-    worker because item ``index`` overran its timeout.
-    """
-
-    def __init__(
-        self,
-        pid: int | None,
-        exitcode: int | None,
-        *,
-        started: bool,
-        index: int | None,
-        timed_out: bool = False,
-    ) -> None:
-        super().__init__(pid, exitcode, started, index, timed_out)
-        self.pid = pid
-        self.exitcode = exitcode
-        self.started = started
-        self.index = index
-        self.timed_out = timed_out
 
 
 class PoolStopped(Exception):
@@ -691,23 +669,34 @@ class WorkerPool(concurrent.futures.Executor):
                 continue  # another worker has it
             if worker.killed_for is not None:  # we killed it: only the overrun item is to blame
                 timed_out = job.id == worker.killed_for[0]
-                error = WorkerDied(
-                    worker.pid,
-                    exitcode,
-                    started=timed_out,
-                    index=worker.killed_for[1] if timed_out else None,
-                    timed_out=timed_out,
+                lost = BatchLost(
+                    timed_out,
+                    worker.killed_for[1] if timed_out else None,
+                    self._timeout_error(worker.pid),
                 )
             else:
                 started = job.id == running
-                error = WorkerDied(
-                    worker.pid,
-                    exitcode,
-                    started=started,
-                    index=index if started and index >= 0 else None,
+                lost = BatchLost(
+                    started,
+                    index if started and index >= 0 else None,
+                    WorkerCrashedError(
+                        f"the worker process {worker.pid} died while running this item "
+                        f"({describe_exit(exitcode)}); it was replaced and the stream went on",
+                        pid=worker.pid,
+                        exitcode=exitcode,
+                    ),
                 )
-            job.future.set_exception(error)
+            job.future.set_exception(lost)
         worker.jobs.clear()
+
+    def _timeout_error(self, pid: int | None) -> TaskTimeoutError:
+        assert self._timeout is not None
+        return TaskTimeoutError(
+            f"this item ran longer than the timeout of {self._timeout:g} s; its worker "
+            f"process {pid} was killed (with any process it started) and replaced",
+            timeout=self._timeout,
+            pid=pid,
+        )
 
     def _break(self, reason: _Reason) -> None:
         """The workers cannot run anything (their initializer fails): fail all jobs."""

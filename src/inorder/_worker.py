@@ -81,9 +81,26 @@ class Retire(Exception):
     """This worker must not start the batch: it would run more than ``max_items``."""
 
 
-# run_pickled's failure count when a segment could not be unpickled as a whole in a
-# batch of several items: the parent re-sends each item alone so only the bad one fails.
-ISOLATE = -1
+class BatchLost(Exception):
+    """A batch came back without its outcomes: the fact a backend reports, as the
+    exception of the batch's future. The pipeline decides what it means for the items.
+
+    ``started``: whether the batch began to run (if not, every item runs again).
+    ``running``: the index in the batch of the item that was running when it was lost,
+    or ``None`` when it was lost outside any item (loading the batch, pickling its
+    results) or before it started. ``error``: the exception that item yields, built by
+    the backend, which knows why it was lost (``WorkerCrashedError`` with the pid and
+    exit status, ``TaskTimeoutError`` with the timeout); also the one a batch of a single
+    item yields when it was lost outside the item.
+    """
+
+    def __init__(self, started: bool, running: int | None, error: BaseException | None) -> None:
+        super().__init__(started, running, error)
+        self.started = started
+        self.running = running
+        self.error = error
+
+
 if TYPE_CHECKING:
     DirectSegment: TypeAlias = tuple[Callable[..., Any], int, list[Any]]
 
@@ -159,9 +176,11 @@ def run_pickled(
     """Run a batch that crossed a process boundary.
 
     Returns its pickled outcomes, the seconds of work, and how many outcomes are
-    failures (a batch without any is handed out by the parent without per-item checks),
-    or ``ISOLATE`` when the batch must be re-sent item by item. ``runs``: the items'
-    sequence numbers, for the log records they emit.
+    failures (a batch without any is handed out by the parent without per-item checks).
+    Raises ``BatchLost`` (started, no item running) when the arguments of a batch of
+    several items cannot be unpickled as one: each item is then sent again alone, so
+    that only the bad one fails. ``runs``: the items' sequence numbers, for the log
+    records they emit.
     """
     global _runs, items_run
     started = time.perf_counter()
@@ -192,7 +211,7 @@ def run_pickled(
             payloads = pickle.loads(blob, buffers=buffers)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
             if _progress is not None and len(outcomes) + count > 1:
-                return b"", time.perf_counter() - started, ISOLATE
+                raise BatchLost(True, None, exc) from None
             outcomes.extend([Failure(exc, describe(fn), _format(exc), pid)] * count)
             failures += count
             continue

@@ -3,6 +3,18 @@
 Backends only start, expose and stop an executor; the pipeline submits to it through the
 event-loop bridge and decides what to cancel. Each backend names the codec its workers
 need: calls crossing a process boundary are pickled, calls to threads are not.
+
+What a batch's future gives back is the interface a backend plugs into:
+
+* its outcomes, as the codec's ``run`` returns them;
+* or ``BatchLost`` (from ``_worker``), the neutral report of a batch that came back
+  without outcomes: whether it started, which item was running, and the exception that
+  item yields, which the backend builds because it knows why the batch was lost
+  (``WorkerCrashedError`` with the worker's pid and exit status, ``TaskTimeoutError``
+  with the timeout). The pipeline runs the innocent items again, retries or fails the
+  culprit, and runs the items of a batch lost outside any item one by one;
+* or any other exception: the executor failed the call (it was shut down, it could not
+  pickle the call), delivered for each item of the batch.
 """
 
 from __future__ import annotations
@@ -13,6 +25,9 @@ from typing import Protocol
 
 from .._eventloop import FutureLike, LoopBridge
 from .._serialize import Codec
+from .._worker import BatchLost
+
+__all__ = ["Backend", "BatchLost"]
 
 
 class Backend(Protocol):
