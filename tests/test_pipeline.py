@@ -574,7 +574,11 @@ async def test_two_concurrent_consumers_are_refused(executor: Any, tmp_path: Pat
         ({"workers": 2.0}, TypeError, "workers must be an int, got float 2.0"),
         ({"window": 0}, ValueError, "window must be at least 1, got 0"),
         ({"window": True}, TypeError, "window must be .auto. or an int, got bool True"),
-        ({"executor": "gpu"}, ValueError, "executor must be 'process', 'thread' or a"),
+        (
+            {"executor": "gpu"},
+            ValueError,
+            "executor must be 'process', 'thread', an inorder.WorkerPool",
+        ),
         ({"on_error": "ignore"}, ValueError, "on_error must be 'raise', 'return' or 'skip'"),
         ({"ordered": "yes"}, TypeError, "ordered must be True or False, got str 'yes'"),
         ({"batch": 0}, ValueError, "batch must be at least 1, got 0"),

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ._options import Options, PipelineOptions
     from ._pipeline import OrderedPipeline, sequence_number
     from ._stats import PipelineStatistics
+    from ._workerpool import WorkerPool
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "RemoteTraceback",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerPool",
     "map",
     "sequence_number",
 ]
@@ -59,6 +61,7 @@ _LOCATIONS = {
     "PipelineOptions": "._options",
     "sequence_number": "._pipeline",
     "PipelineStatistics": "._stats",
+    "WorkerPool": "._workerpool",
 }
 
 

@@ -13,13 +13,18 @@ import dataclasses
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeGuard, Unpack
 
 from . import _progress
 from ._retry import ExceptionTypes, check_retry_on
 
+if TYPE_CHECKING:
+    from ._workerpool import WorkerPool
+
 OnError = Literal["raise", "return", "skip"]
-ExecutorOption = Literal["process", "thread"] | concurrent.futures.Executor
+ExecutorOption: TypeAlias = (
+    'Literal["process", "thread"] | concurrent.futures.Executor | WorkerPool'
+)
 BatchOption = int | Literal["auto"]
 WindowOption = int | Literal["auto"]
 StartMethod = Literal["forkserver", "spawn"]
@@ -128,6 +133,11 @@ class Options:
             for name in ("timeout", "initializer", "max_tasks_per_child", "start_method")
             if checked[name] is not None
         ]
+        if process_only and _is_worker_pool(executor):
+            raise ValueError(
+                f"{', '.join(process_only)} belong(s) to the shared pool, for all the "
+                "pipelines on it: give them to inorder.WorkerPool(...) instead"
+            )
         if process_only and executor != "process":
             raise ValueError(
                 f"{', '.join(process_only)} need(s) executor='process': inorder can stop, "
@@ -233,6 +243,8 @@ def _check_initargs(initargs: object) -> tuple[Any, ...]:
 def _check_workers(workers: object, executor: ExecutorOption) -> int:
     """The ``workers`` option, or its default: a borrowed executor's size, else the CPUs."""
     if workers is None:
+        if _is_worker_pool(executor):
+            return executor.workers
         if isinstance(executor, concurrent.futures.Executor):
             size = getattr(executor, "_max_workers", None)
             if isinstance(size, int) and size > 0:
@@ -252,11 +264,18 @@ def _check_auto_or_size(name: str, value: object) -> int | Literal["auto"]:
 def _check_executor(executor: object) -> ExecutorOption:
     if executor == "process" or executor == "thread":
         return executor
-    if isinstance(executor, concurrent.futures.Executor):
+    if isinstance(executor, concurrent.futures.Executor) or _is_worker_pool(executor):
         return executor
     raise ValueError(
-        f"executor must be 'process', 'thread' or a concurrent.futures.Executor, got {executor!r}"
+        "executor must be 'process', 'thread', an inorder.WorkerPool or a "
+        f"concurrent.futures.Executor, got {executor!r}"
     )
+
+
+def _is_worker_pool(executor: object) -> TypeGuard[WorkerPool]:
+    from ._workerpool import WorkerPool  # it checks its own options here: imported late
+
+    return isinstance(executor, WorkerPool)
 
 
 def _check_start_method(start_method: object) -> StartMethod | None:

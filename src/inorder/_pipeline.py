@@ -68,6 +68,7 @@ from . import _progress
 from ._backends import Backend, BatchLost
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
+from ._backends.shared import SharedPoolBackend
 from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._errors import PipelineClosedError, RemoteTraceback, WorkerCrashedError
@@ -91,6 +92,7 @@ from ._stats import PipelineStatistics
 from ._tasks import Clock, OwnedTasks
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
 from ._worker import ARGS, ONE, Failure, describe
+from ._workerpool import WorkerPool
 
 logger = logging.getLogger("inorder")
 
@@ -244,7 +246,7 @@ class OrderedPipeline:
             worker's crash; ``forkserver`` on Linux, ``spawn`` elsewhere), ``"thread"``
             (a thread pool: no pickling, but Python code holds the GIL), or any
             ``concurrent.futures.Executor``, which the pipeline uses but never shuts
-            down.
+            down, or an ``inorder.WorkerPool`` that several pipelines share.
         ordered: ``False`` yields results as they complete instead (same bounds).
         on_error: What a failed item yields. ``"raise"`` (default): its exception is
             raised from the iteration at the item's position, with the worker's
@@ -1576,6 +1578,8 @@ class OrderedPipeline:
             )
         if option == "thread":
             return ThreadBackend(self._workers)
+        if isinstance(option, WorkerPool):
+            return SharedPoolBackend(option, self._workers)
         assert isinstance(option, concurrent.futures.Executor)
         return BorrowedExecutorBackend(option, self._workers)
 
