@@ -49,7 +49,6 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
-import ctypes
 import errno
 import itertools
 import logging
@@ -71,8 +70,9 @@ from typing import Any
 
 import cloudpickle
 
-from . import _logging, _process_group, _wire, _worker, _worker_process
+from . import _logging, _process_group, _wire, _worker_process
 from ._errors import TaskTimeoutError, WorkerCrashedError
+from ._slots import Slots
 from ._worker import BatchLost
 from ._worker_process import DONE, ERROR, INIT_FAILED, LOG, READY, RETIRING, SKIPPED
 
@@ -215,9 +215,7 @@ class WorkerPool(concurrent.futures.Executor):
         self._max_tasks = max_tasks_per_child
         self._timeout = timeout
         self._log_level = _logging.forwarded_level()
-        fields = _worker.PROGRESS_FIELDS
-        self._progress_array = context.RawArray(ctypes.c_double, fields * workers)
-        self._progress = memoryview(self._progress_array).cast("B").cast("d")
+        self._slots = Slots(context, workers)
         self._lifeline_r, self._lifeline_w = context.Pipe(duplex=False)
         # The self-pipe that wakes the manager thread. Writes never block (a full pipe
         # already guarantees a wake-up) and are coalesced by _wake_pending.
@@ -458,10 +456,7 @@ class WorkerPool(concurrent.futures.Executor):
             if due <= now:
                 del self._start_due[slot]
                 self._starting.add(slot)
-                fields = _worker.PROGRESS_FIELDS
-                self._progress[slot * fields + _worker.JOB] = 0
-                self._progress[slot * fields + _worker.INDEX] = _worker.NOT_IN_ITEM
-                self._progress[slot * fields + _worker.REVOKED] = 0
+                self._slots.reset(slot)
                 self._starter.start(slot)
 
     def _launch(self, slot: int) -> _Worker:
@@ -475,7 +470,7 @@ class WorkerPool(concurrent.futures.Executor):
                     child_end,
                     self._lifeline_r,
                     gate,
-                    self._progress_array,
+                    self._slots.array,
                     slot,
                     self._initializer,
                     self._log_level,
@@ -751,10 +746,9 @@ class WorkerPool(concurrent.futures.Executor):
         if not worker.gate.acquire(timeout=GATE_TIMEOUT_SECONDS):
             return False
         try:
-            base = worker.slot * _worker.PROGRESS_FIELDS
-            if int(self._progress[base + _worker.JOB]) == job.id:
+            if self._slots.job(worker.slot) == job.id:
                 return False
-            self._progress[base + _worker.REVOKED] = job.id
+            self._slots.revoke(worker.slot, job.id)
         finally:
             worker.gate.release()
         worker.revoked.add(job.id)
@@ -811,14 +805,8 @@ class WorkerPool(concurrent.futures.Executor):
         return max(0.0, min(times) - now) if times else None
 
     def _running_item(self, worker: _Worker) -> tuple[int, int, float]:
-        """(job id, item index, item start) from the worker's progress slot."""
-        # Read in the reverse of the order the worker writes them (start, index; and
-        # index before job id when a job begins), so the three belong together.
-        base = worker.slot * _worker.PROGRESS_FIELDS
-        job = int(self._progress[base + _worker.JOB])
-        index = int(self._progress[base + _worker.INDEX])
-        started = self._progress[base + _worker.STARTED]
-        return job, index, started
+        """(job id, item index, item start) from the worker's slot (see ``_slots``)."""
+        return self._slots.running(worker.slot)
 
     def _deadline(self, worker: _Worker, now: float) -> tuple[float, int, int]:
         """When the item ``worker`` runs may overrun, with that item's job id and index."""

@@ -42,6 +42,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from . import _wire
+from ._slots import INDEX, NOT_IN_ITEM, STARTED
 
 TYPE_CHECKING = False  # typing's flag without importing typing: see inorder/__init__.py
 if TYPE_CHECKING:
@@ -59,26 +60,36 @@ ONE, ARGS, KWARGS, PICKLED = 0, 1, 2, 3
 if TYPE_CHECKING:
     WireSegment: TypeAlias = tuple[bytes, int, int, bytes, bool, list[Any]]
 
-# A worker's slot in the shared progress array: the job it runs, the index of the item it
-# runs within that job (NOT_IN_ITEM between items), when that item started
-# (``time.monotonic``, the same clock in every process on a machine), and a job the
-# parent took back from the worker's pipe to give to an idle worker (REVOKED).
-JOB, INDEX, STARTED, REVOKED = 0, 1, 2, 3
-PROGRESS_FIELDS = 4
-NOT_IN_ITEM = -1.0
 
-# Set by _worker_process in inorder's own workers; None elsewhere (threads, a borrowed
-# executor), where nobody reads progress.
-_progress: Any = None
-_timed = False
-_runs: list[tuple[int, int]] = []  # the running job's sequence numbers, (start, count)
-items_run = 0  # items this process has run, for max_tasks_per_child
-_large_results = False  # whether large bytes results leave the pickle (own workers)
-max_items: int | None = None  # max_tasks_per_child, in inorder's own workers
+class WorkerState:
+    """What one of inorder's own worker processes keeps between batches.
+
+    ``_worker_process`` installs one (``install``) as the process starts. Elsewhere
+    (threads, a borrowed executor) there is none: nobody reads progress there.
+    """
+
+    __slots__ = ("fields", "items_run", "large_results", "max_items", "runs", "timed")
+
+    def __init__(self, fields: Any, *, timed: bool, max_items: int | None) -> None:
+        self.fields = fields  # this worker's slot of shared memory (see _slots)
+        self.timed = timed  # items have a timeout: each marks its start time
+        self.max_items = max_items  # max_tasks_per_child
+        self.items_run = 0  # items this process has run, for max_tasks_per_child
+        self.runs: list[tuple[int, int]] = []  # the job's sequence numbers, (start, count)
+        self.large_results = False  # large bytes results leave the pickle
+
+
+_state: WorkerState | None = None
+
+
+def install(state: WorkerState) -> None:
+    """Make ``state`` this process's (in inorder's own worker processes only)."""
+    global _state
+    _state = state
 
 
 class Retire(Exception):
-    """This worker must not start the batch: it would run more than ``max_items``."""
+    """This worker must not start the batch: it would run more than ``max_tasks_per_child``."""
 
 
 class BatchLost(Exception):
@@ -182,14 +193,17 @@ def run_pickled(
     that only the bad one fails. ``runs``: the items' sequence numbers, for the log
     records they emit.
     """
-    global _runs, items_run
     started = time.perf_counter()
     pid = os.getpid()
-    _runs = runs or []
-    count = sum(segment[2] for segment in segments)
-    if max_items is not None and items_run and items_run + count > max_items:
-        raise Retire
-    items_run += count
+    state = _state
+    if state is not None:
+        state.runs = runs or []
+        count = sum(segment[2] for segment in segments)
+        limit = state.max_items
+        if limit is not None and state.items_run and state.items_run + count > limit:
+            raise Retire
+        state.items_run += count
+    fields = None if state is None else state.fields
     outcomes: list[Any] = []
     failures = 0
     # Where each segment's outcomes end, and its function's name: an outcome that
@@ -197,10 +211,10 @@ def run_pickled(
     ends: list[tuple[int, str]] = []
     for digest, shape, count, blob, flagged, buffers in segments:
         ends.append((len(outcomes) + count, "<a function that could not be loaded>"))
-        if _progress is not None:
+        if fields is not None:
             # Loading the function and the arguments is no item's own work: a crash
             # here makes every item of the batch a suspect, to be re-run alone.
-            _progress[INDEX] = NOT_IN_ITEM
+            fields[INDEX] = NOT_IN_ITEM
         fn = _load_function(digest, functions[digest], pid)
         if isinstance(fn, Failure):
             outcomes.extend([fn] * count)
@@ -210,42 +224,43 @@ def run_pickled(
         try:
             payloads = pickle.loads(blob, buffers=buffers)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
-            if _progress is not None and len(outcomes) + count > 1:
+            if state is not None and len(outcomes) + count > 1:
                 raise BatchLost(True, None, exc) from None
             outcomes.extend([Failure(exc, describe(fn), _format(exc), pid)] * count)
             failures += count
             continue
         if flagged:
-            failures += _call_flagged(fn, shape, payloads, outcomes, pid)
-        elif _progress is not None:
-            failures += _call_tracked(fn, shape, payloads, outcomes, pid)
+            failures += _call_flagged(fn, shape, payloads, outcomes, pid, state)
+        elif state is not None:
+            failures += _call_tracked(fn, shape, payloads, outcomes, pid, state)
         else:
             failures += _call_all(fn, shape, payloads, outcomes, pid)
-    if _progress is not None:
-        _progress[INDEX] = NOT_IN_ITEM  # a crash from here on is nobody's in particular
+    if fields is not None:
+        fields[INDEX] = NOT_IN_ITEM  # a crash from here on is nobody's in particular
     # In inorder's own workers a large blob, and large bytes results, cross the pipe raw
     # (see _wire); a borrowed executor pickles with protocols that cannot carry them.
-    global _large_results
-    own = _progress is not None
     blob, unpicklable, buffers = dump_outcomes(
-        outcomes, raw_bytes=own and _large_results, functions=ends
+        outcomes, raw_bytes=state is not None and state.large_results, functions=ends
     )
-    if not own:
+    if state is None:
         return blob, time.perf_counter() - started, failures + unpicklable
     # Looking for large results costs a check per item: only once they are large.
-    _large_results = _wire.nbytes(blob, buffers) >= _wire.OUT_OF_BAND_BYTES * max(1, len(outcomes))
+    state.large_results = _wire.nbytes(blob, buffers) >= _wire.OUT_OF_BAND_BYTES * max(
+        1, len(outcomes)
+    )
     result = (_wire.out_of_band(blob), buffers) if buffers else _wire.out_of_band(blob)
     return result, time.perf_counter() - started, failures + unpicklable  # type: ignore[return-value]
 
 
 def current_seq() -> int | None:
     """The sequence number of the item this worker process is running, if any."""
-    if _progress is None:
+    state = _state
+    if state is None:
         return None
-    index = int(_progress[INDEX])
+    index = int(state.fields[INDEX])
     if index < 0:
         return None
-    for start, count in _runs:
+    for start, count in state.runs:
         if index < count:
             return start + index
         index -= count
@@ -303,11 +318,16 @@ def _call_all(
 
 
 def _call_tracked(
-    fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int
+    fn: Callable[..., Any],
+    shape: int,
+    payloads: list[Any],
+    outcomes: list[Any],
+    pid: int,
+    state: WorkerState,
 ) -> int:
     """``_call_all`` that marks each item's index (and start time) in shared memory."""
-    progress = _progress
-    clock = time.monotonic if _timed else None
+    progress = state.fields
+    clock = time.monotonic if state.timed else None
     index = len(outcomes)  # the batch index of payloads[0]
     append = outcomes.append
     failures = 0
@@ -343,15 +363,20 @@ def _call_tracked(
 
 
 def _call_flagged(
-    fn: Callable[..., Any], shape: int, payloads: list[Any], outcomes: list[Any], pid: int
+    fn: Callable[..., Any],
+    shape: int,
+    payloads: list[Any],
+    outcomes: list[Any],
+    pid: int,
+    state: WorkerState | None,
 ) -> int:
     failures = 0
     for payload in payloads:
         if type(payload) is BadArgument:
             outcomes.append(Failure(TypeError(payload.message), describe(fn)))
             failures += 1
-        elif _progress is not None:
-            failures += _call_tracked(fn, shape, [payload], outcomes, pid)
+        elif state is not None:
+            failures += _call_tracked(fn, shape, [payload], outcomes, pid, state)
         else:
             failures += _call_all(fn, shape, [payload], outcomes, pid)
     return failures

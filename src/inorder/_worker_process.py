@@ -44,7 +44,7 @@ import threading
 import traceback
 from multiprocessing.connection import Connection
 
-from . import _logging, _wire, _worker
+from . import _logging, _slots, _wire, _worker
 
 TYPE_CHECKING = False  # typing's flag without importing typing: see inorder/__init__.py
 if TYPE_CHECKING:
@@ -76,12 +76,10 @@ def main(
 
     _install_line_writers()
     _logging.install_in_worker(lambda record: send((LOG, record)), log_level)
-    fields = _worker.PROGRESS_FIELDS
-    _worker._progress = (
-        memoryview(progress).cast("B").cast("d")[slot * fields : (slot + 1) * fields]
+    state = _worker.WorkerState(
+        _slots.worker_fields(progress, slot), timed=timed, max_items=max_tasks
     )
-    _worker._timed = timed
-    _worker.max_items = max_tasks
+    _worker.install(state)
     if initializer is not None:
         try:
             fn, args = pickle.loads(initializer)
@@ -92,13 +90,13 @@ def main(
             return
     send((READY, os.getpid()))
     try:
-        _serve(conn, gate, send, max_tasks)
+        _serve(conn, gate, send, state)
     finally:
         _flush_output()
 
 
-def _serve(conn: Connection, gate: Any, send: Any, max_tasks: int | None) -> None:
-    progress = _worker._progress
+def _serve(conn: Connection, gate: Any, send: Any, state: _worker.WorkerState) -> None:
+    progress = state.fields
     while True:
         try:
             message = _wire.receive(conn)
@@ -108,11 +106,11 @@ def _serve(conn: Connection, gate: Any, send: Any, max_tasks: int | None) -> Non
             return
         job_id, fn, args = message
         with gate:
-            revoked = progress[_worker.REVOKED] == job_id
+            revoked = progress[_slots.REVOKED] == job_id
             if not revoked:
                 # Index first, then job: the parent reads them in the opposite order.
-                progress[_worker.INDEX] = _worker.NOT_IN_ITEM
-                progress[_worker.JOB] = job_id
+                progress[_slots.INDEX] = _slots.NOT_IN_ITEM
+                progress[_slots.JOB] = job_id
         if revoked:
             send((SKIPPED, job_id))
             continue
@@ -124,9 +122,9 @@ def _serve(conn: Connection, gate: Any, send: Any, max_tasks: int | None) -> Non
             return
         except BaseException as exc:  # noqa: BLE001 - the parent decides what it means
             reply = (ERROR, job_id, _picklable(exc), "".join(traceback.format_exception(exc)))
-        progress[_worker.INDEX] = _worker.NOT_IN_ITEM
+        progress[_slots.INDEX] = _slots.NOT_IN_ITEM
         send(reply)
-        if max_tasks is not None and _worker.items_run >= max_tasks:
+        if state.max_items is not None and state.items_run >= state.max_items:
             send((RETIRING,))
             return
 
