@@ -34,7 +34,7 @@ test: lint typecheck
 
 ## test-loaded: the test suite while busy loops hold every CPU (it must pass on a loaded machine)
 test-loaded: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/under_load.py -- $(BIN)/python -m pytest
+	$(BIN)/python -m benchmarks under_load -- $(BIN)/python -m pytest
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
@@ -42,16 +42,16 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 ## bench: inorder against its peers on every workload; writes docs/performance.md (~40 min)
 bench: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/suite.py
+	$(BIN)/python -m benchmarks suite
 
 ## soak: 100k items with 1 % faults of every kind, retries off and on, with a timeout and without (~3 min, not in CI)
 soak: $(VENV)/.installed-runtime
-	$(BIN)/python benchmarks/soak.py
-	$(BIN)/python benchmarks/soak.py --no-timeout
+	$(BIN)/python -m benchmarks soak
+	$(BIN)/python -m benchmarks soak --no-timeout
 
 ## chaos: 50,000 items while a random worker is SIGKILLed every 50-200 ms, retries off and on, asyncio and trio (~4 min, not in CI)
 chaos: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/chaos.py
+	$(BIN)/python -m benchmarks chaos
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests examples benchmarks

@@ -8,7 +8,7 @@ and trio, and every outcome is checked: one per item, in order, a result or the
 ``WorkerCrashedError`` of a killed worker. Prints a Markdown table (docs/reliability.md
 quotes it).
 
-    python benchmarks/chaos.py [--items 50000] [--item-ms 1] [--workers 2]
+    python -m benchmarks chaos [--items 50000] [--item-ms 1] [--workers 2]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main() -> None:
     print(
         f"{args.items:,} items of {args.item_ms:g} ms on {args.workers} workers, a random "
         f"worker SIGKILLed every 50-200 ms; Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; seed {seed} (python benchmarks/chaos.py --seed {seed})\n"
+        f"{os.cpu_count()} CPUs; seed {seed} (python -m benchmarks chaos --seed {seed})\n"
     )
     rows = []
     for backend in ("asyncio", "trio"):

@@ -16,7 +16,7 @@ Then one long line (``--long-line-mib``, 50 by default) through ``upper``: the p
 loop and ``inorder map``, with the time and the peak memory of each command (the
 largest process it ran): reading must be linear in the line's length.
 
-    python benchmarks/cli.py [--lines 1000000] [--runs 3] [--long-line-mib 50]
+    python -m benchmarks cli [--lines 1000000] [--runs 3] [--long-line-mib 50]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ pool's. Reports the time from connecting to the first reply (median and slowest 
 and the most child processes alive at once (the workers, the fork server and
 multiprocessing's resource tracker)::
 
-    python benchmarks/server.py [--clients 20] [--runs 3]
+    python -m benchmarks server [--clients 20] [--runs 3]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ order, wrong outcomes, restarts, retries, timeouts and wall time, as a Markdown 
 sends small jobs to the workers itself, where with one the pool's manager thread sends
 every job (see ``_pool``), so the two runs cover both ways.
 
-    python benchmarks/soak.py [--items 100000] [--fault-every 100] [--workers 2] [--no-timeout]
+    python -m benchmarks soak [--items 100000] [--fault-every 100] [--workers 2] [--no-timeout]
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Cold start: how long a new process takes to its first result, and where it goes.
 
-    python benchmarks/startup.py [--workers 2] [--runs 9] [--main-imports trio,rich]
+    python -m benchmarks startup [--workers 2] [--runs 9] [--main-imports trio,rich]
 
 Each run is a fresh interpreter that opens an ``OrderedPipeline`` of ``--workers``
-worker processes and puts one call of ``x + 1``. It reports, from the start of
-``async with``: when each worker said it was ready (the first and the last), when
-``async with`` returned, and when the first result arrived. READY is timed by wrapping
-the pool's message handler (a private method: this is a diagnostic). Medians and
-ranges in ms. To compare two versions, run it alternately with
+worker processes and puts one call of ``x + 1``, then calls that each take 10 ms and
+return their worker's pid. It reports, from the start of ``async with``: when
+``async with`` returned (the first worker is ready), when the first result arrived, and
+when every worker had returned a result (the last worker's start plus up to an item's
+10 ms). Medians and ranges in ms. To compare two versions, run it alternately with
 ``PYTHONPATH=<other checkout>/src``.
 
 ``--main-imports`` makes this script's main module import those modules at its top
@@ -24,10 +24,8 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,28 +33,14 @@ MAIN_IMPORTS = "STARTUP_MAIN_IMPORTS"  # set by --main-imports; seen by the work
 for name in filter(None, os.environ.get(MAIN_IMPORTS, "").split(",")):
     importlib.import_module(name)
 
-STAGES = ("first worker ready", "last worker ready", "async with returned", "first result")
+STAGES = ("async with returned", "first result", "every worker's result")
 
 
 def one_run(workers: int) -> dict[str, float]:
     import anyio
 
     import inorder
-    from inorder import _pool
-    from workloads import inc  # not at the top: spawn workers import this main module
-
-    ready: list[float] = []
-    all_ready = threading.Event()
-    handle = _pool.WorkerPool._handle
-
-    def timed_handle(self: Any, worker: Any, message: tuple[Any, ...]) -> None:
-        if message[0] == _pool.READY:
-            ready.append(time.perf_counter())
-            if len(ready) == workers:
-                all_ready.set()
-        handle(self, worker, message)
-
-    _pool.WorkerPool._handle = timed_handle  # type: ignore[method-assign]
+    from workloads import inc, pid_after  # not at the top: spawn workers import this module
 
     async def main() -> dict[str, float]:
         started = time.perf_counter()
@@ -65,8 +49,21 @@ def one_run(workers: int) -> dict[str, float]:
             await pipe.put(inc, 0)
             assert await anext(pipe) == 1
             first = time.perf_counter()
-            await anyio.to_thread.run_sync(all_ready.wait)  # others may still be starting
-        marks = (ready[0], ready[-1], entered, first)
+            pids: set[int] = set()
+            async with anyio.create_task_group() as tasks:
+
+                async def produce() -> None:
+                    while True:
+                        await pipe.put(pid_after, 0.01)
+
+                tasks.start_soon(produce)
+                async for pid in pipe:
+                    pids.add(pid)
+                    if len(pids) == workers:
+                        break
+                every = time.perf_counter()
+                tasks.cancel_scope.cancel()
+        marks = (entered, first, every)
         return {stage: (t - started) * 1e3 for stage, t in zip(STAGES, marks, strict=True)}
 
     return anyio.run(main)

@@ -8,10 +8,10 @@ sampled (every 2 ms, by a thread) only in the workloads that report it: elsewher
 sampler would only take CPU from the peers. Medians of ``--runs`` (at least 9 for the
 latency workload, whose runs give one sample each).
 
-    python benchmarks/suite.py                      # everything, writes docs/performance.md
-    python benchmarks/suite.py --workloads trivial,cpu --peers "inorder*,Pool.imap*"
+    python -m benchmarks suite                      # everything, writes docs/performance.md
+    python -m benchmarks suite --workloads trivial,cpu --peers "inorder*,Pool.imap*"
     # and, added to the saved results, the 20M-item stream for inorder and Pool.imap:
-    python benchmarks/suite.py --merge --workloads stream_20m --peers "inorder pipe.map,Pool*1024"
+    python -m benchmarks suite --merge --workloads stream_20m --peers "inorder pipe.map,Pool*1024"
 """
 
 from __future__ import annotations
@@ -507,7 +507,7 @@ def main() -> None:
             summary["runs"] = len(runs)  # merged tables may come from runs of other --runs
             results[name][peer] = summary
             print(f"  {peer:42} {headline(workload, summary)}", file=sys.stderr)
-    command = shlex.join(["python", "benchmarks/suite.py", *sys.argv[1:]])
+    command = shlex.join(["python", "-m", "benchmarks", "suite", *sys.argv[1:]])
     saved["commands"] = [*saved["commands"], command] if args.merge else [command]
     RESULTS.write_text(json.dumps(saved, indent=1))
     write_report(saved, args.output)

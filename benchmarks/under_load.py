@@ -1,7 +1,7 @@
 """Run a command while busy loops hold every CPU: the tests must pass on a loaded machine.
 
-    python benchmarks/under_load.py -- .venv/bin/python -m pytest
-    python benchmarks/under_load.py --loops 4 -- make test
+    python -m benchmarks under_load -- .venv/bin/python -m pytest
+    python -m benchmarks under_load --loops 4 -- make test
 
 Starts ``--loops`` processes (default: one per usable CPU) that spin until the command
 ends, runs the command, stops them, and exits with the command's status.

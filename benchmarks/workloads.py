@@ -26,6 +26,12 @@ def inc(x: int) -> int:
     return x + 1
 
 
+def pid_after(seconds: float) -> int:
+    """Sleep ``seconds``; return the pid of the worker that ran it."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def burn(index: int, seconds: float) -> int:
     """Spend ``seconds`` of CPU time in pure Python; return ``index``."""
     end = time.process_time() + seconds

@@ -83,6 +83,6 @@ def executor(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture(autouse=True, scope="session")
 def _bytecode_for_workers() -> None:
     # Worker processes re-import inorder and the test helpers; without bytecode caching
-    # every worker start recompiles them (see FIELD-NOTES: start-up 3-6x slower).
+    # every worker start recompiles them, which makes it 3-6x slower.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.dont_write_bytecode = False

@@ -3,11 +3,10 @@
 Pure code: no event loop in here.
 
 Every executor call costs a fixed round trip in the parent (one dispatch, one completion,
-two thread hops: 320-380 us of the parent's CPU per one-item call on the development
-machine in a slow phase, `python benchmarks/batch_cost.py`), so tiny items must travel
-in batches; but a batch is only as fast as its slowest item, and a big batch delays
-every result in it. The controller aims each batch at ``TARGET_BATCH_SECONDS`` of work,
-measured in the worker:
+two thread hops: a few hundred microseconds of the parent's CPU, docs/decisions/0010),
+so tiny items must travel in batches; but a batch is only as fast as its slowest item,
+and a big batch delays every result in it. The controller aims each batch at
+``TARGET_BATCH_SECONDS`` of work, measured in the worker:
 
 * it starts at one item, so the first result comes back as soon as possible;
 * it grows by at most ``GROWTH`` per completed batch while items are cheap, so a burst
@@ -25,15 +24,10 @@ from __future__ import annotations
 
 from ._recent import Recent
 
-# Work per batch the controller aims at. Streaming latency matters, unlike joblib's
-# 0.2-2 s for finite inputs. The parent's CPU per round trip is taken from the same cores
-# the workers run on, and with both cores busy a round trip cost the parent 400-650 us:
-# on 2 workers the cpu / skew workloads reached an efficiency of 0.945 / 0.947 at 30 ms,
-# 0.960 / 0.964 at 50 ms and 0.966 / 0.964 at 80 ms, against 0.997 / 0.994 for two
-# processes that burn the same CPU with no IPC at all (medians of 5, side by side,
-# `python benchmarks/batch_cost.py --targets 0.03,0.05,0.08`). 50 ms gets most of it and
-# stays below what a person notices. Only a backlog makes batches this long: items
-# arriving one at a time go one at a time.
+# Work per batch the controller aims at: long enough that the parent's round trip per
+# call (taken from the cores the workers run on) costs little, short enough for
+# streaming latency and below what a person notices (docs/decisions/0010). Only a
+# backlog makes batches this long: items arriving one at a time go one at a time.
 TARGET_BATCH_SECONDS = 0.05
 
 # Growth factor per completed batch while items are cheaper than the target.

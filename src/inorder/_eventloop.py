@@ -5,8 +5,8 @@
   ``loop.call_soon_threadsafe`` (asyncio, uvloop) or ``TrioToken.run_sync_soon`` (trio).
   Nothing polls and no thread is parked per future; cancelling the returned future
   cancels a job that has not started. Not ``loop.run_in_executor``: it chains an asyncio
-  future to every executor future, which cost more than the hop itself (py-spy: 170 of
-  about 900 GIL-holding samples of the parent in a run of 3000 one-item calls).
+  future to every executor future, which costs more than the hop itself
+  (docs/decisions/0009).
 * Spawning the one task that keeps a pipeline's task group (``_tasks.OwnedTasks``), so
   that a pipeline can be opened in one task and closed in another (``inorder.map``
   starts on the first step of its iteration and stops in ``aclose()``) without

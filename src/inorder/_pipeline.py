@@ -109,9 +109,8 @@ DISPATCHES_PER_WORKER = 2
 # twice the last until the window has measured the pickled size of a batch of them (as
 # it is dispatched): a first chunk as large as the starting window would be 1024 items,
 # 1 GiB of 1 MiB items, and items put() before may have grown the window on sizes that
-# say nothing of these. Ending the ramp at that measurement matters for tiny items:
-# ramping on to the window's size made the trivial workload 10-16 % slower (three rounds
-# of 10 alternating runs of `python benchmarks/suite.py --one trivial 'inorder pipe.map'`).
+# say nothing of these. The ramp ends at that measurement, which keeps tiny items fast
+# (docs/decisions/0005).
 FIRST_MAP_CHUNK = 8
 
 # The longest a partial batch waits for more items while the consumer is behind (see
@@ -1006,13 +1005,8 @@ class OrderedPipeline:
                 # Someone may be waiting for this result. The executor's thread that
                 # sends it on needs the GIL, which this thread would keep until the loop
                 # next waits (more batches, the consumer): hand it over now, once per
-                # burst (benchmarks/first_result.py: the item starts 0.2-0.3 ms after
-                # the call instead of 0.4-0.9). inorder's own pool sends a small job
-                # from this thread, but not a large one, nor when its manager is busy.
-                # Skipping the sleep when the pool had sent the job made the first
-                # result slower, not faster (suite.py --one latency 'inorder put()', 12
-                # alternating runs: median 7.7 ms vs 4.9), perhaps because the worker
-                # just woken then gets this CPU at once.
+                # burst. Also when inorder's own pool sent the job from this thread:
+                # the worker just woken gets this CPU at once (docs/decisions/0003).
                 time.sleep(0)
 
     def _worth_holding(self, allowed: int) -> bool:
@@ -1020,10 +1014,10 @@ class OrderedPipeline:
 
         Only while the consumer is behind: the window has no room for another batch
         and the consumer has at least two batches of results waiting, so the items
-        would only wait among its results. Sent at once, they went one by one: a
+        would only wait among its results. Sent at once, they would go one by one: a
         consumer that lets other tasks run between results frees the window a slot at
-        a time, and each item put in the slot went alone to a free dispatch slot
-        (``python benchmarks/ramp.py --put --awaiting``). The consumer's steps end a
+        a time, and each item put in the slot would go alone to a free dispatch slot
+        (docs/decisions/0001). The consumer's steps end a
         hold (``_settle`` checks), and so does ``close()``; should the consumer stop
         taking results, the items go after ``HOLD_SECONDS`` all the same.
         """
@@ -1514,9 +1508,8 @@ class OrderedPipeline:
         time, each accepted as soon as it is read, so a slow producer's items go out one
         by one. Once the window is full, the feeder waits for room for a whole batch,
         not for a slot: a consumer that lets other tasks run between results frees the
-        window a slot at a time, and each slot taken made a batch of one item (100k
-        ``x + 1`` from an async generator: 36-37k items/s in 3,777-4,679 batches,
-        ``python benchmarks/ramp.py --count 100000 --async-input --awaiting``).
+        window a slot at a time, and each slot taken would make a batch of one item
+        (docs/decisions/0005).
         """
         window = self._window
         while self._state is _State.OPEN:

@@ -25,9 +25,7 @@ futures, so the event-loop bridge treats it like any executor) and changes the r
   worker up, the jobs waiting fail with the reason (and the pool keeps trying).
 * A small job submitted while the manager thread waits is sent by the submitting thread
   itself, to an idle worker or one job ahead to a busy one; the manager hears of it when
-  the worker answers. Waking the manager instead cost every job a thread switch, and
-  the submitter the GIL while the manager took its turn: ``benchmarks/batch_cost.py``
-  counted half the parent's context switches with one-item batches. Both sides hold
+  the worker answers, so a job costs no thread switch (docs/decisions/0009). Both sides hold
   ``_turn_lock`` while they assign jobs; the submitter only tries it, and wakes the
   manager when it is taken. Large jobs (writing them blocks) and all jobs when items
   have a timeout (the manager times them) go through the manager.
@@ -259,8 +257,7 @@ class WorkerPool(concurrent.futures.Executor):
         """Start the workers (from the manager thread).
 
         ``ready`` resolves once the first worker is up: it takes jobs while the others
-        finish starting (``benchmarks/startup.py``: the last one is up 4 ms after the
-        first with 2 workers, 40 ms with 8, medians on the 2-core development machine).
+        finish starting (``python -m benchmarks startup`` times both).
         It fails if ``START_ATTEMPTS`` starts fail in a row before any worker is up, or
         at once if the initializer raises: every worker runs it (and, with the ``spawn``
         start method, imports the main module), so what fails in one fails in all.
@@ -598,12 +595,8 @@ class WorkerPool(concurrent.futures.Executor):
                     with self._lock:
                         self._queue.appendleft(job)
             elif kind == DONE:
-                # Resolved here, in the turn. Resolving after the turn, with _turn_lock
-                # free, lets the caller a result wakes send its next job itself: one
-                # item at a time round trips got faster (2000 x put-then-take: median
-                # 295-320 us vs 333-375), but the first result of a burst slower
-                # (suite.py --one latency 'inorder put()', 20 alternating runs: median
-                # 5.2 ms vs 3.8).
+                # Resolved here, in the turn: the first result of a burst comes sooner
+                # than when resolved after it (docs/decisions/0009).
                 job.future.set_result(message[2])
             else:
                 error = message[2]
