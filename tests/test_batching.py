@@ -136,12 +136,13 @@ class _InlineThreads(concurrent.futures.ThreadPoolExecutor):
 async def test_cheap_items_ramp_up_to_the_largest_batch_in_few_batches() -> None:
     executor = _InlineThreads()
     with executor:
-        async with OrderedPipeline(workers=2, window=16384, executor=executor) as pipe:
-            results = [r async for r in pipe.map(workloads.square, range(30_000))]
-    assert results == [x * x for x in range(30_000)]
+        async with OrderedPipeline(workers=2, window=65536, executor=executor) as pipe:
+            results = [r async for r in pipe.map(workloads.square, range(120_000))]
+    assert results == [x * x for x in range(120_000)]
     # Four batches of one item go out at once; from then on every full batch that comes
-    # back doubles the size: 1 -> MAX_BATCH_SIZE (4096) in 12 more.
-    assert executor.batches.index(MAX_BATCH_SIZE) <= 4 + 12
+    # back doubles the size: 1 -> MAX_BATCH_SIZE (16384) in 14 more.
+    assert MAX_BATCH_SIZE == 1 << 14
+    assert executor.batches.index(MAX_BATCH_SIZE) <= 4 + 14
 
 
 @pytest.mark.anyio

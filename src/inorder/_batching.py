@@ -34,7 +34,10 @@ TARGET_BATCH_SECONDS = 0.05
 GROWTH = 2.0
 
 # An upper bound whatever the measurements say: caps the memory and latency of a batch.
-MAX_BATCH_SIZE = 4096
+# Large enough that a batch's fixed cost is spread thin on tiny items
+# (docs/decisions/0011); the window's cap (window / (2 * workers)) binds first unless
+# the window holds 65536 items.
+MAX_BATCH_SIZE = 16384
 
 
 class BatchSizer:

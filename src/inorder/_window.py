@@ -140,9 +140,10 @@ class Window(Generic[W]):
 # about WINDOW_BYTES (32 MiB: what 1024 items of 32 KiB take) of pickled arguments and
 # results, measured as batches travel, within
 # [AUTO_WINDOW_MIN_PER_WORKER * workers, AUTO_WINDOW_MAX] items. Tiny items get a window
-# large enough for big batches (throughput); 1 MiB items get a few dozen (memory).
+# large enough for big batches (throughput; docs/decisions/0011); 1 MiB items get a
+# few dozen (memory).
 AUTO_WINDOW_START = 1024
-AUTO_WINDOW_MAX = 16384
+AUTO_WINDOW_MAX = 65536
 AUTO_WINDOW_MIN_PER_WORKER = 4
 WINDOW_BYTES = 32 * 1024 * 1024
 
