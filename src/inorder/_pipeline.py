@@ -73,6 +73,7 @@ from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._errors import PipelineClosedError, RemoteTraceback, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
+from ._hold import Hold
 from ._options import OnError, Options, PipelineOptions, check_positive_int
 from ._reorder import ReorderBuffer
 from ._results import Results
@@ -147,22 +148,6 @@ class _Waiter:
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.refused = False
-
-
-class _Hold:
-    """A partial batch left to wait for more items while the consumer is behind (see
-    ``OrderedPipeline._worth_holding``)."""
-
-    __slots__ = ("active", "allowed", "cancel_timer", "taken_at_timer", "until_taken")
-
-    def __init__(self) -> None:
-        self.active = False
-        self.allowed = 0  # the batch size it waits for
-        self.until_taken = 0  # the consumer's count from which it may end
-        # The timer that ends it should the consumer stop taking results, and the
-        # consumer's count when it was armed.
-        self.cancel_timer: Callable[[], None] | None = None
-        self.taken_at_timer = 0
 
 
 class _InputFailure:
@@ -325,7 +310,8 @@ class OrderedPipeline:
         # The map() feeder waiting for room for a whole batch (see _gather_room): set when
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
-        self._hold = _Hold()
+        self._hold = Hold()
+        self._hold_timer: Callable[[], None] | None = None  # cancels the hold's timer
         # The stall check (see _watch_for_stall): its timer, the consumer's count when it
         # was armed, and whether the warning was given.
         self._stall_timer: Callable[[], None] | None = None
@@ -446,7 +432,7 @@ class OrderedPipeline:
         self._pending.clear()
         self._queued = 0
         self._delayed = 0  # their timers end with the clock, below
-        self._hold.active = False
+        self._hold.end()
         self._buffer.clear()
         self._run.clear()  # in place: an iterator over it may still be held
         self._run_iter = None
@@ -472,7 +458,7 @@ class OrderedPipeline:
             self._refuse_waiters()
             self._wake_consumer()
             if self._hold.active:  # no more items will join it
-                self._hold.active = False
+                self._hold.end()
                 self._dispatch()
 
     @property
@@ -805,7 +791,7 @@ class OrderedPipeline:
                 waiter.event.set()
             self._wake_feeder_for_room()
             if self._hold.active and self._hold_may_end():
-                self._hold.active = False
+                self._hold.end()
                 self._dispatch()
 
     def _wake_feeder_for_room(self) -> None:
@@ -958,8 +944,10 @@ class OrderedPipeline:
     def _dispatch(self, *, may_hold: bool = True) -> None:
         """Hand batches to the executor while a dispatch slot is free and work queued
         (``may_hold``: unless a partial batch is worth holding, see ``_worth_holding``)."""
-        if self._hold.active and self._queued < self._hold.allowed and self._state is _State.OPEN:
-            return  # each put() calls this while a dispatch slot is free: cheap when held
+        # Hold.keeps, inlined: each put() calls this while a dispatch slot is free.
+        hold = self._hold
+        if hold.active and self._queued < hold.allowed and self._state is _State.OPEN:
+            return
         assert self._backend is not None
         assert self._codec is not None
         assert self._bridge is not None
@@ -975,7 +963,7 @@ class OrderedPipeline:
             allowed = size = self._sizers.of(self._pending[0].key).size
             if may_hold and self._queued < allowed and self._worth_holding(allowed):
                 return
-            self._hold.active = False
+            hold.end()
             idle = not self._in_flight
             if idle and self._sizers.adaptive:
                 size = 1
@@ -1021,26 +1009,25 @@ class OrderedPipeline:
         hold (``_settle`` checks), and so does ``close()``; should the consumer stop
         taking results, the items go after ``HOLD_SECONDS`` all the same.
         """
-        hold = self._hold
         if self._state is not _State.OPEN or self._pending[0].isolated:
             return False
+        hold = self._hold
         if hold.active:
             return True
-        waiting = self._results_waiting()
-        if self._window.free >= allowed or waiting < 2 * allowed:
+        if not hold.consider(
+            allowed=allowed,
+            free=self._window.free,
+            waiting=self._results_waiting(),
+            taken=self._taken(),
+        ):
             return False
-        hold.active = True
-        hold.allowed = allowed
-        # Arrivals only add to the results waiting: the consumer must take this many
-        # before too few of them are left.
-        hold.until_taken = self._taken() + waiting - 2 * allowed + 1
-        if hold.cancel_timer is None:
+        if self._hold_timer is None:
             self._arm_hold_timer()
         return True
 
     def _hold_may_end(self) -> bool:
         """After the consumer's step: whether a hold's reasons may be gone."""
-        return self._yielded >= self._hold.until_taken or self._window.free >= self._hold.allowed
+        return self._hold.may_end(yielded=self._yielded, free=self._window.free)
 
     def _results_waiting(self) -> int:
         """Outcomes that arrived and that the consumer has not taken yet."""
@@ -1053,19 +1040,16 @@ class OrderedPipeline:
         return self._yielded + self._run_index - self._settled
 
     def _arm_hold_timer(self) -> None:
-        self._hold.taken_at_timer = self._taken()
-        self._hold.cancel_timer = self._clock.call_later(HOLD_SECONDS, self._hold_timer_fired)
+        self._hold.timer_set(self._taken())
+        self._hold_timer = self._clock.call_later(HOLD_SECONDS, self._hold_timer_fired)
 
     def _hold_timer_fired(self) -> None:
+        self._hold_timer = None
         hold = self._hold
-        hold.cancel_timer = None
-        if not hold.active:
-            return
-        if self._taken() != hold.taken_at_timer:
+        if hold.timer_ends_it(self._taken()):
+            self._dispatch(may_hold=False)
+        elif hold.active:
             self._arm_hold_timer()  # the consumer is moving: it ends the hold itself
-            return
-        hold.active = False
-        self._dispatch(may_hold=False)
 
     def _expect_function(self, key: Any) -> None:
         """Items of ``key`` are about to be accepted: if the automatic window has grown
