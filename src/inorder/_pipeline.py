@@ -59,7 +59,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import Any, Final, NamedTuple, Self, Unpack
+from typing import Any, Final, Self, Unpack
 
 import anyio
 import anyio.lowlevel
@@ -75,6 +75,8 @@ from ._errors import PipelineClosedError, RemoteTraceback, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._hold import Hold
 from ._options import OnError, Options, PipelineOptions, check_positive_int
+from ._pending import NO_LANE, NO_LANE_FN, Item, Segment, items_of, segments_of
+from ._recovery import plan_loss
 from ._reorder import ReorderBuffer
 from ._results import Results
 from ._retry import RetryPolicy
@@ -161,48 +163,6 @@ class _InputFailure:
 
 # Outcomes that are not plain results; everything else is yielded as it is.
 _SPECIAL_OUTCOMES = frozenset({Failure, _InputFailure})
-
-
-class _Segment:
-    """Accepted items ``start`` to ``end - 1`` that share a function and a call shape.
-
-    An ``isolated`` segment holds one item that must run alone: a suspect of a crash or
-    an item being retried (``attempts``: how many of its attempts failed so far).
-    """
-
-    __slots__ = ("attempts", "end", "isolated", "key", "payloads", "shape", "start")
-
-    def __init__(
-        self,
-        key: Any,
-        shape: int,
-        payloads: list[Any],
-        start: int,
-        *,
-        isolated: bool = False,
-        attempts: int = 0,
-    ) -> None:
-        self.key = key
-        self.shape = shape
-        self.payloads = payloads
-        self.start = start  # the sequence number of payloads[0]
-        self.end = start + len(payloads)  # one past the last item's sequence number
-        self.isolated = isolated
-        self.attempts = attempts
-
-
-# put()'s lane when closed: a function no caller can pass, and a segment of nothing.
-_NO_LANE_FN: Final = object()
-_NO_LANE: Final = _Segment(None, -1, [], 0)
-
-
-class _Item(NamedTuple):
-    """One item of a batch, taken apart again to run it once more."""
-
-    seq: int
-    key: Any
-    shape: int
-    payload: Any
 
 
 _SKIPPED: Any = object()
@@ -304,8 +264,8 @@ class OrderedPipeline:
         self._measured: Any = None
         # put()'s fast path (see put): the function whose next items join ``_lane``, the
         # last queued segment, without the checks of the general path.
-        self._lane_fn: Any = _NO_LANE_FN
-        self._lane = _NO_LANE
+        self._lane_fn: Any = NO_LANE_FN
+        self._lane = NO_LANE
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         # The map() feeder waiting for room for a whole batch (see _gather_room): set when
         # the consumer frees room or the pipeline stops accepting items.
@@ -320,7 +280,7 @@ class OrderedPipeline:
         self._on_error: OnError = options.on_error
         self._state = _State.NEW
         self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=options.ordered)
-        self._pending: deque[_Segment] = deque()
+        self._pending: deque[Segment] = deque()
         self._queued = 0  # items in self._pending
         self._futures: set[FutureLike] = set()
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
@@ -871,7 +831,7 @@ class OrderedPipeline:
         if waiter is not None:
             waiter.event.set()
 
-    def _open_tail(self, key: Any, shape: int) -> _Segment | None:
+    def _open_tail(self, key: Any, shape: int) -> Segment | None:
         """The last queued segment, if the next accepted item of ``key`` and ``shape``
         continues it (no other function or shape, no marker came in between)."""
         if self._pending:
@@ -894,7 +854,7 @@ class OrderedPipeline:
             tail.payloads.append(payload)
             tail.end = seq + 1
         else:
-            self._pending.append(_Segment(key, shape, [payload], seq))
+            self._pending.append(Segment(key, shape, [payload], seq))
         self._queued += 1
         if self._dispatches < self._max_dispatches:
             self._dispatch()
@@ -910,7 +870,7 @@ class OrderedPipeline:
             self._close_lane()
 
     def _close_lane(self) -> None:
-        self._lane_fn, self._lane = _NO_LANE_FN, _NO_LANE
+        self._lane_fn, self._lane = NO_LANE_FN, NO_LANE
 
     def _accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
         """Accept consecutive items fed by map() (their window slots are taken)."""
@@ -922,7 +882,7 @@ class OrderedPipeline:
             tail.payloads.extend(payloads)
             tail.end = self._next_seq
         else:
-            self._pending.append(_Segment(key, shape, payloads, seq))
+            self._pending.append(Segment(key, shape, payloads, seq))
         self._queued += len(payloads)
         if self._dispatches < self._max_dispatches:
             self._dispatch()
@@ -1154,7 +1114,7 @@ class OrderedPipeline:
         else:
             error = future.exception()
         if isinstance(error, BatchLost):
-            self._recover(_items_of(runs, parts), attempts, error)
+            self._recover(items_of(runs, parts), attempts, error)
         elif error is not None:
             self._store(runs, Outcomes([Failure(error, "<executor>")] * count, count))
         else:
@@ -1167,29 +1127,21 @@ class OrderedPipeline:
                 self._resize_window()
             outcomes = self._codec.outcomes(payload, count, failures)
             if failures and self._retry.retries:
-                self._store_or_retry(_items_of(runs, parts), attempts, outcomes)
+                self._store_or_retry(items_of(runs, parts), attempts, outcomes)
             else:
                 self._store(runs, outcomes)
         self._dispatch()
 
     # -- internals: failures, crashes, retries -------------------------------------------
 
-    def _recover(self, items: list[_Item], attempts: int, lost: BatchLost) -> None:
-        """A batch was lost: run the innocent again, find and fail (or retry) the culprit.
-
-        The backend says whether the batch started and which item was running; an item
-        lost outside any item of a batch of several makes each a suspect, run alone."""
-        running = lost.running
-        if not lost.started:
-            self._requeue(items)  # it never began: all innocent
-        elif running is not None and 0 <= running < len(items):
-            culprit = items[running]
-            self._requeue(items[:running] + items[running + 1 :])
-            self._fail_or_retry(culprit, attempts, self._loss_error(lost))
-        elif len(items) > 1:
-            self._requeue(items, isolated=True)
-        else:
-            self._fail_or_retry(items[0], attempts, self._loss_error(lost))
+    def _recover(self, items: list[Item], attempts: int, lost: BatchLost) -> None:
+        """A batch was lost: run the innocent again, the suspects alone, and fail (or
+        retry) the culprit with the backend's error (see ``_recovery``)."""
+        plan = plan_loss(items, started=lost.started, running=lost.running)
+        self._requeue(plan.rerun)
+        self._requeue(plan.alone, isolated=True)
+        if plan.culprit is not None:
+            self._fail_or_retry(plan.culprit, attempts, self._loss_error(lost))
 
     @staticmethod
     def _loss_error(lost: BatchLost) -> BaseException:
@@ -1199,7 +1151,7 @@ class OrderedPipeline:
             "the item was lost by its executor, which gave no reason", pid=None, exitcode=None
         )
 
-    def _fail_or_retry(self, item: _Item, attempts: int, error: BaseException) -> None:
+    def _fail_or_retry(self, item: Item, attempts: int, error: BaseException) -> None:
         attempts += 1
         if self._retry.should_retry(error, attempts):
             self._retried += 1
@@ -1215,7 +1167,7 @@ class OrderedPipeline:
         self._buffer.add(item.seq, [failure])
         self._wake_consumer()
 
-    def _store_or_retry(self, items: list[_Item], attempts: int, outcomes: Outcomes) -> None:
+    def _store_or_retry(self, items: list[Item], attempts: int, outcomes: Outcomes) -> None:
         """Store a batch's outcomes, except failures that get another attempt."""
         results = outcomes.resolve()
         start = 0  # the first outcome not yet stored
@@ -1239,7 +1191,7 @@ class OrderedPipeline:
                 )
         self._store_items(items[start:], results[start:])
 
-    def _store_items(self, items: list[_Item], outcomes: list[Any]) -> None:
+    def _store_items(self, items: list[Item], outcomes: list[Any]) -> None:
         """Store outcomes of ``items`` (possibly with gaps between their seqs)."""
         begin = 0
         for index in range(1, len(items) + 1):
@@ -1251,7 +1203,7 @@ class OrderedPipeline:
 
     def _requeue(
         self,
-        items: list[_Item],
+        items: list[Item],
         *,
         isolated: bool = False,
         attempts: int = 0,
@@ -1260,7 +1212,7 @@ class OrderedPipeline:
         """Queue ``items`` to run (again), ahead of newer work; after ``delay`` seconds."""
         if not items:
             return
-        segments = _segments_of(items, isolated=isolated, attempts=attempts)
+        segments = segments_of(items, isolated=isolated, attempts=attempts)
         if delay <= 0:
             self._pending.extendleft(reversed(segments))
             self._queued += len(items)
@@ -1268,7 +1220,7 @@ class OrderedPipeline:
         self._delayed += len(items)
         self._clock.call_later(delay, functools.partial(self._requeue_due, segments, len(items)))
 
-    def _requeue_due(self, segments: list[_Segment], count: int) -> None:
+    def _requeue_due(self, segments: list[Segment], count: int) -> None:
         """A retry's back-off is over: its items join the queue, ahead of newer work."""
         if self._state is _State.STOPPED:
             return
@@ -1574,45 +1526,6 @@ class OrderedPipeline:
             f"{what}: the pipeline has been shut down (aclose() or leaving 'async with'); "
             "create a new OrderedPipeline for another stream"
         )
-
-
-def _items_of(runs: list[tuple[int, int]], parts: list[Part]) -> list[_Item]:
-    """A batch's items one by one, with their sequence numbers."""
-    seqs = itertools.chain.from_iterable(range(start, start + count) for start, count in runs)
-    return [
-        _Item(seq, part.key, part.shape, payload)
-        for part in parts
-        # payloads first: zip stops on them without drawing a number for the next part
-        for payload, seq in zip(part.payloads, seqs, strict=False)
-    ]
-
-
-def _segments_of(items: list[_Item], *, isolated: bool, attempts: int) -> list[_Segment]:
-    """Items as pending segments: one each if isolated, else merged where consecutive."""
-    segments: list[_Segment] = []
-    for item in items:
-        last = segments[-1] if segments else None
-        if (
-            not isolated
-            and last is not None
-            and last.end == item.seq
-            and last.key is item.key
-            and last.shape == item.shape
-        ):
-            last.payloads.append(item.payload)
-            last.end += 1
-        else:
-            segments.append(
-                _Segment(
-                    item.key,
-                    item.shape,
-                    [item.payload],
-                    item.seq,
-                    isolated=isolated,
-                    attempts=attempts,
-                )
-            )
-    return segments
 
 
 def _function_name(key: Any) -> str:
