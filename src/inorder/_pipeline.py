@@ -1497,14 +1497,7 @@ class OrderedPipeline:
         options = self._options
         option = options.executor
         if option == "process":
-            return ProcessBackend(
-                self._workers,
-                initializer=options.initializer,
-                initargs=options.initargs,
-                max_tasks_per_child=options.max_tasks_per_child,
-                timeout=options.timeout,
-                start_method=options.start_method,
-            )
+            return ProcessBackend.from_options(options)
         if option == "thread":
             return ThreadBackend(self._workers)
         if isinstance(option, WorkerPool):

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import anyio
+
 from ._backends.process import ProcessBackend
 from ._eventloop import current_bridge
 from ._options import Options, StartMethod
@@ -102,21 +104,14 @@ class WorkerPool:
                 "this inorder.WorkerPool was already entered; create a new one to start "
                 "workers again"
             )
-        options = self._options
-        backend = self._backend = ProcessBackend(
-            options.workers,
-            initializer=options.initializer,
-            initargs=options.initargs,
-            max_tasks_per_child=options.max_tasks_per_child,
-            timeout=options.timeout,
-            start_method=options.start_method,
-        )
+        backend = self._backend = ProcessBackend.from_options(self._options)
         self._state = "open"
         try:
             await backend.start(current_bridge())
         except BaseException:
             self._state = "closed"
-            await backend.stop(abandon=True)
+            with anyio.CancelScope(shield=True):
+                await backend.stop(abandon=True)
             raise
         return self
 
@@ -129,13 +124,15 @@ class WorkerPool:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the workers (killing items still running). Safe to call more than once."""
+        """Stop the workers (killing items still running). Safe to call more than once;
+        shielded from cancellation."""
         if self._state != "open":
             self._state = "closed"
             return
         self._state = "closed"
         assert self._backend is not None
-        await self._backend.stop(abandon=self._users > 0)
+        with anyio.CancelScope(shield=True):  # the workers end whatever cancels us
+            await self._backend.stop(abandon=self._users > 0)
 
     def attach(self) -> concurrent.futures.Executor:
         """A pipeline starts to use the pool: its executor (raises if the pool is not open)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import _forkserver
 from .._eventloop import FutureLike, LoopBridge
+from .._options import Options
 from .._pool import WorkerPool
 from .._serialize import Codec, PickleCodec
 
@@ -64,6 +65,18 @@ class ProcessBackend:
         )
         self._finalizer = weakref.finalize(self, self._pool.kill_now)
         self._bridge: LoopBridge | None = None
+
+    @classmethod
+    def from_options(cls, options: Options) -> ProcessBackend:
+        """A pool with ``options``' workers, timeout, initializer and start method."""
+        return cls(
+            options.workers,
+            initializer=options.initializer,
+            initargs=options.initargs,
+            max_tasks_per_child=options.max_tasks_per_child,
+            timeout=options.timeout,
+            start_method=options.start_method,
+        )
 
     @property
     def executor(self) -> concurrent.futures.Executor:
