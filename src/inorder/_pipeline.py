@@ -11,31 +11,39 @@ Data flow (each arrow is synchronous code on the event-loop thread unless marked
                                                └─◀── completion ──▶ reorder buffer
                                                      callback        (heap keyed by seq)
 
-* **window** (``_window.Window``): a slot per item from ``put()`` until the consumer
-  takes its outcome. This bounds memory. ``put()`` waits, first come first served, while
-  all slots are taken.
-* **pending**: accepted items not yet handed to the executor, as *segments*: runs of
-  consecutive items that share a function and a call shape, so that a batch is cut from
-  them with list slices and pickled as one list per segment, never item by item. A
-  ``put()`` that repeats the last queued function with one plain argument appends to
-  its segment directly (the *lane*, see ``put``).
-* **dispatch**: at most ``DISPATCHES_PER_WORKER`` executor calls per worker are
-  outstanding: enough to keep every worker busy while a result travels back, few enough
-  that queued items stay cancellable in the parent. This bound is separate from the
-  window, so one slow item holds the stream back only once ``window`` items pile up
-  behind it. Each executor call carries a *batch*, sized by ``_batching.BatchSizer``
-  from the work time the worker measured for earlier batches. A free worker slot takes
-  what is queued, up to that size: nothing waits for a batch to fill.
-* **completion callback**: runs on the loop thread (``_eventloop``), files the batch's
-  outcomes in the reorder buffer as runs (still pickled), dispatches more, wakes the
-  consumer. Nothing polls.
-* **reorder buffer** (``_reorder.ReorderBuffer``): a heap of runs keyed by sequence
-  number; the consumer takes the next run once it and all before it are done, unpickles
-  it in one call and hands its items out from a list.
+One item, ``await pipe.put(fn, x)``, from the producer to ``async for``:
 
-Layering: ``_window``, ``_reorder`` are pure; ``_serialize`` and ``_worker`` move calls
-and outcomes across the process boundary; ``_backends`` own the executors;
-``_eventloop`` adapts asyncio and trio; this module composes them.
+1. **options** (``_options.Options``): checked once, when the pipeline is made.
+2. **prepare**: the backend's codec (``_serialize``) turns the call into its key (the
+   function, pickled once per pipeline), its call shape and its payload; an argument
+   that cannot be pickled raises here, in the producer's frame.
+3. **window** (``_window.Window``): a slot per item from ``put()`` until the consumer
+   takes its outcome. This bounds memory. ``put()`` waits, first come first served, while
+   all slots are taken; the automatic window (``WindowSizer``) follows the items' bytes.
+4. **pending** (``_pending``): the item gets its sequence number and joins the last
+   queued *segment* if it shares its function and shape (a ``put()`` that repeats the
+   last function with one plain argument appends directly: the *lane*, see ``put``).
+5. **dispatch**: while fewer than ``DISPATCHES_PER_WORKER`` executor calls per worker
+   are outstanding, a *batch* is cut from the oldest segments with list slices, sized
+   by ``_batching.BatchSizer`` from the work time workers measured; nothing waits for a
+   batch to fill unless the consumer is behind (``_hold.Hold`` decides; the pipeline
+   keeps its timer on ``_tasks.Clock``). The batch goes to the backend's executor
+   (``_backends``) through ``_eventloop.LoopBridge.submit``.
+6. **execution** (``_worker``): in a worker, the segment's function runs on each payload;
+   outcomes (values and exceptions) come back pickled together.
+7. **completion**: the future's callback runs on the loop thread and files the batch's
+   outcomes in the reorder buffer as one *run*, dispatches more, wakes the consumer.
+   A batch that came back lost (``BatchLost``: a worker died, an item overran its
+   timeout) is planned by ``_recovery.plan_loss`` (run again, run alone, or fail with
+   the backend's error) and retried under ``_retry.RetryPolicy``, back-offs on the clock.
+8. **delivery** (``_reorder.ReorderBuffer``, ``_results.Results``): the consumer takes
+   the next run once it and all before it are done, unpickles it in one call and hands
+   its items out from a list (``async for``: a generator step each; ``chunks()``: the
+   list). Taking an outcome frees its window slot; a failure is raised, returned or
+   skipped at its position (``on_error``).
+
+The feeder of ``map()`` and the clock's task run in a task group the pipeline owns
+(``_tasks.OwnedTasks``); ``aclose()`` ends them with the backend.
 """
 
 from __future__ import annotations
