@@ -37,21 +37,22 @@ async def test_timers_fire_in_deadline_order_whenever_they_were_set(anyio_backen
     calls: list[str] = []
     clock.call_later(5.0, lambda: calls.append("late"))
     clock.call_later(0.0, lambda: calls.append("tick"))
-    # Once "tick" is seen, the clock sleeps until the late timer: what comes now must
-    # wake it. Set from a completion callback, outside any task, as the pipeline does.
+    # Once "tick" is seen, the clock sleeps until the late timer: a timer set now must
+    # wake it, also one set from a completion callback, outside any task, as the
+    # pipeline sets them. Without the wake it would fire with "late", 5 s on.
     await wait_until(lambda: calls == ["tick"], limit=10)
-    clock.call_later(0.02, lambda: calls.append("second"))
     with concurrent.futures.ThreadPoolExecutor(1) as executor:
         bridge.submit(
-            executor,
-            int,
-            (),
-            lambda _: clock.call_later(0.0, lambda: calls.append("first")),
+            executor, int, (), lambda _: clock.call_later(0.0, lambda: calls.append("first"))
         )
-        await wait_until(lambda: len(calls) >= 3, limit=10)
-    assert calls == ["tick", "first", "second"]
+        await wait_until(lambda: "first" in calls, limit=10)
+    assert calls == ["tick", "first"]
+    clock.call_later(0.04, lambda: calls.append("third"))
+    clock.call_later(0.02, lambda: calls.append("second"))  # set later, due sooner
+    await wait_until(lambda: len(calls) == 4, limit=10)
+    assert calls == ["tick", "first", "second", "third"]
     await tasks.aclose()  # the 5 s timer never fires
-    assert calls == ["tick", "first", "second"]
+    assert "late" not in calls
     assert not tasks.running
 
 
