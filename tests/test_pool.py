@@ -7,9 +7,11 @@ import errno
 import multiprocessing
 import os
 import random
+import threading
 import time
 from typing import Any
 
+import psutil
 import pytest
 
 from inorder import WorkerCrashedError, _forkserver
@@ -183,3 +185,71 @@ def test_a_dead_workers_job_fails_with_a_loss_report_and_the_error_to_deliver() 
         assert pool.submit(workloads.identity, 4).result(timeout=30) == 4  # replaced
     finally:
         pool.kill()
+
+
+class _StartWhenLetGo:
+    """The fork server context, whose processes start only once ``go`` is set: a launch
+    caught under way while its pool is stopped."""
+
+    def __init__(self) -> None:
+        self._real = multiprocessing.get_context("forkserver")
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.done = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:  # the name a context has
+        process = self._real.Process(*args, **kwargs)
+        start = process.start
+
+        def start_when_let_go() -> None:
+            self.entered.set()
+            self.go.wait(30)
+            try:
+                start()
+            finally:
+                self.done.set()
+
+        process.start = start_when_let_go
+        return process
+
+
+def wait_until_true(condition: Any, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_a_pool_stopped_while_a_worker_launches_leaves_the_fork_server_running() -> None:
+    # The lifeline's reading end goes to every starting worker: closed while the fork
+    # server is being sent it, the server would read a request without descriptors and
+    # end, taking every other pool's starts with it.
+    from multiprocessing import forkserver
+
+    context = _StartWhenLetGo()
+    warm = WorkerPool(1, context=context._real)
+    warm.start()
+    warm.ready.result(timeout=30)
+    warm.kill()
+    server = forkserver._forkserver._forkserver_pid
+    assert server is not None
+    pool = WorkerPool(1, context=context)  # type: ignore[arg-type]
+    pool.start()
+    assert context.entered.wait(30)
+    pool.kill(wait=True)  # returns while the launch is under way
+    assert not pool._lifeline_r.closed  # the launch will send it: closed after it
+    context.go.set()
+    assert context.done.wait(30)
+    wait_until_true(lambda: pool._lifeline_r.closed)  # and then it is, by the starter
+    assert psutil.pid_exists(server)
+    assert psutil.Process(server).status() != psutil.STATUS_ZOMBIE
+    after = WorkerPool(1, context=context._real)
+    after.start()
+    try:
+        assert after.submit(workloads.identity, 7).result(timeout=30) == 7
+    finally:
+        after.kill()
+    assert forkserver._forkserver._forkserver_pid == server  # the same server served it

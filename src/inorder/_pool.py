@@ -349,7 +349,9 @@ class WorkerPool(concurrent.futures.Executor):
             self._thread.join()
         with self._lock:
             self._close_wake_pipe()
-        self._lifeline_r.close()
+        # Every worker gets the lifeline's reading end as it starts: a launch under way
+        # may still be sending it to the fork server.
+        self._starter.release_after_launch(self._lifeline_r.close)
         self._lifeline_w.close()
 
     # -- the manager thread -------------------------------------------------------------
@@ -924,6 +926,9 @@ class _Starter:
         self._report = report
         self._requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards _launching, _released, _after_launch
+        self._released = False  # the pool let go of what launches use: none may start
+        self._after_launch: list[Callable[[], None]] = []
 
     def start(self, slot: int) -> None:
         if self._thread is None:
@@ -944,15 +949,37 @@ class _Starter:
 
     _launching = False  # a launch is under way (read by close() in the manager thread)
 
+    def release_after_launch(self, release: Callable[[], None]) -> None:
+        """Call ``release()`` (close what a launch passes to the new worker) now, or once
+        the launch under way is over; no launch starts after this call.
+
+        A descriptor closed while the fork server is being sent it makes the send fail
+        half-way: the server reads a request without descriptors and ends, and with it
+        every start of every pool of this process until multiprocessing starts a new
+        server."""
+        with self._lock:
+            self._released = True
+            if self._launching:
+                self._after_launch.append(release)
+                return
+        release()
+
     def _run(self) -> None:
         while (slot := self._requests.get()) is not None:
-            self._launching = True
+            with self._lock:
+                if self._released:
+                    continue  # the pool is gone: nobody waits for this worker
+                self._launching = True
             try:
                 outcome: _Worker | BaseException = self._launch(slot)
             except Exception as exc:  # noqa: BLE001 - reported: the manager retries
                 outcome = exc
             finally:
-                self._launching = False
+                with self._lock:
+                    self._launching = False
+                    after, self._after_launch = self._after_launch, []
+                for release in after:
+                    release()
             self._report(slot, outcome)
 
 
