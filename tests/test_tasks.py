@@ -99,6 +99,22 @@ async def test_the_keeper_ends_with_its_last_task_and_comes_back(anyio_backend: 
     await tasks.aclose()
 
 
+async def test_a_keeper_that_comes_and_goes_leaves_nothing_behind(anyio_backend: Any) -> None:
+    # On a long stream the hold timer's task starts and ends the keeper again and again.
+    tasks = OwnedTasks(current_bridge())
+    for _ in range(50):
+        done = anyio.Event()
+
+        async def quick(done: anyio.Event = done) -> None:
+            done.set()
+
+        tasks.start_soon(quick)
+        await done.wait()
+        await wait_until(lambda: not tasks.running, limit=10)
+    assert len(tasks._keepers) <= 2  # the ended ones are let go
+    await tasks.aclose()
+
+
 async def test_a_failing_task_is_logged_and_the_others_go_on(
     anyio_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -141,3 +142,35 @@ async def test_the_pool_is_an_executor_the_event_loop_can_use(anyio_backend: Any
     async with inorder.WorkerPool(workers=1) as pool:
         future = pool.executor.submit(os.getpid)
         assert await anyio.to_thread.run_sync(future.result) != os.getpid()
+
+
+async def test_leaving_a_pipeline_cancels_its_batches_that_have_not_started(
+    anyio_backend: Any, tmp_path: Path
+) -> None:
+    # A pool of one worker; the pipeline sends up to 40 one-item batches of 50 ms at
+    # once (workers=20: 2 per "worker"), so they queue in the pool. Left after its first
+    # result, the pipeline cancels those not started: the one running and the one sent
+    # ahead to the worker may still run. Left queued, all 40 would run before the next
+    # pipeline's item.
+    async with inorder.WorkerPool(workers=1) as pool:
+        async with OrderedPipeline(executor=pool, workers=20, batch=1) as pipe:
+            async for _ in pipe.map(
+                workloads.mark_then_sleep, range(40), [str(tmp_path)] * 40, [0.05] * 40
+            ):
+                break
+        async with OrderedPipeline(executor=pool) as pipe:
+            assert [r async for r in pipe.map(workloads.square, [3])] == [9]
+    ran = sum(name.startswith("ran-") for name in os.listdir(tmp_path))
+    assert 1 <= ran <= 4, ran
+
+
+async def test_leaving_the_pool_kills_an_item_still_running(anyio_backend: Any) -> None:
+    before = worker_processes()
+    with anyio.fail_after(30):  # the item sleeps 600 s: only being killed ends it
+        async with inorder.WorkerPool(workers=1) as pool:
+            workers = worker_processes() - before
+            async with OrderedPipeline(executor=pool) as pipe:
+                await pipe.put(workloads.sleep_then_return, 0, 600)
+                await wait_until(lambda: pipe.statistics().in_flight == 1)
+            # The pipeline is gone; its item still runs in the pool's worker.
+    await wait_until(lambda: not alive(workers))

@@ -405,3 +405,10 @@ def through_turnstile(i: int, path: str) -> int:
         if time.monotonic() > deadline:
             raise TimeoutError(f"item {i} was never let through")
         time.sleep(0.002)
+
+
+def mark_then_sleep(x: int, folder: str, seconds: float) -> int:
+    """Leave a file named after ``x`` in ``folder`` (the item ran), then sleep."""
+    (Path(folder) / f"ran-{x}").touch()
+    time.sleep(seconds)
+    return x

@@ -34,9 +34,9 @@ TARGET_BATCH_SECONDS = 0.05
 GROWTH = 2.0
 
 # An upper bound whatever the measurements say: caps the memory and latency of a batch.
-# Large enough that a batch's fixed cost is spread thin on tiny items
-# (docs/decisions/0011); the window's cap (window / (2 * workers)) binds first unless
-# the window holds 65536 items.
+# Large enough that the fixed cost of a call is spread thin on tiny items. A batch is
+# also at most window / (2 * workers) items, so it reaches this size only when the
+# window has grown to its largest (AUTO_WINDOW_MAX) on tiny items.
 MAX_BATCH_SIZE = 16384
 
 

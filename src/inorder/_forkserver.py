@@ -5,7 +5,7 @@ parent's main module again, as ``__mp_main__``, so that objects pickled by refer
 ``__main__`` resolve. inorder never needs that: functions and classes of ``__main__``
 travel by value (cloudpickle), and what a worker sends back that plain pickle cannot
 reference goes by value too. The import costs every worker the main module's own
-imports (75-101 ms for the benchmark suite's script, docs/decisions/0009) and re-runs its
+imports (tens of milliseconds for a script that imports asyncio) and re-runs its
 unguarded top-level code in each of them.
 
 ``WorkerContext`` is the ``forkserver`` context whose processes leave the main module

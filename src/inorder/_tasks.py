@@ -49,7 +49,7 @@ class OwnedTasks:
         self._waiting: list[Callable[[], Awaitable[None]]] = []  # until the group is open
         self._starting = False  # a keeper was spawned and has not opened its group yet
         self._closing = False
-        self._keepers: list[anyio.Event] = []  # each set when its keeper has ended
+        self._keepers: list[anyio.Event] = []  # set when its keeper has ended
 
     @property
     def running(self) -> bool:
@@ -69,6 +69,9 @@ class OwnedTasks:
         if not self._starting:
             self._starting = True
             ended = anyio.Event()
+            # A keeper comes and goes with its tasks, many times on a long stream: only
+            # those not yet ended are kept (the one ending and the one starting).
+            self._keepers = [keeper for keeper in self._keepers if not keeper.is_set()]
             self._keepers.append(ended)
             self._bridge.spawn(functools.partial(self._keep, ended))
 

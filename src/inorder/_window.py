@@ -140,8 +140,8 @@ class Window(Generic[W]):
 # about WINDOW_BYTES (32 MiB: what 1024 items of 32 KiB take) of pickled arguments and
 # results, measured as batches travel, within
 # [AUTO_WINDOW_MIN_PER_WORKER * workers, AUTO_WINDOW_MAX] items. Tiny items get a window
-# large enough for big batches (throughput; docs/decisions/0011); 1 MiB items get a
-# few dozen (memory).
+# large enough for batches of thousands, so that the fixed cost of an executor call is
+# spread thin; 1 MiB items get a few dozen, so that memory stays flat.
 AUTO_WINDOW_START = 1024
 AUTO_WINDOW_MAX = 65536
 AUTO_WINDOW_MIN_PER_WORKER = 4

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import time
 import traceback
 from collections import OrderedDict
@@ -142,19 +141,6 @@ class Failure:
 
     def __repr__(self) -> str:
         return f"Failure({self.exception!r}, function={self.function!r}, pid={self.pid})"
-
-
-def initialize_process() -> None:
-    """Per-process set-up, run once in every worker process before any task."""
-    # Ctrl-C goes to the whole process group. The parent owns shutdown: it cancels the
-    # stream and stops the workers itself, so a worker must not die half-way through an
-    # item with a KeyboardInterrupt that would be reported as that item's error.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def ping() -> int:
-    """A no-op task used to start the workers before the first item."""
-    return os.getpid()
 
 
 def describe(fn: object) -> str:

@@ -70,7 +70,6 @@ class WorkerPool:
         )
         self._state: Literal["new", "open", "closed"] = "new"
         self._backend: ProcessBackend | None = None
-        self._users = 0  # pipelines running on the pool now
 
     @property
     def workers(self) -> int:
@@ -132,17 +131,7 @@ class WorkerPool:
         self._state = "closed"
         assert self._backend is not None
         with anyio.CancelScope(shield=True):  # the workers end whatever cancels us
-            await self._backend.stop(abandon=self._users > 0)
-
-    def attach(self) -> concurrent.futures.Executor:
-        """A pipeline starts to use the pool: its executor (raises if the pool is not open)."""
-        executor = self._open_backend().executor
-        self._users += 1
-        return executor
-
-    def detach(self) -> None:
-        """A pipeline that used the pool has stopped."""
-        self._users -= 1
+            await self._backend.stop(abandon=True)
 
     def _open_backend(self) -> ProcessBackend:
         if self._state == "new":

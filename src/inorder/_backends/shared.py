@@ -11,7 +11,11 @@ from .._workerpool import WorkerPool
 
 
 class SharedPoolBackend:
-    """Uses the pool's workers; stopping cancels this pipeline's batches, not the pool."""
+    """Uses the pool's workers; stopping cancels this pipeline's batches, not the pool.
+
+    A batch of it that is running finishes in its worker (its result is dropped): the
+    worker may hold another pipeline's next batch, which killing it would cost a re-run.
+    """
 
     def __init__(self, pool: WorkerPool, workers: int) -> None:
         self._pool = pool
@@ -35,13 +39,11 @@ class SharedPoolBackend:
         return PickleCodec(out_of_band=True)
 
     async def start(self, bridge: LoopBridge) -> None:
-        self._executor = self._pool.attach()
+        self._executor = self._pool.executor  # raises, saying why, unless the pool is open
 
     def cancel(self, futures: Collection[FutureLike]) -> None:
         for future in futures:
             future.cancel()
 
     async def stop(self, *, abandon: bool) -> None:
-        if self._executor is not None:
-            self._executor = None
-            self._pool.detach()
+        pass  # its own futures are cancelled; the workers stay the pool's
