@@ -1,4 +1,4 @@
-"""Pending segments, items taken apart, and the fate of a lost batch's items (pure)."""
+"""The pending queue, items taken apart, and the fate of a lost batch's items (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from inorder._pending import Item, items_of, segments_of
+from inorder._pending import NO_LANE_FN, Item, PendingQueue, Segment, items_of, segments_of
 from inorder._recovery import plan_loss
 from inorder._serialize import Part
 
@@ -53,13 +54,14 @@ def test_segments_of_keep_every_item_once_in_order(
     ]
     assert again == items
     for segment in segments:
-        assert segment.end == segment.start + len(segment.payloads)
         assert (segment.isolated, segment.attempts) == (isolated, attempts)
         if isolated:
             assert len(segment.payloads) == 1
     if not isolated:  # merged where consecutive, same key and shape
         for a, b in itertools.pairwise(segments):
-            assert not (a.end == b.start and a.key is b.key and a.shape == b.shape)
+            assert not (
+                a.start + len(a.payloads) == b.start and a.key is b.key and a.shape == b.shape
+            )
 
 
 @given(
@@ -82,3 +84,118 @@ def test_every_item_of_a_lost_batch_has_exactly_one_fate(
         assert plan.alone == items  # between items: each a suspect, run alone
     else:
         assert plan.culprit == items[0]
+
+
+class PendingQueueMachine(RuleBasedStateMachine):
+    """``PendingQueue`` against a model: every sequence number given once, every queued
+    item cut exactly once per queueing, oldest first, with its own payload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue = PendingQueue()
+        self.queued: list[int] = []  # the model: queued seqs, in the order they go out
+        self.deferred: list[list[Segment]] = []  # requeues waiting out a back-off
+        self.delayed = 0
+        self.given: list[int] = []  # every sequence number handed out, in order
+        self.lost: list[Item] = []  # items cut and not queued again (in flight)
+
+    def _payload(self, seq: int) -> str:
+        return f"x{seq}"
+
+    @rule(key=st.sampled_from(KEYS), shape=st.integers(0, 1))
+    def accept(self, key: str, shape: int) -> None:
+        seq = self.queue.accept(key, shape, self._payload(self.queue.accepted))
+        self.given.append(seq)
+        self.queued.append(seq)
+
+    @rule(key=st.sampled_from(KEYS), count=st.integers(1, 5))
+    def accept_many(self, key: str, count: int) -> None:
+        start = self.queue.accepted
+        self.queue.accept_many(key, 0, [self._payload(start + i) for i in range(count)])
+        self.given.extend(range(start, start + count))
+        self.queued.extend(range(start, start + count))
+
+    @rule()
+    def number(self) -> None:
+        self.given.append(self.queue.number())
+
+    @rule(key=st.sampled_from(KEYS), count=st.integers(1, 4))
+    def put_through_the_lane(self, key: str, count: int) -> None:
+        fn = object()
+        self.queue.open_lane(fn, key, 0)
+        for _ in range(count):
+            if self.queue.lane_fn is not fn:
+                break  # the last segment was not of this key: no lane
+            seq = self.queue.join_lane(self._payload(self.queue.accepted))
+            self.given.append(seq)
+            self.queued.append(seq)
+
+    @rule(size=st.integers(1, 8), other=st.integers(1, 8))
+    def cut(self, size: int, other: int) -> None:
+        if not self.queue:
+            return
+        head = self.queue.head
+        batch = self.queue.cut(size, lambda key: size if key is head.key else other)
+        items = items_of(batch.runs, batch.parts)
+        assert batch.size == len(items) >= 1
+        assert batch.size <= (1 if head.isolated else size)
+        assert [item.payload for item in items] == [self._payload(i.seq) for i in items]
+        assert [item.seq for item in items] == self.queued[: batch.size]  # oldest first
+        del self.queued[: batch.size]
+        self.lost.extend(items)
+
+    @rule(isolated=st.booleans(), count=st.integers(1, 3))
+    def requeue(self, isolated: bool, count: int) -> None:
+        items, self.lost = self.lost[:count], self.lost[count:]
+        if items:
+            self.queue.requeue(segments_of(items, isolated=isolated, attempts=1))
+            self.queued[:0] = [item.seq for item in items]
+
+    @rule(count=st.integers(1, 3))
+    def defer(self, count: int) -> None:
+        items, self.lost = self.lost[:count], self.lost[count:]
+        if items:
+            self.queue.defer(len(items))
+            self.deferred.append(segments_of(items, isolated=True, attempts=1))
+            self.delayed += len(items)
+
+    @rule()
+    def back_off_over(self) -> None:
+        if self.deferred:
+            segments = self.deferred.pop(0)
+            self.queue.requeue(segments, deferred=True)
+            self.delayed -= len(segments)
+            self.queued[:0] = [segment.start for segment in segments]
+
+    @invariant()
+    def counts_and_segments_match_the_model(self) -> None:
+        queue = self.queue
+        assert self.given == list(range(queue.accepted))
+        assert queue.queued == len(self.queued) == sum(len(s.payloads) for s in queue.segments)
+        assert queue.delayed == self.delayed
+        assert [s.start + i for s in queue.segments for i in range(len(s.payloads))] == (
+            self.queued
+        )
+        for segment in queue.segments:
+            assert segment.payloads == [
+                self._payload(segment.start + i) for i in range(len(segment.payloads))
+            ]
+        if queue.lane_fn is not NO_LANE_FN:
+            assert queue.lane is queue.segments[-1]
+            assert queue.lane.start + len(queue.lane.payloads) == queue.accepted
+
+
+TestPendingQueue = PendingQueueMachine.TestCase
+
+
+def test_the_lane_closes_when_its_segment_is_cut_whole() -> None:
+    queue = PendingQueue()
+    fn = object()
+    queue.accept("f", 0, "x0")
+    queue.open_lane(fn, "f", 0)
+    assert queue.lane_fn is fn
+    queue.join_lane("x1")
+    assert queue.cut(8, lambda key: 8).size == 2
+    assert queue.lane_fn is NO_LANE_FN  # a later join_lane would add to a segment cut
+    queue.accept("f", 0, "x2")
+    assert queue.cut(8, lambda key: 8).parts[0].payloads == ["x2"]

@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._cursor import sequence_number
     from ._errors import (
         InorderError,
         PipelineClosedError,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     )
     from ._map import MapStream, map
     from ._options import Options, PipelineOptions
-    from ._pipeline import OrderedPipeline, sequence_number
+    from ._pipeline import OrderedPipeline
     from ._stats import PipelineStatistics
     from ._workerpool import WorkerPool
 
@@ -59,7 +60,7 @@ _LOCATIONS = {
     "OrderedPipeline": "._pipeline",
     "Options": "._options",
     "PipelineOptions": "._options",
-    "sequence_number": "._pipeline",
+    "sequence_number": "._cursor",
     "PipelineStatistics": "._stats",
     "WorkerPool": "._workerpool",
 }

@@ -49,14 +49,10 @@ The feeder of ``map()`` and the clock's task run in a task group the pipeline ow
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import copy
 import functools
 import itertools
 import logging
-import operator
 import time
-from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -79,11 +75,12 @@ from ._backends.process import ProcessBackend
 from ._backends.shared import SharedPoolBackend
 from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
-from ._errors import PipelineClosedError, RemoteTraceback, WorkerCrashedError
+from ._cursor import NEXT_RUN, SKIPPED, InputFailure, ResultCursor
+from ._errors import PipelineClosedError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._hold import Hold
-from ._options import OnError, Options, PipelineOptions, check_positive_int
-from ._pending import NO_LANE, NO_LANE_FN, Item, Segment, items_of, segments_of
+from ._options import Options, PipelineOptions, check_positive_int
+from ._pending import Item, PendingQueue, Segment, items_of, segments_of
 from ._recovery import plan_loss
 from ._reorder import ReorderBuffer
 from ._results import Results
@@ -158,22 +155,6 @@ class _Waiter:
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.refused = False
-
-
-class _InputFailure:
-    """The iterable given to map() raised: re-raised in its place, then the stream ends."""
-
-    __slots__ = ("exception",)
-
-    def __init__(self, exception: BaseException) -> None:
-        self.exception = exception
-
-
-# Outcomes that are not plain results; everything else is yielded as it is.
-_SPECIAL_OUTCOMES = frozenset({Failure, _InputFailure})
-
-
-_SKIPPED: Any = object()
 
 
 class OrderedPipeline:
@@ -270,10 +251,8 @@ class OrderedPipeline:
         # The function whose results sized the window last (with a fixed window: the one
         # put() saw last, see _expect_function).
         self._measured: Any = None
-        # put()'s fast path (see put): the function whose next items join ``_lane``, the
-        # last queued segment, without the checks of the general path.
-        self._lane_fn: Any = NO_LANE_FN
-        self._lane = NO_LANE
+        self._queue = PendingQueue()
+        self._cursor = ResultCursor(options.on_error)
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
         # The map() feeder waiting for room for a whole batch (see _gather_room): set when
         # the consumer frees room or the pipeline stops accepting items.
@@ -285,11 +264,8 @@ class OrderedPipeline:
         self._stall_timer: Callable[[], None] | None = None
         self._stall_taken = 0
         self._stall_warned = False
-        self._on_error: OnError = options.on_error
         self._state = _State.NEW
         self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=options.ordered)
-        self._pending: deque[Segment] = deque()
-        self._queued = 0  # items in self._pending
         self._futures: set[FutureLike] = set()
         self._max_dispatches = DISPATCHES_PER_WORKER * self._workers
         self._dispatches = 0
@@ -301,24 +277,8 @@ class OrderedPipeline:
         self._batch_cap = options.max_tasks_per_child or MAX_BATCH_SIZE
         self._limit_batches()
         self._retried = 0
-        self._delayed = 0  # items waiting out a retry back-off
         self._progress = _progress.ProgressLine(self.statistics) if options.progress else None
-        # The run the consumer is handing out: its outcomes, the next index, and how many
-        # were settled (counted, window slots freed). A run without failures is handed
-        # out through a list iterator (``_run_iter``), the cheapest step per item; while
-        # one is active, ``_run_index`` is brought up to date from it (``_sync_index``).
-        self._run_start = 0
-        self._run: list[Any] = []
-        self._run_clean = True  # the run holds no failure: handed out without checks
-        self._run_length = 0
-        self._run_iter: Iterator[Any] | None = None
-        self._run_index = 0
-        self._settled = 0
-        self._next_seq = 0
         self._in_flight = 0
-        self._yielded = 0
-        self._skipped = 0
-        self._failed = 0
         self._consumer_event: anyio.Event | None = None
         self._feeding = False  # map() was called
         self._tasks: OwnedTasks  # entered: the feeder and the clock run there
@@ -380,7 +340,7 @@ class OrderedPipeline:
             return
         started = self._state is not _State.NEW
         self._state = _State.STOPPED
-        self._close_lane()
+        self._queue.close_lane()
         if not started:
             return
         self._stopped = anyio.Event()
@@ -395,16 +355,12 @@ class OrderedPipeline:
         self._refuse_waiters()
         self._wake_consumer()
         assert self._backend is not None
-        abandon = bool(self._futures or self._pending)
+        abandon = bool(self._futures or self._queue)
         self._backend.cancel(list(self._futures))
-        self._pending.clear()
-        self._queued = 0
-        self._delayed = 0  # their timers end with the clock, below
+        self._queue.clear()  # the timers of retries end with the clock, below
         self._hold.end()
         self._buffer.clear()
-        self._run.clear()  # in place: an iterator over it may still be held
-        self._run_iter = None
-        self._run_length = self._run_index = self._settled = 0
+        self._cursor.clear()
         with anyio.CancelScope(shield=True):
             self._clock.close()
             await self._tasks.aclose()
@@ -422,7 +378,7 @@ class OrderedPipeline:
             raise RuntimeError("close() called before the pipeline was entered with async with")
         if self._state is _State.OPEN:
             self._state = _State.CLOSED
-            self._close_lane()
+            self._queue.close_lane()
             self._refuse_waiters()
             self._wake_consumer()
             if self._hold.active:  # no more items will join it
@@ -457,8 +413,9 @@ class OrderedPipeline:
                 accepted; the pipeline stays usable.
             PipelineClosedError: after ``close()``, or the pipeline closed while waiting.
         """
+        queue = self._queue
         if (
-            fn is self._lane_fn
+            fn is queue.lane_fn
             and len(args) == 1
             and not kwargs
             and type(args[0]) in PLAIN_TYPES
@@ -467,12 +424,7 @@ class OrderedPipeline:
             # The lane: the function the last put() queued, again with one argument that
             # needs no check. The lane closes whenever this shortcut would skip anything
             # (another segment, a marker, the state, the window sizer's function).
-            seq = self._next_seq
-            self._next_seq = seq + 1
-            lane = self._lane
-            lane.payloads.append(args[0])
-            lane.end = seq + 1
-            self._queued += 1
+            seq = queue.join_lane(args[0])
             if self._dispatches < self._max_dispatches:
                 self._dispatch()
             return seq
@@ -484,9 +436,7 @@ class OrderedPipeline:
                 self._expect_function(prepared[0])
             if not self._window.try_acquire():
                 await self._wait_for_slot()
-            seq = self._accept_call(prepared)
-            self._open_lane(fn, prepared[0], prepared[1])
-            return seq
+            return self._accept_call(fn, prepared)
         if args or kwargs:
             raise TypeError(
                 f"put() takes a callable and its arguments, or a single marker object; got a "
@@ -617,22 +567,23 @@ class OrderedPipeline:
             raise
 
     async def _iterate(self, renew: Callable[[], None]) -> AsyncGenerator[Any, None]:
-        """Yield the outcomes ``__anext__`` returns, failure-free batches straight from
-        their iterator. Before an exception leaves (an item's error, a cancellation),
+        """Yield the outcomes ``__anext__`` returns, clean runs straight from their
+        iterator. Before an exception leaves (an item's error, a cancellation),
         ``renew()`` puts a fresh generator in its place.
         """
         try:
             waiters = self._waiters
+            cursor = self._cursor
             while True:
-                run = self._run_iter
+                run = cursor.iterator
                 if run is not None:
-                    # The fast path, for every item of a batch without failures: slots and
-                    # counters settle in bulk, at once if a producer waits.
+                    # The fast path, for every item of a clean run: slots and counts
+                    # settle in bulk, at once if a producer waits.
                     for outcome in run:
                         if waiters:
                             self._settle()
                         yield outcome
-                    self._end_iteration(run)
+                    cursor.end_iteration(run)
                     continue
                 try:
                     outcome = await self._next_slow()
@@ -649,111 +600,55 @@ class OrderedPipeline:
         # anext(pipe); async for takes the generator from __aiter__, on the same state.
         return await self._next_slow()
 
-    def _sync_index(self) -> None:
-        """Bring ``_run_index`` up to date while a run is handed out by its iterator."""
-        run = self._run_iter
-        if run is not None:
-            self._run_index = self._run_length - operator.length_hint(run)
-
-    def _end_iteration(self, run: Iterator[Any]) -> None:
-        """``run`` (a run's iterator) is exhausted; unless a newer run replaced it."""
-        if self._run_iter is run:
-            self._run_iter = None
-            self._run_index = self._run_length
-
     async def _next_slow(self) -> Any:
+        cursor = self._cursor
         while True:
-            run_iter = self._run_iter
-            if run_iter is not None:
-                for outcome in run_iter:
-                    if self._waiters:
-                        self._settle()
-                    return outcome
-                self._end_iteration(run_iter)
-            index = self._run_index
-            if index < self._run_length:
-                self._run_index = index + 1
-                outcome = self._run[index]
-                self._settle()
-                if type(outcome) not in _SPECIAL_OUTCOMES:
-                    return outcome
-                outcome = self._deliver_special(self._run_start + index, outcome)
-                if outcome is _SKIPPED:
-                    continue
+            try:
+                outcome = cursor.next()
+            finally:
+                # A clean run's items settle in bulk (see _iterate), others one by one.
+                if cursor.iterator is None or self._waiters:
+                    self._settle()
+            if outcome is NEXT_RUN:
+                await self._next_run(by_iterator=True)
+            elif outcome is not SKIPPED:
                 return outcome
-            await self._next_run(by_iterator=True)
 
     async def _next_run(self, *, by_iterator: bool) -> None:
         """The current run is handed out: make the next one current, or wait for one.
 
-        ``by_iterator``: hand a run without failures out through its list iterator (the
-        cheapest step per item); else by index (``chunks()`` slices it).
+        ``by_iterator``: hand a clean run out through its list iterator (the cheapest
+        step per item); else by index (``chunks()`` slices it).
         """
         self._settle()
         run = self._buffer.pop_run()
         if run is None:
             await self._wait_for_outcomes()
             return
-        self._run_start = run[0]
         # Unpickles the batch's outcomes in one call.
-        self._run, self._run_clean = resolve(run[1])
-        self._run_length = len(self._run)
-        self._run_index = self._settled = 0
-        if self._run_clean and by_iterator:
-            self._run_iter = iter(self._run)
+        outcomes, clean = resolve(run[1])
+        self._cursor.load(run[0], outcomes, clean, by_iterator=by_iterator)
         # One checkpoint per run, not per item: lets the map() feeder refill the window
         # just settled and completions come in while this run is handed out.
         await anyio.lowlevel.checkpoint()
 
     async def _next_chunk(self, limit: int) -> list[Any]:
-        """The next outcomes as a list of at most ``limit``: what the current run has
-        left, up to an error that is to be raised (raised by the next call)."""
+        """The next outcomes as a list of at most ``limit`` (see ``ResultCursor.next_chunk``)."""
+        cursor = self._cursor
         while True:
-            run_iter = self._run_iter
-            if run_iter is not None:
-                # A run that async for began: go on through its iterator, which a loop
-                # left early shares, so that no outcome is handed out twice.
-                chunk = list(itertools.islice(run_iter, limit))
-                if chunk:
-                    self._settle()
-                    return chunk
-                self._end_iteration(run_iter)
-            index, length = self._run_index, self._run_length
-            if index == length:
-                await self._next_run(by_iterator=False)
-                continue
-            end = min(length, index + limit)
-            if self._run_clean:
-                chunk = self._run[index:end]
-                self._run_index = end
+            try:
+                chunk = cursor.next_chunk(limit)
+            finally:
                 self._settle()
-                return chunk
-            chunk = []
-            while index < end:
-                outcome = self._run[index]
-                if type(outcome) in _SPECIAL_OUTCOMES:
-                    if chunk and (self._on_error == "raise" or type(outcome) is _InputFailure):
-                        break  # raised by the next call, after the outcomes before it
-                    self._run_index = index = index + 1
-                    self._settle()
-                    outcome = self._deliver_special(self._run_start + index - 1, outcome)
-                    if outcome is _SKIPPED:
-                        continue
-                else:
-                    index += 1
-                chunk.append(outcome)
-            self._run_index = index
-            self._settle()
-            if chunk:
+            if chunk is None:
+                await self._next_run(by_iterator=False)
+            elif chunk:
                 return chunk
 
     def _settle(self) -> None:
-        """Count the outcomes handed out since the last call as yielded; free their slots."""
-        self._sync_index()
-        handed = self._run_index - self._settled
+        """Settle what the consumer was handed: free its window slots."""
+        handed = self._cursor.settle()
         if handed:
-            self._settled = self._run_index
-            self._yielded += handed
             waiter = self._window.release_many(handed)
             if waiter is not None:
                 waiter.event.set()
@@ -772,7 +667,7 @@ class OrderedPipeline:
                 "another task is already iterating over this pipeline; a pipeline has "
                 "one consumer (share results through a memory object stream instead)"
             )
-        if self._state is _State.CLOSED and self._yielded + self._skipped == self._next_seq:
+        if self._state is _State.CLOSED and self._cursor.handed == self._queue.accepted:
             raise StopAsyncIteration
         if self._state is _State.NEW:
             raise RuntimeError(
@@ -789,13 +684,13 @@ class OrderedPipeline:
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters."""
         return PipelineStatistics(
-            accepted=self._next_seq,
-            queued=self._queued + self._delayed,
+            accepted=self._queue.accepted,
+            queued=self._queue.queued + self._queue.delayed,
             in_flight=self._in_flight,
             buffered=self._results_waiting(),
-            yielded=self._taken(),
-            skipped=self._skipped,
-            failed=self._failed,
+            yielded=self._cursor.taken,
+            skipped=self._cursor.skipped,
+            failed=self._cursor.failed,
             workers=self._workers,
             window=self._window.capacity,
             batch_size=self._sizers.size,
@@ -839,59 +734,23 @@ class OrderedPipeline:
         if waiter is not None:
             waiter.event.set()
 
-    def _open_tail(self, key: Any, shape: int) -> Segment | None:
-        """The last queued segment, if the next accepted item of ``key`` and ``shape``
-        continues it (no other function or shape, no marker came in between)."""
-        if self._pending:
-            tail = self._pending[-1]
-            if (
-                tail.end == self._next_seq
-                and tail.key is key
-                and tail.shape == shape
-                and not tail.isolated
-            ):
-                return tail
-        return None
-
-    def _accept_call(self, prepared: Prepared) -> int:
+    def _accept_call(self, fn: Any, prepared: Prepared) -> int:
+        """Queue a prepared call (its window slot is taken); let put()'s next items of
+        ``fn`` take the lane if they may (see ``put``)."""
         key, shape, payload = prepared
-        tail = self._open_tail(key, shape)
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        if tail is not None:
-            tail.payloads.append(payload)
-            tail.end = seq + 1
+        queue = self._queue
+        seq = queue.accept(key, shape, payload)
+        if shape == ONE and key is self._measured:
+            queue.open_lane(fn, key, shape)
         else:
-            self._pending.append(Segment(key, shape, [payload], seq))
-        self._queued += 1
+            queue.close_lane()
         if self._dispatches < self._max_dispatches:
             self._dispatch()
         return seq
 
-    def _open_lane(self, fn: Any, key: Any, shape: int) -> None:
-        """Let put()'s next items of ``fn`` join the last queued segment, if it took this
-        one, as long as nothing else happens in between (see put)."""
-        tail = self._open_tail(key, shape) if shape == ONE and key is self._measured else None
-        if tail is not None:
-            self._lane_fn, self._lane = fn, tail
-        else:
-            self._close_lane()
-
-    def _close_lane(self) -> None:
-        self._lane_fn, self._lane = NO_LANE_FN, NO_LANE
-
     def _accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
-        """Accept consecutive items fed by map() (their window slots are taken)."""
-        self._close_lane()
-        tail = self._open_tail(key, shape)
-        seq = self._next_seq
-        self._next_seq = seq + len(payloads)
-        if tail is not None:
-            tail.payloads.extend(payloads)
-            tail.end = self._next_seq
-        else:
-            self._pending.append(Segment(key, shape, payloads, seq))
-        self._queued += len(payloads)
+        """Queue consecutive items fed by map() (their window slots are taken)."""
+        self._queue.accept_many(key, shape, payloads)
         if self._dispatches < self._max_dispatches:
             self._dispatch()
 
@@ -900,9 +759,7 @@ class OrderedPipeline:
 
         ``barrier``: yield it only after every earlier item, even when unordered.
         """
-        self._close_lane()
-        seq = self._next_seq
-        self._next_seq = seq + 1
+        seq = self._queue.number()
         self._buffer.add(seq, [outcome], barrier=barrier)  # a list: checked item by item
         self._wake_consumer()
         return seq
@@ -914,7 +771,8 @@ class OrderedPipeline:
         (``may_hold``: unless a partial batch is worth holding, see ``_worth_holding``)."""
         # Hold.keeps, inlined: each put() calls this while a dispatch slot is free.
         hold = self._hold
-        if hold.active and self._queued < hold.allowed and self._state is _State.OPEN:
+        queue = self._queue
+        if hold.active and queue.queued < hold.allowed and self._state is _State.OPEN:
             return
         assert self._backend is not None
         assert self._codec is not None
@@ -923,21 +781,21 @@ class OrderedPipeline:
         # the end while another works through one full-size batch (adaptive sizes only).
         share = None
         if self._state is _State.CLOSED and self._sizers.adaptive:
-            share = -(-self._queued // self._workers)
-        while self._queued and self._dispatches < self._max_dispatches:
+            share = -(-queue.queued // self._workers)
+        while queue.queued and self._dispatches < self._max_dispatches:
             # With nothing in flight someone may be waiting for the next result: it goes
             # alone, so it is not held up by batch-mates; the other workers take full
             # batches meanwhile. (A fixed batch size is the user's choice: kept.)
-            allowed = size = self._sizers.of(self._pending[0].key).size
-            if may_hold and self._queued < allowed and self._worth_holding(allowed):
+            allowed = size = self._sizers.of(queue.head.key).size
+            if may_hold and queue.queued < allowed and self._worth_holding(allowed):
                 return
             hold.end()
             idle = not self._in_flight
             if idle and self._sizers.adaptive:
                 size = 1
-            parts, runs, attempts = self._cut_batch(size if share is None else min(size, share))
-            count = sum(len(part.payloads) for part in parts)
-            self._queued -= count
+            parts, runs, count, attempts = queue.cut(
+                size if share is None else min(size, share), self._batch_size_of
+            )
             self._dispatches += 1
             self._batches += 1
             self._in_flight += count
@@ -977,7 +835,7 @@ class OrderedPipeline:
         hold (``_settle`` checks), and so does ``close()``; should the consumer stop
         taking results, the items go after ``HOLD_SECONDS`` all the same.
         """
-        if self._state is not _State.OPEN or self._pending[0].isolated:
+        if self._state is not _State.OPEN or self._queue.head.isolated:
             return False
         hold = self._hold
         if hold.active:
@@ -986,7 +844,7 @@ class OrderedPipeline:
             allowed=allowed,
             free=self._window.free,
             waiting=self._results_waiting(),
-            taken=self._taken(),
+            taken=self._cursor.taken,
         ):
             return False
         if self._hold_timer is None:
@@ -995,26 +853,20 @@ class OrderedPipeline:
 
     def _hold_may_end(self) -> bool:
         """After the consumer's step: whether a hold's reasons may be gone."""
-        return self._hold.may_end(yielded=self._yielded, free=self._window.free)
+        return self._hold.may_end(yielded=self._cursor.yielded, free=self._window.free)
 
     def _results_waiting(self) -> int:
         """Outcomes that arrived and that the consumer has not taken yet."""
-        self._sync_index()
-        return len(self._buffer) + self._run_length - self._run_index
-
-    def _taken(self) -> int:
-        """Outcomes the consumer has taken (some may not be settled yet)."""
-        self._sync_index()
-        return self._yielded + self._run_index - self._settled
+        return len(self._buffer) + self._cursor.waiting
 
     def _arm_hold_timer(self) -> None:
-        self._hold.timer_set(self._taken())
+        self._hold.timer_set(self._cursor.taken)
         self._hold_timer = self._clock.call_later(HOLD_SECONDS, self._hold_timer_fired)
 
     def _hold_timer_fired(self) -> None:
         self._hold_timer = None
         hold = self._hold
-        if hold.timer_ends_it(self._taken()):
+        if hold.timer_ends_it(self._cursor.taken):
             self._dispatch(may_hold=False)
         elif hold.active:
             self._arm_hold_timer()  # the consumer is moving: it ends the hold itself
@@ -1035,7 +887,7 @@ class OrderedPipeline:
     def _set_measured(self, key: Any) -> None:
         if key is not self._measured:
             self._measured = key
-            self._close_lane()  # its items skip _expect_function, which would differ now
+            self._queue.close_lane()  # its items skip _expect_function, which would differ now
 
     def _resize_window(self) -> None:
         """Follow the window sizer: grow or shrink the window and the batch cap with it."""
@@ -1050,53 +902,8 @@ class OrderedPipeline:
         share = self._window.capacity // self._max_dispatches
         self._sizers.limit_to(max(1, min(share, self._batch_cap)))
 
-    def _cut_batch(self, size: int) -> tuple[list[Part], list[tuple[int, int]], int]:
-        """Take up to ``size`` queued items, oldest first, as parts and sequence runs.
-
-        An isolated item goes alone (the third value is its failed attempts so far).
-        """
-        pending = self._pending
-        head = pending[0]
-        if head.isolated:
-            pending.popleft()
-            part = Part(head.key, head.shape, head.payloads)
-            return [part], [(head.start, len(head.payloads))], head.attempts
-        parts: list[Part] = []
-        runs: list[tuple[int, int]] = []  # (start, count), merged where consecutive
-        taken = 0
-        while size and pending:
-            segment = pending[0]
-            if segment.isolated:
-                break
-            if parts and segment.key is not parts[-1].key:
-                # Another function: its own batch size caps the batch, so that its items
-                # do not fill a batch sized for cheaper ones.
-                size = min(size, self._sizers.of(segment.key).size - taken)
-                if size <= 0:
-                    break
-            available = len(segment.payloads)
-            take = min(size, available)
-            if take == available:
-                pending.popleft()
-                if segment is self._lane:
-                    self._close_lane()
-                payloads = segment.payloads
-            else:
-                # The segment keeps only what is still queued: a producer that stays
-                # ahead appends to it for ever, so what it handed out must not stay.
-                # (A new list: map() may have handed over its own.)
-                payloads = segment.payloads[:take]
-                segment.payloads = segment.payloads[take:]
-            start = segment.start
-            segment.start += take
-            parts.append(Part(segment.key, segment.shape, payloads))
-            if runs and runs[-1][0] + runs[-1][1] == start:
-                runs[-1] = (runs[-1][0], runs[-1][1] + take)
-            else:
-                runs.append((start, take))
-            size -= take
-            taken += take
-        return parts, runs, 0
+    def _batch_size_of(self, key: Any) -> int:
+        return self._sizers.of(key).size
 
     def _job_done(
         self,
@@ -1222,19 +1029,16 @@ class OrderedPipeline:
             return
         segments = segments_of(items, isolated=isolated, attempts=attempts)
         if delay <= 0:
-            self._pending.extendleft(reversed(segments))
-            self._queued += len(items)
+            self._queue.requeue(segments)
             return
-        self._delayed += len(items)
-        self._clock.call_later(delay, functools.partial(self._requeue_due, segments, len(items)))
+        self._queue.defer(len(items))
+        self._clock.call_later(delay, functools.partial(self._requeue_due, segments))
 
-    def _requeue_due(self, segments: list[Segment], count: int) -> None:
+    def _requeue_due(self, segments: list[Segment]) -> None:
         """A retry's back-off is over: its items join the queue, ahead of newer work."""
         if self._state is _State.STOPPED:
             return
-        self._delayed -= count
-        self._pending.extendleft(reversed(segments))
-        self._queued += count
+        self._queue.requeue(segments, deferred=True)
         self._dispatch()
 
     def _store(self, runs: list[tuple[int, int]], outcomes: Outcomes) -> None:
@@ -1251,28 +1055,6 @@ class OrderedPipeline:
         event = self._consumer_event
         if event is not None:
             event.set()
-
-    # -- internals: delivery ------------------------------------------------------------
-
-    def _deliver_special(self, seq: int, outcome: Any) -> Any:
-        """A failure or an input error (already settled as yielded), by ``on_error``."""
-        if type(outcome) is _InputFailure:
-            raise outcome.exception
-        self._failed += 1
-        error = _as_exception(seq, outcome)
-        if self._on_error == "skip":
-            self._yielded -= 1
-            self._skipped += 1
-            logger.warning(
-                "item %d failed in %s and was skipped (on_error='skip')",
-                seq,
-                outcome.function,
-                exc_info=error,
-            )
-            return _SKIPPED
-        if self._on_error == "return":
-            return error
-        raise error
 
     # -- internals: the map() feeder ----------------------------------------------------
 
@@ -1424,7 +1206,7 @@ class OrderedPipeline:
         """A producer starts to wait for room: unless a check is due already, check in
         ``STALL_WARNING_SECONDS`` whether the consumer took a result meanwhile."""
         if self._stall_timer is None and not self._stall_warned:
-            self._stall_taken = self._taken()
+            self._stall_taken = self._cursor.taken
             self._stall_timer = self._clock.call_later(
                 STALL_WARNING_SECONDS, self._check_for_stall
             )
@@ -1433,7 +1215,7 @@ class OrderedPipeline:
         self._stall_timer = None
         if self._state is _State.STOPPED or not (self._window.waiting or self._room):
             return  # no producer waits now
-        if self._taken() != self._stall_taken:
+        if self._cursor.taken != self._stall_taken:
             self._watch_for_stall()  # results are taken: the wait is the consumer's pace
             return
         self._stall_warned = True
@@ -1488,7 +1270,7 @@ class OrderedPipeline:
 
     async def _fail_input(self, exc: Exception) -> None:
         exc.add_note(
-            f"inorder: map() stopped reading its input after {self._next_seq} item(s) "
+            f"inorder: map() stopped reading its input after {self._queue.accepted} item(s) "
             "because the iterable raised this"
         )
         try:
@@ -1496,7 +1278,7 @@ class OrderedPipeline:
                 await self._wait_for_slot()
         except PipelineClosedError:
             return  # nobody will read the error: the stream was shut down meanwhile
-        self._accept_outcome(_InputFailure(exc), barrier=True)
+        self._accept_outcome(InputFailure(exc), barrier=True)
         self.close()
 
     # -- internals: helpers -------------------------------------------------------------
@@ -1533,69 +1315,6 @@ def _function_name(key: Any) -> str:
     return key.name if isinstance(key, SerializedFunction) else describe(key)
 
 
-def _as_exception(seq: int, failure: Failure) -> BaseException:
-    """The exception a failed item raises in the parent: the user's own, annotated.
-
-    Items that failed together may share one exception object (a batch its worker could
-    not load, a pool that could not start workers); each item after the first gets a
-    copy, so that a note naming one item is never added to another's exception.
-    """
-    error = failure.exception
-    earlier = getattr(error, "_inorder_delivered", None)  # (item, its notes before ours)
-    if earlier is not None and earlier[0] != seq:
-        error = _twin(error, earlier[1])
-    notes = tuple(getattr(error, "__notes__", ()))
-    if failure.traceback is not None:
-        error.__cause__ = RemoteTraceback(failure.traceback)
-    where = f" (worker process {failure.pid})" if failure.pid else ""
-    error.add_note(f"inorder: item {seq} failed in {failure.function}{where}")
-    with contextlib.suppress(AttributeError, TypeError):
-        error._inorder_delivered = (seq, notes)  # type: ignore[attr-defined]
-    if not isinstance(error, Exception):
-        # SystemExit, KeyboardInterrupt and friends from a worker must not end the parent.
-        wrapped = RuntimeError(
-            f"item {seq} raised {type(error).__name__}({error}) in {failure.function}{where}"
-        )
-        wrapped.__cause__ = error
-        error = wrapped
-    # For consumers that need the item of an error yielded out of order (the CLI).
-    with contextlib.suppress(AttributeError, TypeError):
-        error._inorder_seq = seq  # type: ignore[attr-defined]
-    return error
-
-
-def sequence_number(error: BaseException) -> int | None:
-    """The sequence number of the item whose failure ``error`` is (what ``put()``
-    returned for it), or ``None`` for an exception that no item raised.
-
-    An item's error says its position in the order where ``async for`` yields it; with
-    ``ordered=False`` (or results of several pipelines mixed), this tells which item
-    it was::
-
-        async for outcome in pipe:  # on_error="return", ordered=False
-            if isinstance(outcome, Exception):
-                print("item", inorder.sequence_number(outcome), "failed:", outcome)
-    """
-    seq = getattr(error, "_inorder_seq", None)
-    return seq if isinstance(seq, int) else None
-
-
-def _twin(error: BaseException, notes: tuple[str, ...]) -> BaseException:
-    """A copy of ``error`` as it was before inorder annotated it (``notes``: its own)."""
-    try:
-        twin = copy.copy(error)
-    except Exception:  # noqa: BLE001 - cannot be rebuilt from its args: shared as it is
-        return error
-    for name in ("_inorder_delivered", "_inorder_seq", "__notes__"):
-        twin.__dict__.pop(name, None)
-    for note in notes:
-        twin.add_note(note)
-    twin.__cause__ = error.__cause__
-    twin.__context__ = error.__context__
-    twin.__suppress_context__ = error.__suppress_context__
-    return twin.with_traceback(error.__traceback__)
-
-
 async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) -> None:
     """Close what map() opened, so generators run their ``finally`` blocks."""
     for it in iterators:
@@ -1625,9 +1344,4 @@ def check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
 
 
 # Shown as inorder.X in reprs and tracebacks: where users import them from.
-for _public in (
-    OrderedPipeline,
-    sequence_number,
-):
-    _public.__module__ = "inorder"
-del _public
+OrderedPipeline.__module__ = "inorder"

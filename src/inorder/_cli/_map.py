@@ -15,9 +15,10 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.lowlevel
 
+from .._cursor import sequence_number
 from .._errors import PipelineClosedError, RemoteTraceback
 from .._options import Options
-from .._pipeline import OrderedPipeline, sequence_number
+from .._pipeline import OrderedPipeline
 from . import _lines
 from ._common import (
     EXIT_BROKEN_PIPE,

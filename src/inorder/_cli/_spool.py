@@ -54,9 +54,10 @@ from typing import Any
 
 import anyio
 
+from .._cursor import sequence_number
 from .._errors import RemoteTraceback
 from .._options import Options
-from .._pipeline import OrderedPipeline, sequence_number
+from .._pipeline import OrderedPipeline
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -1,0 +1,136 @@
+"""The result cursor (pure): runs handed out one at a time or as lists, ``on_error``
+applied at each failure's position, and the counts the pipeline's statistics read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inorder._cursor import NEXT_RUN, SKIPPED, ResultCursor, sequence_number
+from inorder._worker import Failure
+
+
+class Boom(Exception):
+    pass
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> list[list[Any]]:
+    """Runs of outcomes as the reorder buffer hands them over: results (the sequence
+    number) and failures."""
+    out: list[list[Any]] = []
+    seq = 0
+    for _ in range(draw(st.integers(0, 5))):
+        run: list[Any] = []
+        for _ in range(draw(st.integers(1, 6))):
+            run.append(Failure(Boom(seq), "fn") if draw(st.booleans()) else seq)
+            seq += 1
+        out.append(run)
+    return out
+
+
+# A step of the consumer: None for next(), an int for next_chunk(limit); and whether
+# the pipeline settles after it.
+steps = st.lists(st.tuples(st.none() | st.integers(1, 4), st.booleans()), min_size=1)
+
+
+@given(runs(), st.sampled_from(["raise", "return", "skip"]), steps, st.booleans())
+def test_outcomes_come_out_in_order_with_each_failure_handled_in_place(
+    given_runs: list[list[Any]],
+    on_error: Any,
+    plan: list[tuple[int | None, bool]],
+    by_iterator: bool,
+) -> None:
+    cursor = ResultCursor(on_error)
+    pending = list(given_runs)
+    start = 0
+    got: list[Any] = []
+    step = 0
+    while True:
+        limit, settle = plan[step % len(plan)]
+        step += 1
+        try:
+            if limit is None:
+                outcome = cursor.next()
+                if outcome is NEXT_RUN:
+                    outcome = None
+                    if not pending:
+                        break
+                    cursor.settle()
+                    run = pending.pop(0)
+                    clean = not any(type(o) is Failure for o in run)
+                    cursor.load(start, list(run), clean, by_iterator=by_iterator)
+                    start += len(run)
+                elif outcome is not SKIPPED:
+                    got.append(
+                        ("returned", sequence_number(outcome))
+                        if isinstance(outcome, Boom)
+                        else outcome
+                    )
+            else:
+                chunk = cursor.next_chunk(limit)
+                if chunk is None:
+                    if not pending:
+                        break
+                    cursor.settle()
+                    run = pending.pop(0)
+                    clean = not any(type(o) is Failure for o in run)
+                    cursor.load(start, list(run), clean, by_iterator=by_iterator)
+                    start += len(run)
+                else:
+                    assert len(chunk) <= limit
+                    got.extend(
+                        ("returned", sequence_number(o)) if isinstance(o, Boom) else o
+                        for o in chunk
+                    )
+        except Boom as error:
+            got.append(("raised", sequence_number(error)))
+        if settle:
+            cursor.settle()
+    cursor.settle()
+
+    flat = [o for run in given_runs for o in run]
+    failures = [i for i, o in enumerate(flat) if type(o) is Failure]
+    expected: list[Any] = []
+    for seq, outcome in enumerate(flat):
+        if type(outcome) is not Failure:
+            expected.append(seq)
+        elif on_error != "skip":
+            expected.append(("raised" if on_error == "raise" else "returned", seq))
+    assert got == expected
+    assert cursor.handed == len(flat)
+    assert cursor.failed == len(failures)
+    assert cursor.skipped == (len(failures) if on_error == "skip" else 0)
+    assert cursor.taken == cursor.yielded == len(flat) - cursor.skipped
+    assert cursor.waiting == 0
+
+
+@given(st.integers(1, 10), st.integers(0, 10), st.booleans())
+def test_what_was_handed_out_counts_once_settled(
+    length: int, steps: int, by_iterator: bool
+) -> None:
+    cursor = ResultCursor("raise")
+    cursor.load(0, list(range(length)), True, by_iterator=by_iterator)
+    taken = [cursor.next() for _ in range(min(steps, length))]
+    assert taken == list(range(len(taken)))
+    assert cursor.taken == len(taken)  # counted as taken before it settles
+    assert cursor.waiting == length - len(taken)
+    assert cursor.handed == 0
+    assert cursor.settle() == len(taken)
+    assert cursor.handed == len(taken)
+    assert cursor.settle() == 0  # each outcome settles once
+
+
+def test_a_failure_under_raise_ends_a_chunk_and_the_next_step_raises_it() -> None:
+    cursor = ResultCursor("raise")
+    cursor.load(10, [10, 11, Failure(Boom(), "fn"), 13], False, by_iterator=False)
+    assert cursor.next_chunk(10) == [10, 11]
+    with pytest.raises(Boom) as raised:
+        cursor.next_chunk(10)
+    assert sequence_number(raised.value) == 12
+    assert any("item 12 failed in fn" in note for note in raised.value.__notes__)
+    assert cursor.next_chunk(10) == [13]
+    assert cursor.next_chunk(10) is None
