@@ -24,7 +24,7 @@ from inorder._batching import (
     BatchSizer,
     BatchSizers,
 )
-from inorder._pipeline import FIRST_MAP_CHUNK
+from inorder._feeding import FIRST_MAP_CHUNK
 from inorder._window import (
     AUTO_WINDOW_MAX,
     AUTO_WINDOW_MIN_PER_WORKER,

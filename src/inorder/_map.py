@@ -13,8 +13,9 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
+from ._feeding import check_map_arguments
 from ._options import PipelineOptions
-from ._pipeline import OrderedPipeline, check_map_arguments
+from ._pipeline import OrderedPipeline
 from ._results import Results
 from ._stats import PipelineStatistics
 

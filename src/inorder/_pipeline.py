@@ -50,17 +50,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import itertools
 import logging
 import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
-    Iterator,
 )
 from types import TracebackType
 from typing import Any, Final, Self, Unpack
@@ -78,6 +75,7 @@ from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._cursor import NEXT_RUN, SKIPPED, InputFailure, ResultCursor
 from ._errors import PipelineClosedError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
+from ._feeding import FIRST_MAP_CHUNK, check_map_arguments, feed
 from ._hold import Hold
 from ._options import Options, PipelineOptions, check_positive_int
 from ._pending import Item, PendingQueue, Segment, items_of, segments_of
@@ -99,7 +97,7 @@ from ._serialize import (
 from ._stats import PipelineStatistics
 from ._tasks import Clock, OwnedTasks
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
-from ._worker import ARGS, ONE, Failure, describe
+from ._worker import ONE, Failure, describe
 from ._workerpool import WorkerPool
 
 logger = logging.getLogger("inorder")
@@ -111,15 +109,6 @@ logger = logging.getLogger("inorder")
 # queue so the worker never idles while a result travels back. More only delays
 # cancellation and lets one worker's queue hide work from the others.
 DISPATCHES_PER_WORKER = 2
-
-# map() reads a sync iterable in chunks as large as the free window, but with the
-# automatic window its first chunk holds this many items, and each next one at most
-# twice the last until the window has measured the pickled size of a batch of them (as
-# it is dispatched): a first chunk as large as the starting window would be 1024 items,
-# 1 GiB of 1 MiB items, and items put() before may have grown the window on sizes that
-# say nothing of these. The ramp ends at that measurement, which keeps tiny items fast
-# (docs/decisions/0005).
-FIRST_MAP_CHUNK = 8
 
 # The longest a partial batch waits for more items while the consumer is behind (see
 # OrderedPipeline._worth_holding): a safeguard for a consumer that stops taking results
@@ -254,7 +243,7 @@ class OrderedPipeline:
         self._queue = PendingQueue()
         self._cursor = ResultCursor(options.on_error)
         self._waiters = self._window.queue  # producers waiting for room (truthiness only)
-        # The map() feeder waiting for room for a whole batch (see _gather_room): set when
+        # The map() feeder waiting for room for a whole batch (see _feeding): set when
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
         self._hold = Hold()
@@ -485,23 +474,16 @@ class OrderedPipeline:
         An item whose arguments cannot be pickled fails at its own position (handled
         by ``on_error``). Can be called once per pipeline.
         """
-        self._check_feedable()
-        check_map_arguments(fn, iterables)
-        return self._start_feeder(fn, functools.partial(self._feed, iterables=iterables))
-
-    def _check_feedable(self) -> None:
         if self._feeding:
             raise RuntimeError("map() was already called on this pipeline; it carries one stream")
         if self._state is not _State.OPEN:
             raise self._closed_error("map()")
-
-    def _start_feeder(self, fn: Callable[..., Any], feed: Callable[..., Awaitable[None]]) -> Self:
-        """Run ``feed(key=)`` as the task that feeds ``fn``'s items."""
+        check_map_arguments(fn, iterables)
         assert self._codec is not None
         key = self._codec.key(fn)  # an unpicklable function fails here, not per item
         self._expect_function(key)
         self._feeding = True
-        self._tasks.start_soon(functools.partial(feed, key=key))
+        self._tasks.start_soon(functools.partial(feed, _Intake(self), key, iterables))
         return self
 
     # -- consuming ----------------------------------------------------------------------
@@ -1056,137 +1038,7 @@ class OrderedPipeline:
         if event is not None:
             event.set()
 
-    # -- internals: the map() feeder ----------------------------------------------------
-
-    async def _feed(
-        self,
-        key: Any,
-        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
-    ) -> None:
-        iterators: list[Iterator[Any] | AsyncIterator[Any]] = []
-        shape = ONE if len(iterables) == 1 else ARGS
-
-        async def read() -> None:
-            iterators.extend(
-                aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
-            )
-            if all(isinstance(it, Iterator) for it in iterators):
-                items: Iterator[Any] = (
-                    iterators[0]  # type: ignore[assignment]
-                    if shape == ONE
-                    else zip(*iterators, strict=False)
-                )
-                await self._feed_items(key, shape, items)
-            else:
-                await self._feed_items_async(key, shape, iterators)
-
-        await self._run_feeder(read, iterators)
-
-    async def _run_feeder(
-        self,
-        read: Callable[[], Awaitable[None]],
-        iterators: list[Iterator[Any] | AsyncIterator[Any]],
-    ) -> None:
-        """Run a feeder task's ``read()``: input errors go to the consumer in place, the
-        pipeline closes when the input ends, and ``iterators`` are closed whatever happens.
-        """
-        try:
-            await read()
-        except PipelineClosedError:
-            pass  # stopped while feeding: nothing more to read
-        except Exception as exc:  # noqa: BLE001 - the consumer gets it in place
-            await self._fail_input(exc)
-        else:
-            self.close()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await _close_iterators(iterators)
-
-    async def _feed_items(self, key: Any, shape: int, items: Iterator[Any]) -> None:
-        """Read a sync iterator in chunks as large as the free window: no await per item.
-
-        With the automatic window, chunks start small and double (``FIRST_MAP_CHUNK``).
-        """
-        window = self._window
-        sizer = self._window_sizer
-        ramp = None
-        assert self._codec is not None
-        if sizer is not None and self._codec.measures_sizes:  # threads copy nothing
-            measured = sizer.arguments_measured
-            # At least a batch for every dispatch slot: a fixed batch size holds from the
-            # first batch.
-            fixed = 0 if self._sizers.adaptive else self._sizers.size
-            ramp = max(FIRST_MAP_CHUNK, fixed * self._max_dispatches)
-        while self._state is _State.OPEN:
-            wanted = window.capacity if ramp is None else min(ramp, window.capacity)
-            free = window.try_acquire_many(wanted)
-            if not free:
-                await self._wait_for_slot()
-                free = 1 + window.try_acquire_many(wanted - 1)
-            free = await self._gather_room(key, free, wanted)
-            chunk: list[Any] = []
-            try:
-                # extend() keeps what was read if the iterator raises part-way.
-                chunk.extend(itertools.islice(items, free))
-            finally:
-                if len(chunk) < free:  # the input ended or failed: give back spare slots
-                    self._wake(window.release_many(free - len(chunk)))
-                if chunk:
-                    self._accept_many(key, shape, chunk)
-            if len(chunk) < free:
-                return
-            if ramp is not None:  # the chunk was dispatched if a dispatch slot was free
-                assert sizer is not None
-                done = sizer.arguments_measured != measured or ramp >= window.capacity
-                ramp = None if done else 2 * ramp
-            # Let completions and the consumer run before reading the next chunk.
-            await anyio.lowlevel.checkpoint()
-
-    async def _gather_room(self, key: Any, free: int, wanted: int) -> int:
-        """Hold the ``free`` window slots taken and wait for room for a whole batch of
-        ``key``'s items (at most ``wanted``); how many slots are held then.
-
-        Room read as soon as any was free made small batches: a consumer that lets other
-        tasks run between items freed it a slot at a time, and a run smaller than a
-        batch (from the ramp) freed room for a small chunk, whose run freed room for
-        another, for the rest of the stream. A batch is at most the window's share for each
-        call in flight (``_limit_batches``: a quarter with two workers), so while the
-        feeder waits, the rest of the window holds items in flight or results the
-        consumer has yet to take: the wait costs neither the workers nor the consumer.
-        Each wake sizes the batch afresh, so a window that shrank meanwhile is seen.
-        """
-        window = self._window
-        try:
-            while True:
-                self._check_still_feeding()
-                batch = min(wanted, self._batch_room(key))
-                if free < batch:
-                    free += window.try_acquire_many(batch - free)
-                if free >= batch:
-                    return free
-                await self._wait_for_freed_room()
-        except BaseException:
-            self._wake(window.release_many(free))
-            raise
-
-    async def _wait_for_room(self, key: Any) -> None:
-        """Wait until the window has room for a whole batch of ``key``'s items, holding
-        none of it (see ``_gather_room``): for input that may suspend between items,
-        where slots held for items not read yet would be kept from put() meanwhile."""
-        window = self._window
-        while True:
-            self._check_still_feeding()
-            if not window.waiting and window.free >= self._batch_room(key):
-                return
-            await self._wait_for_freed_room()
-
-    def _batch_room(self, key: Any) -> int:
-        """The window slots a whole batch of ``key``'s items takes now."""
-        return min(self._window.capacity, self._sizers.of(key).size)
-
-    def _check_still_feeding(self) -> None:
-        if self._state is not _State.OPEN:
-            raise self._closed_error("map()")
+    # -- internals: room for producers and the map() feeder ------------------------------
 
     async def _wait_for_freed_room(self) -> None:
         """Wait until the consumer frees room, or the pipeline stops accepting items.
@@ -1227,30 +1079,6 @@ class OrderedPipeline:
             self._window.capacity,
         )
 
-    async def _feed_items_async(
-        self, key: Any, shape: int, iterators: list[Iterator[Any] | AsyncIterator[Any]]
-    ) -> None:
-        """Read input that may suspend (an async iterable among the inputs) an item at a
-        time, each accepted as soon as it is read, so a slow producer's items go out one
-        by one. Once the window is full, the feeder waits for room for a whole batch,
-        not for a slot: a consumer that lets other tasks run between results frees the
-        window a slot at a time, and each slot taken would make a batch of one item
-        (docs/decisions/0005).
-        """
-        window = self._window
-        while self._state is _State.OPEN:
-            row = []
-            for it in iterators:
-                try:
-                    row.append(await anext(it) if isinstance(it, AsyncIterator) else next(it))
-                except (StopIteration, StopAsyncIteration):
-                    return
-            if not window.try_acquire():
-                await self._wait_for_room(key)
-                if not window.try_acquire():  # a put() came first
-                    await self._wait_for_slot()
-            self._accept_many(key, shape, [row[0] if shape == ONE else tuple(row)])
-
     async def _accept_chunk(self, key: Any, chunk: list[Any]) -> None:
         """Accept a list of one-argument items as the window makes room for them."""
         window = self._window
@@ -1267,19 +1095,6 @@ class OrderedPipeline:
                 key, ONE, chunk[offset : offset + free] if offset or free < wanted else chunk
             )
             offset += free
-
-    async def _fail_input(self, exc: Exception) -> None:
-        exc.add_note(
-            f"inorder: map() stopped reading its input after {self._queue.accepted} item(s) "
-            "because the iterable raised this"
-        )
-        try:
-            if not self._window.try_acquire():
-                await self._wait_for_slot()
-        except PipelineClosedError:
-            return  # nobody will read the error: the stream was shut down meanwhile
-        self._accept_outcome(InputFailure(exc), barrier=True)
-        self.close()
 
     # -- internals: helpers -------------------------------------------------------------
 
@@ -1315,33 +1130,66 @@ def _function_name(key: Any) -> str:
     return key.name if isinstance(key, SerializedFunction) else describe(key)
 
 
-async def _close_iterators(iterators: list[Iterator[Any] | AsyncIterator[Any]]) -> None:
-    """Close what map() opened, so generators run their ``finally`` blocks."""
-    for it in iterators:
-        try:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            else:
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()
-        except Exception:  # logged; the other iterables still get closed
-            logger.exception("closing an iterable given to map() failed")
+class _Intake:
+    """The pipeline as its map() feeder sees it (``_feeding.Intake``)."""
+
+    __slots__ = ("_pipe",)
+
+    def __init__(self, pipe: OrderedPipeline) -> None:
+        self._pipe = pipe
+
+    @property
+    def window(self) -> Window[Any]:
+        return self._pipe._window
+
+    @property
+    def accepting(self) -> bool:
+        return self._pipe._state is _State.OPEN
+
+    def refusal(self) -> Exception:
+        return self._pipe._closed_error("map()")
+
+    def give_back(self, count: int) -> None:
+        self._pipe._wake(self._pipe._window.release_many(count))
+
+    async def wait_for_slot(self) -> None:
+        await self._pipe._wait_for_slot()
+
+    async def wait_for_freed_room(self) -> None:
+        await self._pipe._wait_for_freed_room()
+
+    def batch_room(self, key: Any) -> int:
+        pipe = self._pipe
+        return min(pipe._window.capacity, pipe._batch_size_of(key))
+
+    def first_chunk(self) -> int | None:
+        pipe = self._pipe
+        assert pipe._codec is not None
+        if pipe._window_sizer is None or not pipe._codec.measures_sizes:
+            return None  # a fixed window, or threads, which copy nothing
+        # At least a batch for every dispatch slot: a fixed batch size holds from the
+        # first batch.
+        fixed = 0 if pipe._sizers.adaptive else pipe._sizers.size
+        return max(FIRST_MAP_CHUNK, fixed * pipe._max_dispatches)
+
+    def sizes_measured(self) -> int:
+        sizer = self._pipe._window_sizer
+        return 0 if sizer is None else sizer.arguments_measured
+
+    def accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
+        self._pipe._accept_many(key, shape, payloads)
+
+    def accept_input_error(self, error: BaseException) -> None:
+        pipe = self._pipe
+        error.add_note(
+            f"inorder: map() stopped reading its input after {pipe._queue.accepted} item(s) "
+            "because the iterable raised this"
+        )
+        pipe._accept_outcome(InputFailure(error), barrier=True)
+        pipe.close()
+
+    def close(self) -> None:
+        self._pipe.close()
 
 
-def check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
-    if not callable(fn):
-        raise TypeError(f"map() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}")
-    if not iterables:
-        raise TypeError("map() needs at least one iterable after the function")
-    for position, iterable in enumerate(iterables, start=1):
-        if not isinstance(iterable, (Iterable, AsyncIterable)):
-            raise TypeError(
-                f"map() argument {position + 1} must be an iterable or an async iterable, "
-                f"got {type(iterable).__qualname__}"
-            )
-
-
-# Shown as inorder.X in reprs and tracebacks: where users import them from.
 OrderedPipeline.__module__ = "inorder"
