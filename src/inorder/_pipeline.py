@@ -20,11 +20,13 @@ One item, ``await pipe.put(fn, x)``, from the producer to ``async for``:
 3. **window** (``_window.Window``): a slot per item from ``put()`` until the consumer
    takes its outcome. This bounds memory. ``put()`` waits, first come first served, while
    all slots are taken; the automatic window (``WindowSizer``) follows the items' bytes.
-4. **pending** (``_pending``): the item gets its sequence number and joins the last
-   queued *segment* if it shares its function and shape (a ``put()`` that repeats the
-   last function with one plain argument appends directly: the *lane*, see ``put``).
+4. **pending queue** (``_pending.PendingQueue``): the item gets its sequence number and
+   joins the last queued *segment* if it shares its function and shape (a ``put()``
+   that repeats the last function with one plain argument appends directly: the
+   *lane*, see ``put``). ``map()``'s feeder (``_feeding``) accepts chunks of items the
+   same way, as the window makes room.
 5. **dispatch**: while fewer than ``DISPATCHES_PER_WORKER`` executor calls per worker
-   are outstanding, a *batch* is cut from the oldest segments with list slices, sized
+   are outstanding, a *batch* is cut from the oldest segments (``PendingQueue.cut``), sized
    by ``_batching.BatchSizer`` from the work time workers measured; nothing waits for a
    batch to fill unless the consumer is behind (``_hold.Hold`` decides; the pipeline
    keeps its timer on ``_tasks.Clock``). The batch goes to the backend's executor
@@ -36,11 +38,17 @@ One item, ``await pipe.put(fn, x)``, from the producer to ``async for``:
    A batch that came back lost (``BatchLost``: a worker died, an item overran its
    timeout) is planned by ``_recovery.plan_loss`` (run again, run alone, or fail with
    the backend's error) and retried under ``_retry.RetryPolicy``, back-offs on the clock.
-8. **delivery** (``_reorder.ReorderBuffer``, ``_results.Results``): the consumer takes
-   the next run once it and all before it are done, unpickles it in one call and hands
-   its items out from a list (``async for``: a generator step each; ``chunks()``: the
-   list). Taking an outcome frees its window slot; a failure is raised, returned or
-   skipped at its position (``on_error``).
+8. **delivery** (``_reorder.ReorderBuffer``, ``_cursor.ResultCursor``,
+   ``_results.Results``): the consumer takes the next run once it and all before it are
+   done and unpickles it in one call; the cursor hands its items out from a list
+   (``async for``: a generator step each; ``chunks()``: the list) and raises, returns or
+   skips a failure at its position (``on_error``). Outcomes handed out are *settled*:
+   their window slots are freed.
+
+``statistics()`` reads each count from the part that owns it: ``accepted`` and ``queued``
+from the pending queue, ``in_flight`` here, ``buffered`` from the reorder buffer and the
+cursor, ``yielded``, ``skipped`` and ``failed`` from the cursor; so ``accepted == queued +
+in_flight + buffered + yielded + skipped`` at every step (tests/test_accounting.py).
 
 The feeder of ``map()`` and the clock's task run in a task group the pipeline owns
 (``_tasks.OwnedTasks``); ``aclose()`` ends them with the backend.
