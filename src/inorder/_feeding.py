@@ -6,7 +6,7 @@ items. What it adds is how it reads:
 
 * a sync input is read in chunks as large as the free window (no ``await`` per item),
   the first chunks small and doubling until the window has measured the items' pickled
-  size (``FIRST_MAP_CHUNK``);
+  size (``FIRST_MAP_CHUNK``), and none larger than ``Intake.read_ahead`` (docs/decisions/0012);
 * an input that may suspend (an async iterable among them) is read an item at a time,
   each accepted as soon as it is read;
 * once the window is full, the feeder waits for room for a whole batch, not for a slot
@@ -66,6 +66,10 @@ class Intake(Protocol):
 
     def batch_room(self, key: Any) -> int:
         """The window slots a whole batch of ``key``'s items takes now."""
+
+    def read_ahead(self, key: Any) -> int:
+        """The most of ``key``'s items worth reading at once: what the dispatch slots
+        take before the next read (the window may hold less)."""
 
     def first_chunk(self) -> int | None:
         """How many items the first chunk holds while sizes are unmeasured, or ``None``
@@ -150,6 +154,7 @@ async def _feed_items(intake: Intake, key: Any, shape: int, items: Iterator[Any]
     measured = intake.sizes_measured()
     while intake.accepting:
         wanted = window.capacity if ramp is None else min(ramp, window.capacity)
+        wanted = min(wanted, max(FIRST_MAP_CHUNK, intake.read_ahead(key)))
         free = window.try_acquire_many(wanted)
         if not free:
             await intake.wait_for_slot()

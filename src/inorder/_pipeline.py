@@ -118,6 +118,10 @@ logger = logging.getLogger("inorder")
 # cancellation and lets one worker's queue hide work from the others.
 DISPATCHES_PER_WORKER = 2
 
+# map()'s feeder reads at most this many rounds of batches (one per dispatch slot, of
+# the current size) at once (see _Intake.read_ahead, docs/decisions/0012).
+READ_AHEAD_ROUNDS = 8
+
 # The longest a partial batch waits for more items while the consumer is behind (see
 # OrderedPipeline._worth_holding): a safeguard for a consumer that stops taking results
 # for a while; a consumer that keeps taking them ends the wait first.
@@ -1169,6 +1173,16 @@ class _Intake:
     def batch_room(self, key: Any) -> int:
         pipe = self._pipe
         return min(pipe._window.capacity, pipe._batch_size_of(key))
+
+    def read_ahead(self, key: Any) -> int:
+        # READ_AHEAD_ROUNDS batches for every dispatch slot at the current batch size. While batch sizes
+        # ramp up from one item, a chunk as large as the free window kept the loop
+        # reading (65,000 tiny items: 2-3 ms) while the completions of the first batches
+        # waited, and with them the first results and the sizer's next step. Several
+        # rounds, so that the queue keeps up with the batch size (a batch that holds all
+        # it may grows the size from there). At full size it is the whole window.
+        pipe = self._pipe
+        return READ_AHEAD_ROUNDS * pipe._max_dispatches * pipe._batch_size_of(key)
 
     def first_chunk(self) -> int | None:
         pipe = self._pipe
