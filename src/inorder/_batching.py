@@ -9,10 +9,13 @@ and a big batch delays every result in it. The controller aims each batch at
 ``TARGET_BATCH_SECONDS`` of work, measured in the worker:
 
 * it starts at one item, so the first result comes back as soon as possible;
-* it grows by at most ``GROWTH`` per completed batch while items are cheap, so a burst
-  of cheap items cannot jump the size up on one lucky measurement; a batch that held
-  all it was allowed grows the current size, so the ramp is not held to one step per
-  round of the batches in flight (cut before the last growth, each reports less);
+* it grows by ``GROWTH`` per completed batch while items are cheap, and by up to
+  ``MAX_GROWTH`` when the batch shows them far cheaper than the target (the square root
+  of the ideal size over the current one), so a burst of cheap items cannot jump the
+  size up much on one lucky measurement while items that cost next to nothing leave
+  the one-item start in a few steps; a batch that held all it was allowed grows the
+  current size, so the ramp is not held to one step per round of the batches in flight
+  (cut before the last growth, each reports less);
 * it shrinks at once when items get slower, so a change to expensive items costs at most
   one oversized batch.
 
@@ -30,8 +33,11 @@ from ._recent import Recent
 # backlog makes batches this long: items arriving one at a time go one at a time.
 TARGET_BATCH_SECONDS = 0.05
 
-# Growth factor per completed batch while items are cheaper than the target.
+# Growth factor per completed batch while items are cheaper than the target; up to
+# MAX_GROWTH when the batch's items are at least MAX_GROWTH ** 2 times cheaper than the
+# target needs (docs/decisions/0013).
 GROWTH = 2.0
+MAX_GROWTH = 4.0
 
 # An upper bound whatever the measurements say: caps the memory and latency of a batch.
 # Large enough that the fixed cost of a call is spread thin on tiny items. A batch is
@@ -86,7 +92,9 @@ class BatchSizer:
             # Grow from what the measured batch actually held: a batch that ran short
             # because little was queued says nothing about larger ones. A full one
             # shows the queue keeps up: grow from the current size.
-            grown = max(size, int((size if full else items) * GROWTH))
+            base = size if full else items
+            factor = min(MAX_GROWTH, max(GROWTH, (ideal / base) ** 0.5))
+            grown = max(size, int(base * factor))
             self._size = min(int(ideal), grown, self._limit)
         else:
             self._size = max(1, int(ideal))
