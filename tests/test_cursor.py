@@ -3,6 +3,7 @@ applied at each failure's position, and the counts the pipeline's statistics rea
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -48,46 +49,31 @@ def test_outcomes_come_out_in_order_with_each_failure_handled_in_place(
     pending = list(given_runs)
     start = 0
     got: list[Any] = []
-    step = 0
-    while True:
+
+    def named(outcome: Any) -> Any:
+        return ("returned", sequence_number(outcome)) if isinstance(outcome, Boom) else outcome
+
+    for step in itertools.count():
         limit, settle = plan[step % len(plan)]
-        step += 1
         try:
-            if limit is None:
-                outcome = cursor.next()
-                if outcome is NEXT_RUN:
-                    outcome = None
-                    if not pending:
-                        break
-                    cursor.settle()
-                    run = pending.pop(0)
-                    clean = not any(type(o) is Failure for o in run)
-                    cursor.load(start, list(run), clean, by_iterator=by_iterator)
-                    start += len(run)
-                elif outcome is not SKIPPED:
-                    got.append(
-                        ("returned", sequence_number(outcome))
-                        if isinstance(outcome, Boom)
-                        else outcome
-                    )
-            else:
-                chunk = cursor.next_chunk(limit)
-                if chunk is None:
-                    if not pending:
-                        break
-                    cursor.settle()
-                    run = pending.pop(0)
-                    clean = not any(type(o) is Failure for o in run)
-                    cursor.load(start, list(run), clean, by_iterator=by_iterator)
-                    start += len(run)
-                else:
-                    assert len(chunk) <= limit
-                    got.extend(
-                        ("returned", sequence_number(o)) if isinstance(o, Boom) else o
-                        for o in chunk
-                    )
+            out = cursor.next() if limit is None else cursor.next_chunk(limit)
         except Boom as error:
             got.append(("raised", sequence_number(error)))
+        else:
+            if out is NEXT_RUN or out is None:  # the run is handed out: load the next
+                if not pending:
+                    break
+                cursor.settle()
+                run = pending.pop(0)
+                clean = not any(type(o) is Failure for o in run)
+                cursor.load(start, list(run), clean, by_iterator=by_iterator)
+                start += len(run)
+            elif limit is None:
+                if out is not SKIPPED:
+                    got.append(named(out))
+            else:
+                assert len(out) <= limit
+                got.extend(named(o) for o in out)
         if settle:
             cursor.settle()
     cursor.settle()
