@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from inorder._pending import NO_LANE_FN, Item, PendingQueue, Segment, items_of, segments_of
-from inorder._recovery import plan_loss
+from inorder._recovery import plan_loss, plan_retries
+from inorder._retry import RetryPolicy
 from inorder._serialize import Part
+from inorder._worker import Failure
 
 KEYS = ["f", "g"]  # codec keys are compared by identity: these two strings are distinct
 
@@ -199,3 +202,39 @@ def test_the_lane_closes_when_its_segment_is_cut_whole() -> None:
     assert queue.lane_fn is NO_LANE_FN  # a later join_lane would add to a segment cut
     queue.accept("f", 0, "x2")
     assert queue.cut(8, lambda key: 8).parts[0].payloads == ["x2"]
+
+
+@given(
+    batches(),
+    st.integers(0, 3),
+    st.integers(0, 2),
+    st.lists(st.sampled_from(["ok", "value", "key"]), min_size=30, max_size=30),
+)
+def test_plan_retries_files_each_outcome_once_or_runs_it_again(
+    batch: tuple[list[tuple[int, int]], list[Part]],
+    attempts: int,
+    retries: int,
+    kinds: list[str],
+) -> None:
+    items = items_of(*batch)
+    outcomes: list[Any] = [
+        item.seq
+        if kind == "ok"
+        else Failure((ValueError if kind == "value" else KeyError)(item.seq), "fn")
+        for item, kind in zip(items, itertools.cycle(kinds), strict=False)
+    ]
+    policy = RetryPolicy(retries, ValueError)
+    plan = plan_retries(items, attempts, outcomes, policy)
+    by_seq = dict(zip((item.seq for item in items), outcomes, strict=True))
+    filed = [(start + i, o) for start, run in plan.filed for i, o in enumerate(run)]
+    assert sorted([seq for seq, _ in filed] + [item.seq for item in plan.again]) == sorted(by_seq)
+    assert all(by_seq[seq] is outcome for seq, outcome in filed)
+    assert [item.seq for item in plan.again] == [
+        seq
+        for seq, o in by_seq.items()
+        if type(o) is Failure and policy.should_retry(o.exception, attempts + 1)
+    ]
+    for (start, run), (following, _) in itertools.pairwise(plan.filed):
+        assert start + len(run) < following  # consecutive numbers make one run
+    exhausted = [seq for seq, o in filed if type(o) is Failure] if attempts else []
+    assert [seq for seq, _ in plan.exhausted] == exhausted

@@ -87,7 +87,7 @@ from ._feeding import FIRST_MAP_CHUNK, check_map_arguments, feed
 from ._hold import Hold
 from ._options import Options, PipelineOptions, check_positive_int
 from ._pending import Item, PendingQueue, Segment, items_of, segments_of
-from ._recovery import plan_loss
+from ._recovery import plan_loss, plan_retries
 from ._reorder import ReorderBuffer
 from ._results import Results
 from ._retry import RetryPolicy
@@ -936,7 +936,7 @@ class OrderedPipeline:
                 self._resize_window()
             outcomes = self._codec.outcomes(payload, count, failures)
             if failures and self._retry.retries:
-                self._store_or_retry(items_of(runs, parts), attempts, outcomes)
+                self._file_or_retry(items_of(runs, parts), attempts, outcomes.resolve())
             else:
                 self._store(runs, outcomes)
         self._dispatch()
@@ -961,54 +961,29 @@ class OrderedPipeline:
         )
 
     def _fail_or_retry(self, item: Item, attempts: int, error: BaseException) -> None:
-        attempts += 1
-        if self._retry.should_retry(error, attempts):
-            self._retried += 1
-            self._requeue(
-                [item], isolated=True, attempts=attempts, delay=self._retry.delay(attempts)
-            )
-            return
+        """A lost batch's culprit fails with ``error``, or runs again (``_file_or_retry``)."""
         failure = Failure(error, _function_name(item.key), None, getattr(error, "pid", None))
-        if attempts > 1:
-            error.add_note(
-                f"inorder: item {item.seq} failed {attempts} times (retries={self._retry.retries})"
+        self._file_or_retry([item], attempts, [failure])
+
+    def _file_or_retry(self, items: list[Item], attempts: int, outcomes: list[Any]) -> None:
+        """File a batch's outcomes, except failures that get another attempt."""
+        plan = plan_retries(items, attempts, outcomes, self._retry)
+        for seq, failure in plan.exhausted:
+            failure.exception.add_note(
+                f"inorder: item {seq} failed {attempts + 1} times (retries={self._retry.retries})"
             )
-        self._buffer.add(item.seq, [failure])
-        self._wake_consumer()
-
-    def _store_or_retry(self, items: list[Item], attempts: int, outcomes: Outcomes) -> None:
-        """Store a batch's outcomes, except failures that get another attempt."""
-        results = outcomes.resolve()
-        start = 0  # the first outcome not yet stored
-        for index, outcome in enumerate(results):
-            if type(outcome) is Failure and self._retry.should_retry(
-                outcome.exception, attempts + 1
-            ):
-                self._store_items(items[start:index], results[start:index])
-                self._retried += 1
-                self._requeue(
-                    [items[index]],
-                    isolated=True,
-                    attempts=attempts + 1,
-                    delay=self._retry.delay(attempts + 1),
-                )
-                start = index + 1
-            elif type(outcome) is Failure and attempts:
-                outcome.exception.add_note(
-                    f"inorder: item {items[index].seq} failed {attempts + 1} times "
-                    f"(retries={self._retry.retries})"
-                )
-        self._store_items(items[start:], results[start:])
-
-    def _store_items(self, items: list[Item], outcomes: list[Any]) -> None:
-        """Store outcomes of ``items`` (possibly with gaps between their seqs)."""
-        begin = 0
-        for index in range(1, len(items) + 1):
-            if index == len(items) or items[index].seq != items[index - 1].seq + 1:
-                self._buffer.add(items[begin].seq, outcomes[begin:index])
-                begin = index
-        if items:
+        for start, run in plan.filed:
+            self._buffer.add(start, run)
+        if plan.filed:
             self._wake_consumer()
+        if plan.again:
+            self._retried += len(plan.again)
+            self._requeue(
+                plan.again,
+                isolated=True,
+                attempts=attempts + 1,
+                delay=self._retry.delay(attempts + 1),
+            )
 
     def _requeue(
         self,
