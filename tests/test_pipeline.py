@@ -891,3 +891,26 @@ async def test_a_producer_waiting_on_a_slow_consumer_gets_no_warning(
             tasks.start_soon(produce)
             assert [r async for r in pipe] == list(range(75))
     assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
+
+
+async def test_a_producer_waiting_while_the_consumer_waits_on_a_slow_item_gets_no_warning(
+    anyio_backend: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window is full and no result is taken for longer than the warning's delay, but
+    # the consumer is there, waiting for the first item: nothing to warn about.
+    from inorder import _pipeline
+
+    monkeypatch.setattr(_pipeline, "STALL_WARNING_SECONDS", 0.2)
+    with caplog.at_level(logging.WARNING, logger="inorder"):
+        pipe = OrderedPipeline(workers=2, window=2, executor="thread")
+        async with pipe, anyio.create_task_group() as tasks:
+
+            async def produce() -> None:
+                await pipe.put(workloads.sleep_then_return, 0, 1.0)
+                for i in range(1, 5):
+                    await pipe.put(workloads.square, i)  # the third put waits
+                pipe.close()
+
+            tasks.start_soon(produce)
+            assert [r async for r in pipe] == [0, 1, 4, 9, 16]
+    assert [r for r in caplog.records if r.levelno == logging.WARNING] == []

@@ -1054,8 +1054,10 @@ class OrderedPipeline:
         self._stall_timer = None
         if self._state is _State.STOPPED or not (self._window.waiting or self._room):
             return  # no producer waits now
-        if self._cursor.taken != self._stall_taken:
-            self._watch_for_stall()  # results are taken: the wait is the consumer's pace
+        if self._cursor.taken != self._stall_taken or self._consumer_event is not None:
+            # Results are taken, or the consumer waits for the next one: the wait is the
+            # consumer's or the workers' pace, not a missing consumer.
+            self._watch_for_stall()
             return
         self._stall_warned = True
         logger.warning(
