@@ -1154,11 +1154,11 @@ class _Intake:
     def read_ahead(self, key: Any) -> int:
         # READ_AHEAD_ROUNDS batches for every dispatch slot at the current batch size.
         # While batch sizes ramp up from one item, a chunk as large as the free window
-        # kept the loop reading (65,000 tiny items: 2-3 ms) while the completions of the
-        # first batches waited, and with them the first results and the sizer's next
-        # step. Several rounds, so that the queue keeps up with the batch size (a batch
-        # that holds all it may grows the size from there). At full size it is the
-        # whole window.
+        # would keep the loop reading (65,000 tiny items: 2-3 ms) while the completions
+        # of the first batches wait, and with them the first results and the sizer's
+        # next step. Several rounds, so that the queue keeps up with the batch size (a
+        # batch that holds all it may grows the size from there). At full size it is
+        # the whole window.
         pipe = self._pipe
         return READ_AHEAD_ROUNDS * pipe._max_dispatches * pipe._batch_size_of(key)
 
