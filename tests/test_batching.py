@@ -160,16 +160,17 @@ class _InlineThreads(concurrent.futures.ThreadPoolExecutor):
 async def test_cheap_items_ramp_up_to_the_largest_batch_in_few_batches() -> None:
     executor = _InlineThreads()
     with executor:
-        async with OrderedPipeline(workers=2, window=65536, executor=executor) as pipe:
+        window = 4 * MAX_BATCH_SIZE
+        async with OrderedPipeline(workers=2, window=window, executor=executor) as pipe:
             results = [r async for r in pipe.map(workloads.square, range(120_000))]
     assert results == [x * x for x in range(120_000)]
     # Four batches of one item go out at once; from then on every full batch that comes
     # back grows the size by MAX_GROWTH (the items cost next to nothing): 1 ->
-    # MAX_BATCH_SIZE (16384) in 7 steps; batches cut short on the way (trio runs the
-    # feeder and the completions in a random order) take up to two more (11-13 in 100
-    # runs on trio; growing by GROWTH alone took 18-20).
-    assert MAX_BATCH_SIZE == 1 << 14 == MAX_GROWTH**7
-    assert executor.batches.index(MAX_BATCH_SIZE) <= 4 + 7 + 3
+    # MAX_BATCH_SIZE (32768) in 8 steps; batches cut short on the way (trio runs the
+    # feeder and the completions in a random order) take up to two more (12-13 in 80
+    # runs; growing by GROWTH alone takes 20 or more).
+    assert MAX_BATCH_SIZE == 1 << 15 == 2 * MAX_GROWTH**7
+    assert executor.batches.index(MAX_BATCH_SIZE) <= 4 + 8 + 3
 
 
 @pytest.mark.anyio

@@ -42,8 +42,8 @@ MAX_GROWTH = 4.0
 # An upper bound whatever the measurements say: caps the memory and latency of a batch.
 # Large enough that the fixed cost of a call is spread thin on tiny items. A batch is
 # also at most window / (2 * workers) items, so it reaches this size only when the
-# window has grown to its largest (AUTO_WINDOW_MAX) on tiny items.
-MAX_BATCH_SIZE = 16384
+# window has grown to its largest (AUTO_WINDOW_MAX) on tiny items (docs/decisions/0014).
+MAX_BATCH_SIZE = 32768
 
 
 class BatchSizer:

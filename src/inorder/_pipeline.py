@@ -175,7 +175,7 @@ class OrderedPipeline:
             window is full, so memory stays flat on endless streams; a slow item holds
             the stream back only once ``window`` items wait behind it. ``"auto"``
             (default) starts at 1024 and follows the pickled size of items to hold
-            about 32 MiB, between ``4 * workers`` and 65536 items; an int fixes it.
+            about 32 MiB, between ``4 * workers`` and 131072 items; an int fixes it.
         executor: ``"process"`` (default; inorder's own process pool, which survives a
             worker's crash; ``forkserver`` on Linux, ``spawn`` elsewhere), ``"thread"``
             (a thread pool: no pickling, but Python code holds the GIL), or any

@@ -141,9 +141,9 @@ class Window(Generic[W]):
 # results, measured as batches travel, within
 # [AUTO_WINDOW_MIN_PER_WORKER * workers, AUTO_WINDOW_MAX] items. Tiny items get a window
 # large enough for batches of thousands, so that the fixed cost of an executor call is
-# spread thin; 1 MiB items get a few dozen, so that memory stays flat.
+# spread thin; 1 MiB items get a few dozen, so that memory stays flat (docs/decisions/0014).
 AUTO_WINDOW_START = 1024
-AUTO_WINDOW_MAX = 65536
+AUTO_WINDOW_MAX = 131072
 AUTO_WINDOW_MIN_PER_WORKER = 4
 WINDOW_BYTES = 32 * 1024 * 1024
 
