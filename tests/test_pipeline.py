@@ -873,44 +873,41 @@ async def test_a_producer_stalled_with_no_consumer_gets_one_warning(
     assert "is a task iterating over the pipeline" in message
 
 
-async def test_a_producer_waiting_on_a_slow_consumer_gets_no_warning(
-    anyio_backend: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("delay", "calls", "expected"),
+    [
+        # A slow consumer: the producer always waits (75 items of 20 ms: 1.5 s).
+        (0.5, [(workloads.sleep_then_return, i, 0.02) for i in range(75)], list(range(75))),
+        # The window is full and no result is taken for longer than the delay, but the
+        # consumer is there, waiting for a slow first item (1 s).
+        (
+            0.2,
+            [(workloads.sleep_then_return, 0, 1.0)] + [(workloads.square, i) for i in range(1, 5)],
+            [0, 1, 4, 9, 16],
+        ),
+    ],
+    ids=["slow consumer", "slow first item"],
+)
+async def test_a_producer_waiting_on_a_consumer_that_is_there_gets_no_warning(
+    anyio_backend: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    delay: float,
+    calls: list[tuple[Any, ...]],
+    expected: list[int],
 ) -> None:
     from inorder import _pipeline
 
-    monkeypatch.setattr(_pipeline, "STALL_WARNING_SECONDS", 0.5)
+    monkeypatch.setattr(_pipeline, "STALL_WARNING_SECONDS", delay)
     with caplog.at_level(logging.WARNING, logger="inorder"):
         pipe = OrderedPipeline(workers=1, window=2, executor="thread")
         async with pipe, anyio.create_task_group() as tasks:
 
             async def produce() -> None:
-                for i in range(75):  # 1.5 s of items: the producer always waits
-                    await pipe.put(workloads.sleep_then_return, i, 0.02)
+                for call in calls:
+                    await pipe.put(*call)
                 pipe.close()
 
             tasks.start_soon(produce)
-            assert [r async for r in pipe] == list(range(75))
-    assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
-
-
-async def test_a_producer_waiting_while_the_consumer_waits_on_a_slow_item_gets_no_warning(
-    anyio_backend: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The window is full and no result is taken for longer than the warning's delay, but
-    # the consumer is there, waiting for the first item: nothing to warn about.
-    from inorder import _pipeline
-
-    monkeypatch.setattr(_pipeline, "STALL_WARNING_SECONDS", 0.2)
-    with caplog.at_level(logging.WARNING, logger="inorder"):
-        pipe = OrderedPipeline(workers=2, window=2, executor="thread")
-        async with pipe, anyio.create_task_group() as tasks:
-
-            async def produce() -> None:
-                await pipe.put(workloads.sleep_then_return, 0, 1.0)
-                for i in range(1, 5):
-                    await pipe.put(workloads.square, i)  # the third put waits
-                pipe.close()
-
-            tasks.start_soon(produce)
-            assert [r async for r in pipe] == [0, 1, 4, 9, 16]
+            assert [r async for r in pipe] == expected
     assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
