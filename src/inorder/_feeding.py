@@ -34,10 +34,10 @@ logger = logging.getLogger("inorder")
 
 # With the automatic window, the feeder's first chunk holds this many items, and each
 # next one at most twice the last until the window has measured the pickled size of a
-# batch of them (as it is dispatched): a first chunk as large as the starting window
-# would be 1024 items, 1 GiB of 1 MiB items, and items put() before may have grown the
-# window on sizes that say nothing of these. The ramp ends at that measurement, which
-# keeps tiny items fast (docs/decisions/0005).
+# batch of them (as it is dispatched): a first chunk as large as the window could hold
+# far more than its byte budget of large items, since the window starts, or was grown
+# by items put() before, on sizes that say nothing of these. The ramp ends at that
+# measurement, which keeps tiny items fast (docs/decisions/0005).
 FIRST_MAP_CHUNK = 8
 
 
@@ -58,10 +58,10 @@ class Intake(Protocol):
     def give_back(self, count: int) -> None:
         """Return ``count`` window slots taken and not used."""
 
-    async def wait_for_slot(self) -> None:
+    def wait_for_slot(self) -> Awaitable[None]:
         """Take one window slot, waiting in line with put()'s producers."""
 
-    async def wait_for_freed_room(self) -> None:
+    def wait_for_freed_room(self) -> Awaitable[None]:
         """Wait until the consumer frees room or the pipeline stops accepting items."""
 
     def batch_room(self, key: Any) -> int:

@@ -57,6 +57,7 @@ The feeder of ``map()`` and the clock's task run in a task group the pipeline ow
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import time
@@ -64,6 +65,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
 )
@@ -357,7 +359,8 @@ class OrderedPipeline:
         self._wake_consumer()
         assert self._backend is not None
         abandon = bool(self._futures or self._queue)
-        self._backend.cancel(list(self._futures))
+        for future in list(self._futures):
+            future.cancel()
         self._queue.clear()  # the timers of retries end with the clock, below
         self._hold.end()
         self._buffer.clear()
@@ -495,8 +498,36 @@ class OrderedPipeline:
         key = self._codec.key(fn)  # an unpicklable function fails here, not per item
         self._expect_function(key)
         self._feeding = True
-        self._tasks.start_soon(functools.partial(feed, _Intake(self), key, iterables))
+        self._tasks.start_soon(functools.partial(feed, self._intake(), key, iterables))
         return self
+
+    def _intake(self) -> _Intake:
+        """What map()'s feeder may use of this pipeline (see ``_feeding``)."""
+        assert self._codec is not None
+        return _Intake(
+            window=self._window,
+            sizers=self._sizers,
+            window_sizer=self._window_sizer,
+            dispatch_slots=self._max_dispatches,
+            measures_sizes=self._codec.measures_sizes,
+            still_accepting=lambda: self._state is _State.OPEN,
+            refusal=functools.partial(self._closed_error, "map()"),
+            wait_for_slot=self._wait_for_slot,
+            wait_for_freed_room=self._wait_for_freed_room,
+            accept_many=self._accept_many,
+            accept_input_error=self._accept_input_error,
+            close=self.close,
+        )
+
+    def _accept_input_error(self, error: BaseException) -> None:
+        """map()'s input raised: the error takes the next place (its slot is taken), then
+        the stream ends."""
+        error.add_note(
+            f"inorder: map() stopped reading its input after {self._queue.accepted} item(s) "
+            "because the iterable raised this"
+        )
+        self._accept_outcome(InputFailure(error), barrier=True)
+        self.close()
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -647,8 +678,9 @@ class OrderedPipeline:
             if waiter is not None:
                 waiter.event.set()
             self._wake_feeder_for_room()
-            if self._hold.active and self._hold_may_end():
-                self._hold.end()
+            hold = self._hold
+            if hold.active and hold.may_end(yielded=self._cursor.yielded, free=self._window.free):
+                hold.end()
                 self._dispatch()
 
     def _wake_feeder_for_room(self) -> None:
@@ -763,10 +795,10 @@ class OrderedPipeline:
     def _dispatch(self, *, may_hold: bool = True) -> None:
         """Hand batches to the executor while a dispatch slot is free and work queued
         (``may_hold``: unless a partial batch is worth holding, see ``_worth_holding``)."""
-        # Hold.keeps, inlined: each put() calls this while a dispatch slot is free.
         hold = self._hold
         queue = self._queue
-        if hold.active and queue.queued < hold.allowed and self._state is _State.OPEN:
+        # hold.active first: each put() comes here while a dispatch slot is free.
+        if hold.active and hold.keeps(queue.queued) and self._state is _State.OPEN:
             return
         assert self._backend is not None
         assert self._codec is not None
@@ -844,10 +876,6 @@ class OrderedPipeline:
         if self._hold_timer is None:
             self._arm_hold_timer()
         return True
-
-    def _hold_may_end(self) -> bool:
-        """After the consumer's step: whether a hold's reasons may be gone."""
-        return self._hold.may_end(yielded=self._cursor.yielded, free=self._window.free)
 
     def _results_waiting(self) -> int:
         """Outcomes that arrived and that the consumer has not taken yet."""
@@ -1119,77 +1147,56 @@ def _function_name(key: Any) -> str:
     return key.name if isinstance(key, SerializedFunction) else describe(key)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Intake:
-    """The pipeline as its map() feeder sees it (``_feeding.Intake``)."""
+    """The pipeline as its map() feeder sees it (``_feeding.Intake``): the parts a feeder
+    reads (the window, the batch sizers) and the admission steps the pipeline hands it
+    (``OrderedPipeline._intake``)."""
 
-    __slots__ = ("_pipe",)
-
-    def __init__(self, pipe: OrderedPipeline) -> None:
-        self._pipe = pipe
-
-    @property
-    def window(self) -> Window[Any]:
-        return self._pipe._window
+    window: Window[Any]
+    sizers: BatchSizers
+    window_sizer: WindowSizer | None
+    dispatch_slots: int
+    measures_sizes: bool  # the codec pickles items, so the window measures them
+    still_accepting: Callable[[], bool]
+    refusal: Callable[[], Exception]
+    wait_for_slot: Callable[[], Awaitable[None]]
+    wait_for_freed_room: Callable[[], Awaitable[None]]
+    accept_many: Callable[[Any, int, list[Any]], None]
+    accept_input_error: Callable[[BaseException], None]
+    close: Callable[[], None]
 
     @property
     def accepting(self) -> bool:
-        return self._pipe._state is _State.OPEN
-
-    def refusal(self) -> Exception:
-        return self._pipe._closed_error("map()")
+        return self.still_accepting()
 
     def give_back(self, count: int) -> None:
-        self._pipe._wake(self._pipe._window.release_many(count))
-
-    async def wait_for_slot(self) -> None:
-        await self._pipe._wait_for_slot()
-
-    async def wait_for_freed_room(self) -> None:
-        await self._pipe._wait_for_freed_room()
+        waiter = self.window.release_many(count)
+        if waiter is not None:
+            waiter.event.set()
 
     def batch_room(self, key: Any) -> int:
-        pipe = self._pipe
-        return min(pipe._window.capacity, pipe._batch_size_of(key))
+        return min(self.window.capacity, self.sizers.of(key).size)
 
     def read_ahead(self, key: Any) -> int:
         # READ_AHEAD_ROUNDS batches for every dispatch slot at the current batch size.
         # While batch sizes ramp up from one item, a chunk as large as the free window
-        # would keep the loop reading (65,000 tiny items: 2-3 ms) while the completions
-        # of the first batches wait, and with them the first results and the sizer's
-        # next step. Several rounds, so that the queue keeps up with the batch size (a
-        # batch that holds all it may grows the size from there). At full size it is
-        # the whole window.
-        pipe = self._pipe
-        return READ_AHEAD_ROUNDS * pipe._max_dispatches * pipe._batch_size_of(key)
+        # would keep the loop reading while the completions of the first batches wait,
+        # and with them the first results and the sizer's next step. Several rounds, so
+        # that the queue keeps up with the batch size (a batch that holds all it may
+        # grows the size from there). At full size it is the whole window.
+        return READ_AHEAD_ROUNDS * self.dispatch_slots * self.sizers.of(key).size
 
     def first_chunk(self) -> int | None:
-        pipe = self._pipe
-        assert pipe._codec is not None
-        if pipe._window_sizer is None or not pipe._codec.measures_sizes:
+        if self.window_sizer is None or not self.measures_sizes:
             return None  # a fixed window, or threads, which copy nothing
         # At least a batch for every dispatch slot: a fixed batch size holds from the
         # first batch.
-        fixed = 0 if pipe._sizers.adaptive else pipe._sizers.size
-        return max(FIRST_MAP_CHUNK, fixed * pipe._max_dispatches)
+        fixed = 0 if self.sizers.adaptive else self.sizers.size
+        return max(FIRST_MAP_CHUNK, fixed * self.dispatch_slots)
 
     def sizes_measured(self) -> int:
-        sizer = self._pipe._window_sizer
-        return 0 if sizer is None else sizer.arguments_measured
-
-    def accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
-        self._pipe._accept_many(key, shape, payloads)
-
-    def accept_input_error(self, error: BaseException) -> None:
-        pipe = self._pipe
-        error.add_note(
-            f"inorder: map() stopped reading its input after {pipe._queue.accepted} item(s) "
-            "because the iterable raised this"
-        )
-        pipe._accept_outcome(InputFailure(error), barrier=True)
-        pipe.close()
-
-    def close(self) -> None:
-        self._pipe.close()
+        return 0 if self.window_sizer is None else self.window_sizer.arguments_measured
 
 
 OrderedPipeline.__module__ = "inorder"

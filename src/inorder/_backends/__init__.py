@@ -1,8 +1,9 @@
 """Where the work runs. A backend owns (or borrows) a ``concurrent.futures.Executor``.
 
 Backends only start, expose and stop an executor; the pipeline submits to it through the
-event-loop bridge and decides what to cancel. Each backend names the codec its workers
-need: calls crossing a process boundary are pickled, calls to threads are not.
+event-loop bridge and cancels its own futures (a job that has not started is dropped).
+Each backend names the codec its workers need: calls crossing a process boundary are
+pickled, calls to threads are not.
 
 What a batch's future gives back is the interface a backend plugs into:
 
@@ -20,10 +21,9 @@ What a batch's future gives back is the interface a backend plugs into:
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Collection
 from typing import Protocol
 
-from .._eventloop import FutureLike, LoopBridge
+from .._eventloop import LoopBridge
 from .._serialize import Codec
 from .._worker import BatchLost
 
@@ -53,10 +53,6 @@ class Backend(Protocol):
 
     async def start(self, bridge: LoopBridge) -> None:
         """Make the workers ready, so that the first item does not pay for their start."""
-        ...
-
-    def cancel(self, futures: Collection[FutureLike]) -> None:
-        """Cancel the pipeline's outstanding jobs that have not started."""
         ...
 
     async def stop(self, *, abandon: bool) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Collection
 
-from .._eventloop import FutureLike, LoopBridge
+from .._eventloop import LoopBridge
 from .._serialize import Codec, DirectCodec, PickleCodec
 
 
@@ -34,9 +33,5 @@ class BorrowedExecutorBackend:
     async def start(self, bridge: LoopBridge) -> None:
         pass  # the caller's executor: its start-up is the caller's business
 
-    def cancel(self, futures: Collection[FutureLike]) -> None:
-        for future in futures:
-            future.cancel()
-
     async def stop(self, *, abandon: bool) -> None:
-        pass  # its own futures are cancelled; the executor stays the caller's
+        pass  # the pipeline cancelled its futures; the executor stays the caller's

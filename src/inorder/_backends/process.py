@@ -19,11 +19,11 @@ import multiprocessing
 import multiprocessing.context
 import sys
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from .. import _forkserver
-from .._eventloop import FutureLike, LoopBridge
+from .._eventloop import LoopBridge
 from .._options import Options
 from .._pool import WorkerPool
 from .._serialize import Codec, PickleCodec
@@ -97,10 +97,6 @@ class ProcessBackend:
         self._bridge = bridge
         self._pool.start()
         await bridge.wait(self._pool.ready)
-
-    def cancel(self, futures: Collection[FutureLike]) -> None:
-        for future in futures:
-            future.cancel()
 
     async def stop(self, *, abandon: bool) -> None:
         """Stop the pool and wait, on the loop, for its manager thread to finish.

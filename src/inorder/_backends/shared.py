@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Collection
 
-from .._eventloop import FutureLike, LoopBridge
+from .._eventloop import LoopBridge
 from .._serialize import Codec, PickleCodec
 from .._workerpool import WorkerPool
 
 
 class SharedPoolBackend:
-    """Uses the pool's workers; stopping cancels this pipeline's batches, not the pool.
+    """Uses the pool's workers; stopping leaves the pool running for its other pipelines.
 
     A batch of it that is running finishes in its worker (its result is dropped): the
     worker may hold another pipeline's next batch, which killing it would cost a re-run.
@@ -41,9 +40,5 @@ class SharedPoolBackend:
     async def start(self, bridge: LoopBridge) -> None:
         self._executor = self._pool.executor  # raises, saying why, unless the pool is open
 
-    def cancel(self, futures: Collection[FutureLike]) -> None:
-        for future in futures:
-            future.cancel()
-
     async def stop(self, *, abandon: bool) -> None:
-        pass  # its own futures are cancelled; the workers stay the pool's
+        pass  # the pipeline cancelled its futures; the workers stay the pool's

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from collections.abc import Collection
 
-from .._eventloop import FutureLike, LoopBridge
+from .._eventloop import LoopBridge
 from .._serialize import Codec, DirectCodec
 
 
@@ -36,10 +35,6 @@ class ThreadBackend:
 
     async def start(self, bridge: LoopBridge) -> None:
         self._bridge = bridge  # threads start in microseconds, on the first submissions
-
-    def cancel(self, futures: Collection[FutureLike]) -> None:
-        for future in futures:
-            future.cancel()
 
     async def stop(self, *, abandon: bool) -> None:
         """Cancel what has not started and wait, on the loop, for the running items.
