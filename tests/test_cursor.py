@@ -3,14 +3,16 @@ applied at each failure's position, and the counts the pipeline's statistics rea
 
 from __future__ import annotations
 
+import copyreg
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inorder._cursor import NEXT_RUN, SKIPPED, ResultCursor, sequence_number
+from inorder._cursor import NEXT_RUN, SKIPPED, ResultCursor, as_exception, sequence_number
 from inorder._worker import Failure
 
 
@@ -120,3 +122,33 @@ def test_a_failure_under_raise_ends_a_chunk_and_the_next_step_raises_it() -> Non
     assert any("item 12 failed in fn" in note for note in raised.value.__notes__)
     assert cursor.next_chunk(10) == [13]
     assert cursor.next_chunk(10) is None
+
+
+class SharedStateError(Exception):
+    """Copied by a copyreg reducer that shares ``__dict__``, as tblib's does for every
+    exception once ``distributed`` is imported."""
+
+
+def _rebuild_sharing(args: tuple[Any, ...], attributes: dict[str, Any]) -> SharedStateError:
+    error = SharedStateError(*args)
+    error.__dict__ = attributes  # the original's own dict, not a copy
+    return error
+
+
+@pytest.fixture
+def dict_sharing_reducer() -> Iterator[None]:
+    copyreg.pickle(SharedStateError, lambda e: (_rebuild_sharing, (e.args, e.__dict__)))
+    try:
+        yield
+    finally:
+        del copyreg.dispatch_table[SharedStateError]
+
+
+@pytest.mark.usefixtures("dict_sharing_reducer")
+def test_items_sharing_one_exception_each_get_their_own_note() -> None:
+    failure = Failure(SharedStateError("one load for three items"), "fn", "worker traceback", 7)
+    errors = [as_exception(seq, failure) for seq in range(3)]
+    assert len({id(error) for error in errors}) == 3
+    for seq, error in enumerate(errors):
+        assert error.__notes__ == [f"inorder: item {seq} failed in fn (worker process 7)"]
+        assert sequence_number(error) == seq

@@ -264,20 +264,43 @@ def sequence_number(error: BaseException) -> int | None:
     return seq if isinstance(seq, int) else None
 
 
+# Attributes inorder sets on an item's exception: a twin starts without them.
+_ANNOTATIONS = ("_inorder_delivered", "_inorder_seq", "__notes__")
+
+
 def _twin(error: BaseException, notes: tuple[str, ...]) -> BaseException:
     """A copy of ``error`` as it was before inorder annotated it (``notes``: its own)."""
     try:
-        twin = copy.copy(error)
+        twin = _copy_of(error)
     except Exception:  # noqa: BLE001 - cannot be rebuilt from its args: shared as it is
         return error
-    for name in ("_inorder_delivered", "_inorder_seq", "__notes__"):
-        twin.__dict__.pop(name, None)
     for note in notes:
         twin.add_note(note)
     twin.__cause__ = error.__cause__
     twin.__context__ = error.__context__
     twin.__suppress_context__ = error.__suppress_context__
     return twin.with_traceback(error.__traceback__)
+
+
+def _copy_of(error: BaseException) -> BaseException:
+    """A shallow copy of ``error`` with a ``__dict__`` of its own, without inorder's
+    annotations. Built from the exception's own ``__reduce_ex__``, not ``copy.copy``:
+    a reducer registered with copyreg for every exception may share the original's
+    ``__dict__`` with the copy (tblib's, which ``distributed`` installs on import, does),
+    and notes added to one would appear on the other."""
+    reduced = error.__reduce_ex__(2)
+    if isinstance(reduced, str):
+        return copy.copy(error)  # a singleton: nothing to share
+    rebuild, args, *rest = reduced
+    twin: BaseException = rebuild(*args)
+    state = rest[0] if rest else None
+    if isinstance(state, dict):
+        for name, value in state.items():
+            if name not in _ANNOTATIONS:
+                setattr(twin, name, value)
+    elif state is not None:
+        raise TypeError(f"cannot copy the state of {type(error).__qualname__}")
+    return twin
 
 
 sequence_number.__module__ = "inorder"  # where users import it from
