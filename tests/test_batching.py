@@ -769,3 +769,13 @@ async def test_a_fixed_window_stays_as_given(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2, window=100) as pipe:
         assert [r async for r in pipe.map(workloads.square, range(5000))][-1] == 4999**2
         assert pipe.statistics().window == 100
+
+
+@pytest.mark.parametrize("target", [0.05, 0.25])
+def test_every_function_aims_at_the_backends_target(target: float) -> None:
+    sizers = BatchSizers(target_seconds=target)
+    sizer = sizers.of("f")
+    for _ in range(20):  # items of 10 ms each: the size settles at target / 10 ms
+        sizer.observe(sizer.size, sizer.size * 0.01, full=True)
+    assert sizer.size == round(target / 0.01)
+    assert sizers.of("g").size == 1  # a new function starts at one item, as ever

@@ -110,17 +110,21 @@ class BatchSizers:
     A function the pipeline has not run yet starts at one item, whatever the functions
     before it cost: cheap warm-up calls must not make the first batch of an expensive
     function large (its first result would wait for the whole batch).
+
+    ``target_seconds``: the work each batch aims at (``TARGET_BATCH_SECONDS`` unless the
+    backend's calls cost more, see ``_backends.Backend.batch_seconds``).
     """
 
-    __slots__ = ("_fixed", "_last", "_limit", "_sizers")
+    __slots__ = ("_fixed", "_last", "_limit", "_sizers", "_target")
 
-    def __init__(self, fixed: int | None = None) -> None:
+    def __init__(self, fixed: int | None = None, *, target_seconds: float | None = None) -> None:
         if fixed is not None and fixed < 1:
             raise ValueError(f"a fixed batch size must be at least 1, got {fixed}")
         self._fixed = fixed
+        self._target = target_seconds
         self._limit = MAX_BATCH_SIZE
         self._sizers: Recent[BatchSizer] = Recent(REMEMBERED_FUNCTIONS)
-        self._last = BatchSizer(fixed)
+        self._last = BatchSizer(fixed, target_seconds=target_seconds)
 
     @property
     def size(self) -> int:
@@ -136,7 +140,7 @@ class BatchSizers:
         """The sizer for ``function`` (a codec's segment key), new ones at one item."""
         sizer = self._sizers.get(function)
         if sizer is None:
-            sizer = BatchSizer(self._fixed, limit=self._limit)
+            sizer = BatchSizer(self._fixed, target_seconds=self._target, limit=self._limit)
             self._sizers.add(function, sizer)
         self._last = sizer
         return sizer

@@ -16,14 +16,17 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeGuard, Unpack
 
 from . import _progress
+from ._backends.dask import check_running, cluster_threads, is_dask_client
 from ._retry import ExceptionTypes, check_retry_on
 
 if TYPE_CHECKING:
+    from distributed import Client as DaskClient
+
     from ._workerpool import WorkerPool
 
 OnError = Literal["raise", "return", "skip"]
 ExecutorOption: TypeAlias = (
-    'Literal["process", "thread"] | concurrent.futures.Executor | WorkerPool'
+    'Literal["process", "thread"] | concurrent.futures.Executor | WorkerPool | DaskClient'
 )
 BatchOption = int | Literal["auto"]
 WindowOption = int | Literal["auto"]
@@ -68,8 +71,9 @@ class Options:
     Takes the keyword arguments of ``OrderedPipeline`` (see there for what each does)
     and raises ``TypeError`` or ``ValueError`` naming the option, what it expects and
     what it got (``ImportError`` for ``progress=True`` without rich). ``workers`` is
-    resolved here: left out, it is the size of a borrowed
-    executor, else the CPUs this process may use. Pass it on with
+    resolved here: left out, it is the size of a borrowed executor or shared pool, the
+    threads of a Dask client's cluster (followed as the cluster scales:
+    ``follows_cluster``), else the CPUs this process may use. Pass it on with
     ``OrderedPipeline(options)`` or ``inorder.map(fn, items, **options.as_kwargs())``;
     ``replace()`` makes a changed copy, checked again.
     """
@@ -108,6 +112,7 @@ class Options:
         progress: bool = False,
     ) -> None:
         executor = _check_executor(executor)
+        follows_cluster = workers is None and is_dask_client(executor)
         checked: dict[str, Any] = {
             "workers": _check_workers(workers, executor),
             "window": _check_auto_or_size("window", window),
@@ -133,6 +138,8 @@ class Options:
             for name in ("timeout", "initializer", "max_tasks_per_child", "start_method")
             if checked[name] is not None
         ]
+        if process_only and is_dask_client(executor):
+            raise ValueError(_on_a_cluster(process_only))
         if process_only and _is_worker_pool(executor):
             raise ValueError(
                 f"{', '.join(process_only)} belong(s) to the shared pool, for all the "
@@ -148,6 +155,13 @@ class Options:
             _progress.check_available()
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_follows_cluster", follows_cluster)
+
+    @property
+    def follows_cluster(self) -> bool:
+        """Whether ``workers`` follows a Dask cluster's threads as it scales (a
+        ``distributed.Client`` as executor, ``workers`` left out)."""
+        return bool(getattr(self, "_follows_cluster", False))
 
     @property
     def fixed_window(self) -> int | None:
@@ -162,7 +176,7 @@ class Options:
     def as_kwargs(self) -> PipelineOptions:
         """The options as keyword arguments, for ``inorder.map`` or a wrapper of yours."""
         return PipelineOptions(
-            workers=self.workers,
+            workers=None if self.follows_cluster else self.workers,
             window=self.window,
             executor=self.executor,
             ordered=self.ordered,
@@ -245,6 +259,8 @@ def _check_workers(workers: object, executor: ExecutorOption) -> int:
     if workers is None:
         if _is_worker_pool(executor):
             return executor.workers
+        if is_dask_client(executor):
+            return cluster_threads(executor)
         if isinstance(executor, concurrent.futures.Executor):
             size = getattr(executor, "_max_workers", None)
             if isinstance(size, int) and size > 0:
@@ -266,9 +282,31 @@ def _check_executor(executor: object) -> ExecutorOption:
         return executor
     if isinstance(executor, concurrent.futures.Executor) or _is_worker_pool(executor):
         return executor
+    if is_dask_client(executor):
+        check_running(executor)
+        return executor
     raise ValueError(
-        "executor must be 'process', 'thread', an inorder.WorkerPool or a "
-        f"concurrent.futures.Executor, got {executor!r}"
+        "executor must be 'process', 'thread', an inorder.WorkerPool, a "
+        f"concurrent.futures.Executor or a distributed.Client, got {executor!r}"
+    )
+
+
+# What to use on a Dask cluster for each option that belongs to inorder's own processes.
+_CLUSTER_ADVICE = {
+    "timeout": "Dask cannot stop a task once it runs (its workers run items in threads): "
+    "bound the work inside the function, or use inorder's own pool for timeouts",
+    "initializer": "set workers up with a Dask worker plugin "
+    "(client.register_plugin(plugin), whose setup(worker) runs on every worker, new ones "
+    "too) or the workers' --preload module",
+    "max_tasks_per_child": "Dask restarts workers on its own terms: the workers' "
+    "--lifetime and --lifetime-restart, or the nanny's memory limit",
+    "start_method": "Dask's workers are started by the cluster (its nannies), not by inorder",
+}
+
+
+def _on_a_cluster(names: list[str]) -> str:
+    return f"{', '.join(names)} cannot hold on a Dask cluster: " + "; ".join(
+        f"for {name}, {_CLUSTER_ADVICE[name]}" for name in names
     )
 
 

@@ -77,6 +77,7 @@ import anyio.lowlevel
 
 from . import _progress
 from ._backends import Backend, BatchLost
+from ._backends.dask import DaskBackend, is_dask_client
 from ._backends.executor import BorrowedExecutorBackend
 from ._backends.process import ProcessBackend
 from ._backends.shared import SharedPoolBackend
@@ -172,7 +173,9 @@ class OrderedPipeline:
                     ...
 
     Args:
-        workers: How many items run at once. Default: the CPUs this process may use.
+        workers: How many items run at once. Default: the CPUs this process may use
+            (a shared pool's size; a borrowed executor's; a Dask cluster's threads,
+            followed as the cluster scales).
         window: Most items accepted and not yet yielded. ``put()`` waits while the
             window is full, so memory stays flat on endless streams; a slow item holds
             the stream back only once ``window`` items wait behind it. ``"auto"``
@@ -182,7 +185,9 @@ class OrderedPipeline:
             worker's crash; ``forkserver`` on Linux, ``spawn`` elsewhere), ``"thread"``
             (a thread pool: no pickling, but Python code holds the GIL), or any
             ``concurrent.futures.Executor``, which the pipeline uses but never shuts
-            down, or an ``inorder.WorkerPool`` that several pipelines share.
+            down, or an ``inorder.WorkerPool`` that several pipelines share, or a
+            ``distributed.Client``: each batch runs as a Dask task on its cluster
+            (docs/dask.md); the client is never closed.
         ordered: ``False`` yields results as they complete instead (same bounds).
         on_error: What a failed item yields. ``"raise"`` (default): its exception is
             raised from the iteration at the item's position, with the worker's
@@ -306,6 +311,9 @@ class OrderedPipeline:
         self._tasks = OwnedTasks(self._bridge)
         self._clock = Clock(self._tasks, self._bridge)
         backend = self._backend = self._make_backend()
+        # Batches aim at the work that makes a call through this backend cheap.
+        self._sizers = BatchSizers(self._options.fixed_batch, target_seconds=backend.batch_seconds)
+        self._limit_batches()
         self._codec = backend.codec()
         self._prepare = self._codec.prepare  # put() calls it per item
         self._state = _State.OPEN
@@ -924,6 +932,17 @@ class OrderedPipeline:
         share = self._window.capacity // self._max_dispatches
         self._sizers.limit_to(max(1, min(share, self._batch_cap)))
 
+    def _follow_workers(self, workers: int) -> None:
+        """The backend runs ``workers`` items at once now (a Dask cluster scaled): the
+        executor calls in flight, the batch ceiling and the automatic window's floor
+        follow."""
+        self._workers = workers
+        self._max_dispatches = DISPATCHES_PER_WORKER * workers
+        if self._window_sizer is not None:
+            self._window_sizer.set_workers(workers)
+            self._resize_window()
+        self._limit_batches()
+
     def _batch_size_of(self, key: Any) -> int:
         return self._sizers.of(key).size
 
@@ -939,6 +958,8 @@ class OrderedPipeline:
         self._futures.discard(future)
         self._dispatches -= 1
         self._in_flight -= count
+        if self._backend is not None and self._backend.workers != self._workers:
+            self._follow_workers(self._backend.workers)
         if self._state is _State.STOPPED:
             if not future.cancelled():
                 future.exception()  # retrieved: asyncio would log it as never retrieved
@@ -1124,6 +1145,8 @@ class OrderedPipeline:
             return ThreadBackend(self._workers)
         if isinstance(option, WorkerPool):
             return SharedPoolBackend(option, self._workers)
+        if is_dask_client(option):
+            return DaskBackend(option, self._workers, follow_cluster=options.follows_cluster)
         assert isinstance(option, concurrent.futures.Executor)
         return BorrowedExecutorBackend(option, self._workers)
 

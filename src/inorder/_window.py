@@ -190,6 +190,10 @@ class WindowSizer:
             capacity = min(capacity, start)
         return capacity
 
+    def set_workers(self, workers: int) -> None:
+        """The items that run at once changed (a cluster scaled): the floor follows."""
+        self._minimum = min(self._maximum, AUTO_WINDOW_MIN_PER_WORKER * workers)
+
     def observe_arguments(self, items: int, nbytes: int) -> None:
         self.arguments_measured += 1
         self._arguments = _average(self._arguments, items, nbytes)

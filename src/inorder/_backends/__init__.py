@@ -34,7 +34,12 @@ class Backend(Protocol):
     """The executor side of a pipeline."""
 
     workers: int
-    """How many items can run at the same time."""
+    """How many items can run at the same time. A backend whose capacity changes (a
+    Dask cluster that scales) updates it; the pipeline follows as batches complete."""
+
+    batch_seconds: float
+    """The work each batch aims at (the adaptive batch size follows it): long enough
+    that the cost of one call through this backend is small beside it."""
 
     @property
     def executor(self) -> concurrent.futures.Executor: ...

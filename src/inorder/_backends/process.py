@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _forkserver
+from .._batching import TARGET_BATCH_SECONDS
 from .._eventloop import LoopBridge
 from .._options import Options
 from .._pool import WorkerPool
@@ -43,6 +44,8 @@ def default_context(start_method: str | None = None) -> multiprocessing.context.
 
 class ProcessBackend:
     """A ``WorkerPool`` owned by the pipeline."""
+
+    batch_seconds = TARGET_BATCH_SECONDS  # a call costs a fraction of a millisecond
 
     def __init__(
         self,

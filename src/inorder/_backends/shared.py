@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from .._batching import TARGET_BATCH_SECONDS
 from .._eventloop import LoopBridge
 from .._serialize import Codec, PickleCodec
 from .._workerpool import WorkerPool
@@ -15,6 +16,8 @@ class SharedPoolBackend:
     A batch of it that is running finishes in its worker (its result is dropped): the
     worker may hold another pipeline's next batch, which killing it would cost a re-run.
     """
+
+    batch_seconds = TARGET_BATCH_SECONDS  # a call costs a fraction of a millisecond
 
     def __init__(self, pool: WorkerPool, workers: int) -> None:
         self._pool = pool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 
+from .._batching import TARGET_BATCH_SECONDS
 from .._eventloop import LoopBridge
 from .._serialize import Codec, DirectCodec
 
@@ -15,6 +16,8 @@ class ThreadBackend:
     Threads cannot be killed: when the pipeline stops early, queued items are cancelled
     and the pipeline waits for the items already running in threads to return.
     """
+
+    batch_seconds = TARGET_BATCH_SECONDS  # a call costs a fraction of a millisecond
 
     def __init__(self, workers: int) -> None:
         self.workers = workers

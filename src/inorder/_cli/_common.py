@@ -4,11 +4,12 @@ loop, and the pipeline options every command takes (``-j``, ``--batch``, ...).""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,26 @@ class UsageError(Exception):
     """A mistake in the command line, reported in one line with exit status 2."""
 
 
-def add_pipeline_options(parser: argparse.ArgumentParser, window: bool) -> None:
+def add_pipeline_options(
+    parser: argparse.ArgumentParser, window: bool, cluster: bool = False
+) -> None:
     parser.add_argument(
         "-j",
         "--workers",
         type=_positive_int,
         default=None,
-        help="worker processes (default: CPUs)",
+        help="worker processes (default: CPUs); with --dask, batches in flight per two "
+        "(default: the cluster's threads, followed as it scales)",
     )
+    if cluster:
+        parser.add_argument(
+            "--dask",
+            metavar="ADDRESS",
+            default=None,
+            help="run FUNC on the Dask cluster whose scheduler is at ADDRESS (e.g. "
+            "tcp://10.0.0.5:8786); MODULE must be importable on its workers, or a .py path "
+            "(sent by value). Needs inorder[dask]",
+        )
     if window:
         parser.add_argument(
             "--window",
@@ -116,6 +129,35 @@ def pipeline_options(args: argparse.Namespace, **fixed: Any) -> Options:
         return Options(**{**given, **fixed})
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def executor_for(args: argparse.Namespace) -> Iterator[Any]:
+    """The ``executor`` option the command line asks for: inorder's own processes, or
+    a client of the Dask scheduler ``--dask`` names (connected here, closed on the way
+    out: the command made it; the cluster stays as it was)."""
+    address = getattr(args, "dask", None)
+    if address is None:
+        yield "process"
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(
+            "--dask needs the 'distributed' package: pip install 'inorder[dask]'"
+        ) from None
+    try:
+        client = distributed.Client(  # type: ignore[no-untyped-call]
+            address, timeout=CONNECT_SECONDS, set_as_default=False
+        )
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        yield client
+
+
+# How long --dask waits for its scheduler to answer.
+CONNECT_SECONDS = 30
 
 
 def check_loop(loop: str | None) -> str:

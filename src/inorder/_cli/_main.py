@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="JSON lines in and out: --input-format jsonl --output-format jsonl",
     )
-    add_pipeline_options(mapper, window=True)
+    add_pipeline_options(mapper, window=True, cluster=True)
     mapper.add_argument(
         "--unordered",
         action="store_true",

@@ -26,6 +26,7 @@ from ._common import (
     EXIT_OK,
     UsageError,
     check_loop,
+    executor_for,
     load_function,
     pipeline_options,
     run_on_loop,
@@ -149,22 +150,24 @@ def map_command(args: argparse.Namespace) -> int:
             "--on-error return writes an error object in a failed line's place, which raw "
             "output could not tell from the results: use --on-error raise or skip"
         )
-    options = pipeline_options(
-        args,
-        window=args.window,
-        ordered=not args.unordered,
-        on_error="return",  # every failure comes back in place; the policy is ours
-    )
     loop = check_loop(args.loop)
     line_function = _lines.LineFunction(fn, input_format=input_format, output_format=output_format)
     writer = _Writer(sys.stdout.buffer, raw=output_format == "raw")
-    try:
-        return run_on_loop(
-            loop, _map_stream, line_function, sources, options, args.on_error, writer
+    with executor_for(args) as executor:
+        options = pipeline_options(
+            args,
+            executor=executor,
+            window=args.window,
+            ordered=not args.unordered,
+            on_error="return",  # every failure comes back in place; the policy is ours
         )
-    except BrokenPipeError:
-        writer.abandon()
-        return EXIT_BROKEN_PIPE
+        try:
+            return run_on_loop(
+                loop, _map_stream, line_function, sources, options, args.on_error, writer
+            )
+        except BrokenPipeError:
+            writer.abandon()
+            return EXIT_BROKEN_PIPE
 
 
 async def _map_stream(
