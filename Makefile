@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # start recompiles it (3-6x slower start-up, see docs/design.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test test-loaded bench soak chaos lint typecheck format clean
+.PHONY: demo test test-loaded bench soak chaos lint typecheck format clean redis-server
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
@@ -29,8 +29,19 @@ demo: $(VENV)/.installed-runtime
 	ls examples/data/*.txt | $(BIN)/inorder map examples/wordcount.py:top_words_of_file
 
 ## test: lint, format check, mypy --strict on src, then the test suite
-test: lint typecheck
+test: lint typecheck redis-server
 	$(BIN)/python -m pytest
+
+# The Redis tests start a redis-server of their own on 127.0.0.1: Debian's package,
+# installed here when missing (as root, with apt-get).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's redis-server for the Redis tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "the tests need redis-server on PATH: install it (e.g. apt-get install redis-server, brew install redis)" >&2; exit 1; \
+	  fi; }
 
 ## test-loaded: the test suite while busy loops hold every CPU (it must pass on a loaded machine)
 test-loaded: $(VENV)/.installed-test

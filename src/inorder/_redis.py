@@ -1,0 +1,381 @@
+"""Redis streams as a durable source and sink: ordered, bounded, restart-safe.
+
+One consumer of a consumer group reads entries, runs a function on each in the
+pipeline, and writes one output entry per input entry, in input order::
+
+    source stream ──XREADGROUP──▶ pipeline ──▶ sink stream
+        (group, consumer)                     XADD output + XACK input,
+                                              one script per chunk of results
+
+The rule that makes it exactly once: an input entry is acknowledged in the same Redis
+script that writes its output, and only while it is still pending for this consumer.
+After a crash, each input entry is either written and acknowledged, or neither (it is
+still in this consumer's pending list). On start the consumer reads its own pending
+entries first, in their order, then entries of consumers idle for ``claim_idle``
+seconds (XAUTOCLAIM), then new ones: outputs keep the input order of one consumer, and
+no input gets two outputs, even when a consumer thought dead comes back after its
+entries were claimed (the script skips entries no longer pending for it).
+
+Reading is bounded: the source reads no more entries than the pipeline's window has room
+for, so what was taken from Redis and not yet written never exceeds the window.
+
+Trust: entries are data (the field ``data``: text, or JSON), never unpickled. The
+function runs in inorder's workers, named by the consuming side.
+
+Redis is reached with redis-py's synchronous client, in threads (``anyio.to_thread``),
+so the same code runs on asyncio, uvloop and trio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+
+from ._cli._lines import parse_json, render
+from ._errors import InorderError
+from ._options import Options, PipelineOptions
+from ._pipeline import OrderedPipeline
+
+logger = logging.getLogger("inorder")
+
+Format = Literal["text", "json"]
+
+# Entries read with one XREADGROUP at most (fewer when the window has less room).
+READ_COUNT = 1024
+
+# How long one blocking read waits for new entries with ``follow=True``: also how soon
+# a cancelled read returns its thread (the task itself is cancelled at once).
+BLOCK_SECONDS = 0.5
+
+# Writes a chunk of outputs and acknowledges their inputs, atomically. An input no
+# longer pending for this consumer (claimed by another) is skipped: its output is the
+# other consumer's to write. KEYS: source stream, sink stream. ARGV: group, consumer,
+# then per entry: input ID, kind ("data", "error" or "skip"), value, error type.
+_COMMIT = """
+local written = 0
+local i = 3
+while i <= #ARGV do
+  local id, kind, value, etype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
+  if #pending == 1 then
+    if kind == 'data' then
+      redis.call('XADD', KEYS[2], '*', 'id', id, 'data', value)
+    elseif kind == 'error' then
+      redis.call('XADD', KEYS[2], '*', 'id', id, 'error', etype, 'message', value)
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+class BadEntry(InorderError, ValueError):
+    """An entry that holds no item: no ``data`` field, or (with JSON) invalid JSON.
+
+    Raised in the entry's place, like an item's own error; ``entry_id`` names it.
+    """
+
+    def __init__(self, message: str, entry_id: str) -> None:
+        super().__init__(message)
+        self.entry_id = entry_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BadEntry, (str(self), self.entry_id))
+
+
+class EntryFailed(InorderError):
+    """The run stopped (``on_error="raise"``) at an entry whose item failed; the entry
+    is left unacknowledged (pending), so a run after the fix processes it again.
+    ``entry_id`` names it; ``__cause__`` is the item's exception."""
+
+    def __init__(self, message: str, entry_id: str) -> None:
+        super().__init__(message)
+        self.entry_id = entry_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """An entry taken from the source: its ID and its ``data`` field, or what is wrong
+    with it (``problem``: no such field, deleted from the stream, not UTF-8 text)."""
+
+    id: str
+    data: str | None
+    problem: str | None = None
+
+
+class EntryFunction:
+    """Runs in a worker: the item of an entry (decoded), the user's function on it, the
+    result rendered as the output's ``data`` (text: a ``str`` as it is, anything else as
+    JSON; json: JSON)."""
+
+    __slots__ = ("__wrapped__", "fn", "format")
+
+    def __init__(self, fn: Callable[[Any], Any], format: Format) -> None:
+        self.fn = fn
+        self.format = format
+        self.__wrapped__ = fn  # error notes name the user's function
+
+    def __call__(self, entry: tuple[str, str | None, str | None]) -> str:
+        entry_id, data, problem = entry
+        if data is None:
+            raise BadEntry(f"entry {entry_id}: {problem}", entry_id)
+        if self.format == "json":
+            try:
+                item = parse_json(data)
+            except ValueError as exc:
+                raise BadEntry(f"entry {entry_id}: {exc}", entry_id) from None
+            return str(render(self.fn(item), "jsonl"))
+        return str(render(self.fn(data), "text"))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EntryFunction, (self.fn, self.format))
+
+
+class StreamSource:
+    """Entries of a Redis stream, read through a consumer group (created if missing,
+    from the stream's start, ``start="0"``).
+
+    ``consumer`` names this reader in the group; it must stay the same across restarts
+    (the host name by default), and differ between readers running at once.
+    ``claim_idle``: take over entries another consumer has held this many seconds
+    without acknowledging them (``None``: never). ``follow``: wait for new entries
+    instead of ending when none is left.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        stream: str,
+        group: str,
+        consumer: str | None = None,
+        *,
+        follow: bool = False,
+        claim_idle: float | None = 60.0,
+        start: str = "0",
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or socket.gethostname()
+        self.follow = follow
+        self.claim_idle = claim_idle
+        self._start = start
+        self._phase = "pending"  # then "claim", then "new"
+        self._pending_from = "0"
+        self._claim_from = "0-0"
+
+    def ensure_group(self) -> None:
+        """Create the consumer group if it does not exist. Blocking: call it from a
+        thread."""
+        import redis
+
+        try:
+            self.client.xgroup_create(self.stream, self.group, id=self._start, mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, count: int, *, block: bool) -> list[Entry]:
+        """Up to ``count`` entries: this consumer's pending ones first, then claimed,
+        then new; ``[]`` when there is none (after waiting up to ``BLOCK_SECONDS`` if
+        ``block``). Blocking: call it from a thread."""
+        if self._phase == "pending":
+            entries = self._read_group(self._pending_from, count, block=False)
+            if entries:
+                self._pending_from = entries[-1].id
+                return entries
+            self._phase = "claim" if self.claim_idle is not None else "new"
+        if self._phase == "claim":
+            entries = self._claim(count)
+            if entries:
+                return entries
+            self._phase = "new"
+        return self._read_group(">", count, block=block)
+
+    def _read_group(self, after: str, count: int, *, block: bool) -> list[Entry]:
+        reply = self.client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: after},
+            count=count,
+            block=int(BLOCK_SECONDS * 1000) if block else None,
+        )
+        if not reply:
+            return []
+        (_, messages), *_ = reply
+        return [_entry(entry_id, fields) for entry_id, fields in messages]
+
+    def _claim(self, count: int) -> list[Entry]:
+        assert self.claim_idle is not None
+        next_from, messages, *_ = self.client.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=int(self.claim_idle * 1000),
+            start_id=self._claim_from,
+            count=count,
+        )
+        self._claim_from = _text(next_from)
+        entries = [_entry(entry_id, fields) for entry_id, fields in messages]
+        if not entries and self._claim_from != "0-0":
+            return self._claim(count)  # that page held only deleted entries
+        return entries
+
+    def commit(self, sink: StreamSink, outputs: Sequence[tuple[str, str, str, str]]) -> int:
+        """Write ``outputs`` (input ID, kind, value, error type) to ``sink`` and
+        acknowledge their inputs, atomically; how many were this consumer's to write."""
+        if not outputs:
+            return 0
+        args: list[str] = [self.group, self.consumer]
+        for output in outputs:
+            args.extend(output)
+        written = self.client.eval(_COMMIT, 2, self.stream, sink.stream, *args)
+        return int(written)
+
+
+class StreamSink:
+    """A Redis stream the outputs are added to (XADD), each with its input's ``id``
+    and its ``data`` (or ``error`` and ``message`` for a failed item)."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+
+
+@dataclasses.dataclass
+class RunReport:
+    """What a ``run()`` did: entries written with a result, written as errors, skipped
+    (acknowledged without an output), and outputs another consumer had taken over."""
+
+    written: int = 0
+    errors: int = 0
+    skipped: int = 0
+    taken_over: int = 0
+
+
+async def run(
+    fn: Callable[[Any], Any],
+    source: StreamSource,
+    sink: StreamSink,
+    *,
+    format: Format = "text",
+    on_error: Literal["raise", "return", "skip"] = "raise",
+    **options: Any,
+) -> RunReport:
+    """Run ``fn`` on every entry of ``source``, writing one output per entry to ``sink``
+    in input order, each with its input's acknowledgement (see the module docstring).
+
+    Ends when the source has no entry left (unless it follows), or on the first failed
+    item under ``on_error="raise"`` (``EntryFailed``, the entry left pending). Under
+    ``"return"`` a failed item is written as an error entry in its place; under
+    ``"skip"`` it is acknowledged and logged. ``options`` are the pipeline's (``ordered``
+    and ``on_error`` are this function's own).
+    """
+    pipeline_options: PipelineOptions = {**options, "on_error": "return", "ordered": True}  # type: ignore[typeddict-item]
+    checked = Options(**pipeline_options)
+    call = EntryFunction(fn, format)
+    report = RunReport()
+    taken: deque[str] = deque()  # IDs read and not yet committed, in order
+    room = anyio.Event()
+    await anyio.to_thread.run_sync(source.ensure_group)
+    failure: tuple[str, BaseException] | None = None
+
+    async with OrderedPipeline(checked) as pipe, anyio.create_task_group() as tasks:
+
+        async def read() -> None:
+            nonlocal room
+            while True:
+                free = pipe.statistics().window - len(taken)
+                if free <= 0:
+                    await room.wait()
+                    room = anyio.Event()
+                    continue
+                read_some = functools.partial(
+                    source.read, min(free, READ_COUNT), block=source.follow
+                )
+                entries = await anyio.to_thread.run_sync(read_some, abandon_on_cancel=True)
+                if not entries:
+                    if source.follow:
+                        continue
+                    break
+                taken.extend(entry.id for entry in entries)
+                items = [(entry.id, entry.data, entry.problem) for entry in entries]
+                await pipe.put_many(call, items)
+            pipe.close()
+
+        tasks.start_soon(read)
+        async for outcomes in pipe.chunks():
+            outputs: list[tuple[str, str, str, str]] = []
+            for position, outcome in enumerate(outcomes):
+                # Still counted as taken until committed: the reader sees no room for it.
+                entry_id = taken[position]
+                if isinstance(outcome, BaseException):
+                    if on_error == "raise":
+                        failure = (entry_id, outcome)
+                        break
+                    if on_error == "skip":
+                        logger.warning(
+                            "entry %s of %s failed and was skipped: %s: %s",
+                            entry_id, source.stream, type(outcome).__name__, outcome,
+                        )  # fmt: skip
+                        outputs.append((entry_id, "skip", "", ""))
+                        report.skipped += 1
+                    else:
+                        outputs.append((entry_id, "error", str(outcome), type(outcome).__name__))
+                        report.errors += 1
+                else:
+                    outputs.append((entry_id, "data", outcome, ""))
+                    report.written += 1
+            written = await anyio.to_thread.run_sync(source.commit, sink, outputs)
+            report.taken_over += len(outputs) - written
+            for _ in outputs:
+                taken.popleft()
+            room.set()
+            if failure is not None:
+                tasks.cancel_scope.cancel()  # stop reading: the run ends here
+                break
+    if failure is not None:
+        entry_id, error = failure
+        raise EntryFailed(
+            f"entry {entry_id} of {source.stream} failed: {type(error).__name__}: "
+            f"{error}; it stays pending for consumer {source.consumer!r} and is "
+            "processed again first on the next run",
+            entry_id,
+        ) from error
+    return report
+
+
+def _entry(entry_id: Any, fields: Any) -> Entry:
+    entry_id = _text(entry_id)
+    if not fields:
+        return Entry(entry_id, None, "it was deleted from the stream")
+    raw = fields.get(b"data", fields.get("data"))
+    if raw is None:
+        return Entry(entry_id, None, "it has no 'data' field")
+    if isinstance(raw, bytes):
+        try:
+            return Entry(entry_id, raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            return Entry(entry_id, None, f"its 'data' is not UTF-8 text ({exc.reason})")
+    return Entry(entry_id, str(raw))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+for _public in (BadEntry, EntryFailed, Entry, StreamSource, StreamSink, RunReport):
+    _public.__module__ = "inorder.redis"
+del _public

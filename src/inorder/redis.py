@@ -1,0 +1,17 @@
+"""Redis streams as a durable, restart-safe source and sink (``pip install 'inorder[redis]'``).
+
+See ``run()`` and docs/redis.md. Nothing read from Redis is unpickled: entries carry
+data (text or JSON) in their ``data`` field, and the function is named by the consumer.
+"""
+
+from ._redis import (
+    BadEntry,
+    Entry,
+    EntryFailed,
+    RunReport,
+    StreamSink,
+    StreamSource,
+    run,
+)
+
+__all__ = ["BadEntry", "Entry", "EntryFailed", "RunReport", "StreamSink", "StreamSource", "run"]

@@ -1,0 +1,265 @@
+"""Redis streams as source and sink (``inorder.redis``), against a real redis-server on
+127.0.0.1 (Debian's package; ``make test`` installs it), started here on a free port."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+redis = pytest.importorskip("redis")  # the test extra installs it
+
+import inorder.redis  # noqa: E402
+
+from . import redis_functions as fx  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = shutil.which("redis-server")
+    assert server, (
+        "redis-server is missing: `make test` installs it (apt-get install redis-server)"
+    )
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.02)
+    client.close()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[Any]:
+    with redis.Redis.from_url(redis_url) as connection:
+        yield connection
+
+
+def names() -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return f"in-{tag}", f"out-{tag}"
+
+
+def fill(client: Any, stream: str, items: list[str]) -> list[str]:
+    with client.pipeline(transaction=False) as batch:
+        for item in items:
+            batch.xadd(stream, {"data": item})
+        return [i.decode() for i in batch.execute()]
+
+
+def outputs(client: Any, stream: str) -> list[dict[str, str]]:
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in client.xrange(stream)
+    ]
+
+
+async def test_entries_go_through_in_order_with_their_ids(anyio_backend: Any, client: Any) -> None:
+    source, sink = names()
+    items = [f"item {i}" for i in range(10_000)]
+    ids = fill(client, source, items)
+    report = await inorder.redis.run(
+        fx.shout,
+        inorder.redis.StreamSource(client, source, "etl", "c1"),
+        inorder.redis.StreamSink(sink),
+        workers=2,
+    )
+    assert report.written == 10_000
+    written = outputs(client, sink)
+    assert [o["id"] for o in written] == ids
+    assert [o["data"] for o in written] == [fx.shout(item) for item in items]
+    assert client.xpending(source, "etl")["pending"] == 0  # every input acknowledged
+
+
+def _consumer(
+    url: str, source: str, sink: str, name: str, claim_idle: float
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "redis_functions.py"), url, source, sink, name,
+         str(claim_idle)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_a_consumer_killed_at_random_moments_and_restarted_writes_each_output_once(
+    redis_url: str, client: Any
+) -> None:
+    source, sink = names()
+    items = [str(i) for i in range(3000)]
+    ids = fill(client, source, items)
+    chance = random.Random()
+    kills = 0
+    while True:
+        consumer = _consumer(redis_url, source, sink, "c1", 60.0)
+        if kills < 5:
+            time.sleep(chance.uniform(0.3, 0.9))  # start-up, then some way into the stream
+            if consumer.poll() is None:
+                consumer.send_signal(signal.SIGKILL)
+                consumer.wait()
+                kills += 1
+                continue
+        assert consumer.wait(120) == 0
+        break
+    written = outputs(client, sink)
+    assert [o["id"] for o in written] == ids  # each input once, in input order
+    assert [o["data"] for o in written] == [fx.jittery(item) for item in items]
+    assert kills >= 3  # the stream was long enough to be caught mid-way
+
+
+def _bad_entries(client: Any, stream: str) -> list[str]:
+    ids = fill(client, stream, ["a", "b", "c"])
+    ids.append(client.xadd(stream, {"other": "x"}).decode())  # no data field
+    ids.append(client.xadd(stream, {"data": b"\xff\xfe"}).decode())  # not UTF-8
+    ids.extend(fill(client, stream, ["d"]))
+    return ids
+
+
+async def test_bad_entries_and_failed_items_are_written_as_errors_with_their_ids(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    ids = _bad_entries(client, source)
+    report = await inorder.redis.run(
+        fx.fail_on_b,
+        inorder.redis.StreamSource(client, source, "etl", "c1"),
+        inorder.redis.StreamSink(sink),
+        on_error="return",
+        workers=1,
+    )
+    written = outputs(client, sink)
+    assert [o["id"] for o in written] == ids
+    assert [o.get("data") for o in written] == ["a", None, "c", None, None, "d"]
+    assert written[1] == {"id": ids[1], "error": "ValueError", "message": "b is not welcome"}
+    assert written[3]["error"] == "BadEntry"
+    assert written[3]["message"] == f"entry {ids[3]}: it has no 'data' field"
+    assert "not UTF-8" in written[4]["message"]
+    assert (report.written, report.errors) == (3, 3)
+
+
+async def test_skip_acknowledges_failures_and_raise_leaves_the_entry_pending(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    ids = _bad_entries(client, source)
+    report = await inorder.redis.run(
+        fx.fail_on_b,
+        inorder.redis.StreamSource(client, source, "skipping", "c1"),
+        inorder.redis.StreamSink(sink),
+        on_error="skip",
+        workers=1,
+    )
+    assert [o["id"] for o in outputs(client, sink)] == [ids[0], ids[2], ids[5]]
+    assert report.skipped == 3
+    assert client.xpending(source, "skipping")["pending"] == 0
+
+    raising = f"{sink}-raise"
+    with pytest.raises(inorder.redis.EntryFailed, match=f"entry {ids[1]}") as caught:
+        await inorder.redis.run(
+            fx.fail_on_b,
+            inorder.redis.StreamSource(client, source, "raising", "c1"),
+            inorder.redis.StreamSink(raising),
+            workers=1,
+        )
+    assert caught.value.entry_id == ids[1]
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert [o["id"] for o in outputs(client, raising)] == [ids[0]]  # what came before
+    pending = client.xpending_range(source, "raising", "-", "+", 10)
+    assert pending[0]["message_id"].decode() == ids[1]  # processed first on the next run
+
+
+async def test_what_was_read_never_exceeds_the_window(anyio_backend: Any, client: Any) -> None:
+    source, sink = names()
+    fill(client, source, [f'{{"n": {i}}}' for i in range(400)])
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            info = await anyio.to_thread.run_sync(client.xpending, source, "etl")
+            peak = max(peak, info["pending"])
+            await anyio.sleep(0.002)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        await inorder.redis.run(
+            fx.slow_double,
+            inorder.redis.StreamSource(client, source, "etl", "c1"),
+            inorder.redis.StreamSink(sink),
+            format="json",
+            window=16,
+            workers=2,
+        )
+        tasks.cancel_scope.cancel()
+    assert 2 <= peak <= 16
+    assert [o["data"] for o in outputs(client, sink)] == [f'{{"n": {2 * i}}}' for i in range(400)]
+
+
+async def outputs_reach(client: Any, stream: str, count: int) -> None:
+    """Wait until ``stream`` holds ``count`` entries (written by another task: polled)."""
+    while await anyio.to_thread.run_sync(client.xlen, stream) < count:  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+async def test_follow_picks_up_later_entries_and_stops_when_cancelled(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    fill(client, source, ["first"])
+    with anyio.move_on_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(
+                lambda: inorder.redis.run(
+                    fx.shout,
+                    inorder.redis.StreamSource(client, source, "etl", "c1", follow=True),
+                    inorder.redis.StreamSink(sink),
+                    workers=1,
+                )
+            )
+            await outputs_reach(client, sink, 1)
+            fill(client, source, ["later"])
+            await outputs_reach(client, sink, 2)
+            started = time.monotonic()
+            tasks.cancel_scope.cancel()
+    assert time.monotonic() - started < 1.0
+    assert [o["data"] for o in outputs(client, sink)] == ["FIRST!", "LATER!"]
