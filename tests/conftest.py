@@ -6,7 +6,11 @@ import concurrent.futures
 import multiprocessing
 import os
 import random
+import shutil
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,3 +90,45 @@ def _bytecode_for_workers() -> None:
     # every worker start recompiles them, which makes it 3-6x slower.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.dont_write_bytecode = False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the test session's own, on a free port of 127.0.0.1 (Debian's
+    package: `make test` installs it); its URL."""
+    import redis
+
+    server = shutil.which("redis-server")
+    assert server, (
+        "redis-server is missing: `make test` installs it (apt-get install redis-server)"
+    )
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.02)
+    client.close()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)

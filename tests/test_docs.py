@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -29,12 +30,20 @@ def normalise(text: str) -> str:
 
 @pytest.mark.parametrize(("code", "expected"), examples())
 def test_example_runs_and_prints_what_the_docs_show(
-    code: str, expected: str | None, tmp_path: Path
+    code: str, expected: str | None, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     script = tmp_path / "example.py"
     script.write_text(code)
+    env = dict(os.environ)
+    if "REDIS_URL" in code:  # the examples on Redis get a server of their own
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     if expected is not None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,44 +27,6 @@ from . import redis_functions as fx  # noqa: E402
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    assert server, (
-        "redis-server is missing: `make test` installs it (apt-get install redis-server)"
-    )
-    port = _free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise
-            time.sleep(0.02)
-    client.close()
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 @pytest.fixture
@@ -263,3 +223,29 @@ async def test_follow_picks_up_later_entries_and_stops_when_cancelled(
             tasks.cancel_scope.cancel()
     assert time.monotonic() - started < 1.0
     assert [o["data"] for o in outputs(client, sink)] == ["FIRST!", "LATER!"]
+
+
+def test_two_consumers_one_killed_the_other_claims_its_entries(
+    redis_url: str, client: Any
+) -> None:
+    source, sink = names()
+    items = [str(i) for i in range(3000)]
+    ids = fill(client, source, items)
+    first = _consumer(redis_url, source, sink, "c1", 0.5)
+    second = _consumer(redis_url, source, sink, "c2", 0.5)
+    time.sleep(1.0)
+    first.send_signal(signal.SIGKILL)  # dies with entries pending: never restarted
+    first.wait()
+    assert client.xpending_range(source, "g", "-", "+", 10, consumername="c1")
+    assert second.wait(120) == 0
+    rounds = 0
+    while client.xlen(sink) < len(items):  # c1's entries idle long enough: c2 claims them
+        rounds += 1
+        assert rounds <= 20
+        time.sleep(0.5)
+        assert _consumer(redis_url, source, sink, "c2", 0.5).wait(120) == 0
+    written = outputs(client, sink)
+    assert sorted(o["id"] for o in written) == sorted(ids)  # each input exactly once
+    by_id = dict(zip(ids, items, strict=True))
+    assert all(o["data"] == fx.jittery(by_id[o["id"]]) for o in written)
+    assert client.xpending(source, "g")["pending"] == 0

@@ -201,7 +201,12 @@ class StreamSource:
             if entries:
                 return entries
             self._phase = "new"
-        return self._read_group(">", count, block=block)
+        entries = self._read_group(">", count, block=block)
+        if not entries and self.claim_idle is not None:
+            # Nothing new: entries another consumer left idle long enough come next.
+            self._claim_from = "0-0"
+            entries = self._claim(count)
+        return entries
 
     def _read_group(self, after: str, count: int, *, block: bool) -> list[Entry]:
         reply = self.client.xreadgroup(
