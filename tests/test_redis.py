@@ -171,6 +171,7 @@ async def test_skip_acknowledges_failures_and_raise_leaves_the_entry_pending(
 async def test_what_was_read_never_exceeds_the_window(anyio_backend: Any, client: Any) -> None:
     source, sink = names()
     fill(client, source, [f'{{"n": {i}}}' for i in range(400)])
+    client.xgroup_create(source, "etl", id="0")  # for the watcher's first look
     peak = 0
 
     async def watch() -> None:
@@ -249,3 +250,91 @@ def test_two_consumers_one_killed_the_other_claims_its_entries(
     by_id = dict(zip(ids, items, strict=True))
     assert all(o["data"] == fx.jittery(by_id[o["id"]]) for o in written)
     assert client.xpending(source, "g")["pending"] == 0
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def _inorder(*args: str, **options: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "inorder", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
+def test_inorder_map_from_a_stream_to_a_stream(redis_url: str, client: Any, loop: str) -> None:
+    source, sink = names()
+    items = [f"line {i}" for i in range(2000)] + ["b"]
+    ids = fill(client, source, items)
+    command = _inorder(
+        "map", "--loop", loop, "tests.cli_functions:upper",
+        f"{redis_url}?stream={source}&group=etl", "--output", f"{redis_url}?stream={sink}",
+        "--on-error", "return",
+    )  # fmt: skip
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 0, err
+    written = outputs(client, sink)
+    assert [o["id"] for o in written] == ids
+    assert [o["data"] for o in written] == [item.upper() for item in items]
+
+
+def test_inorder_map_reports_a_failed_entry_by_its_id(redis_url: str, client: Any) -> None:
+    source, sink = names()
+    ids = fill(client, source, ["1", "x", "3"])
+    command = _inorder(
+        "map", "tests.cli_functions:number",
+        f"{redis_url}?stream={source}&group=etl", "--output", f"{redis_url}?stream={sink}",
+    )  # fmt: skip
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 1
+    assert f"inorder map: entry {ids[1]}: ValueError" in err
+    assert [o["data"] for o in outputs(client, sink)] == ["1"]  # what came before
+
+
+def test_inorder_map_follows_new_entries_and_stops_on_sigterm(redis_url: str, client: Any) -> None:
+    source, sink = names()
+    fill(client, source, ["first"])
+    command = _inorder(
+        "map", "--follow", "tests.cli_functions:upper",
+        f"{redis_url}?stream={source}&group=etl", "--output", f"{redis_url}?stream={sink}",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while client.xlen(sink) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        fill(client, source, ["later"])
+        while client.xlen(sink) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        command.send_signal(signal.SIGTERM)
+        _, err = command.communicate(timeout=10)
+        assert time.monotonic() - started < 1.0
+    finally:
+        command.kill()
+    assert command.returncode == 0, err
+    assert "stopped (SIGTERM)" in err
+    assert [o["data"] for o in outputs(client, sink)] == ["FIRST", "LATER"]
+    assert client.xpending(source, "etl")["pending"] == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["redis://127.0.0.1:1/0?group=g"], "names no stream"),
+        (["redis://127.0.0.1:1/0?stream=s"], "needs a Redis output"),
+        (["redis://127.0.0.1:1/0?list=l"], "lists are not supported yet"),
+        (["--follow", "a.txt"], "one Redis input URL"),
+    ],
+)
+def test_inorder_map_refuses_a_bad_redis_command_line(arguments: list[str], message: str) -> None:
+    command = _inorder("map", "tests.cli_functions:upper", *arguments)
+    _, err = command.communicate(timeout=60)
+    assert command.returncode == 2
+    assert message in err

@@ -275,6 +275,7 @@ async def run(
     *,
     format: Format = "text",
     on_error: Literal["raise", "return", "skip"] = "raise",
+    on_failure: Callable[[str, BaseException], None] | None = None,
     **options: Any,
 ) -> RunReport:
     """Run ``fn`` on every entry of ``source``, writing one output per entry to ``sink``
@@ -283,8 +284,9 @@ async def run(
     Ends when the source has no entry left (unless it follows), or on the first failed
     item under ``on_error="raise"`` (``EntryFailed``, the entry left pending). Under
     ``"return"`` a failed item is written as an error entry in its place; under
-    ``"skip"`` it is acknowledged and logged. ``options`` are the pipeline's (``ordered``
-    and ``on_error`` are this function's own).
+    ``"skip"`` it is acknowledged and logged. ``on_failure(entry_id, error)`` is called
+    for each failed entry, whatever the policy (before its outcome is written).
+    ``options`` are the pipeline's (``ordered`` and ``on_error`` are this function's own).
     """
     pipeline_options: PipelineOptions = {**options, "on_error": "return", "ordered": True}  # type: ignore[typeddict-item]
     checked = Options(**pipeline_options)
@@ -325,6 +327,8 @@ async def run(
                 # Still counted as taken until committed: the reader sees no room for it.
                 entry_id = taken[position]
                 if isinstance(outcome, BaseException):
+                    if on_failure is not None:
+                        on_failure(entry_id, outcome)
                     if on_error == "raise":
                         failure = (entry_id, outcome)
                         break

@@ -111,6 +111,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_pipeline_options(mapper, window=True, cluster=True)
     mapper.add_argument(
+        "--output",
+        metavar="URL",
+        default=None,
+        help="with a Redis input URL: the stream results go to "
+        "('redis://HOST/DB?stream=NAME'); each is written with its input's acknowledgement",
+    )
+    mapper.add_argument(
+        "--follow",
+        action="store_true",
+        help="with a Redis input: keep waiting for new entries until SIGTERM or Ctrl-C",
+    )
+    mapper.add_argument(
         "--unordered",
         action="store_true",
         help="write results as they complete, not in input order",

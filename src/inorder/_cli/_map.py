@@ -19,7 +19,7 @@ from .._cursor import sequence_number
 from .._errors import PipelineClosedError, RemoteTraceback
 from .._options import Options
 from .._pipeline import OrderedPipeline
-from . import _lines
+from . import _lines, _redis
 from ._common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -141,6 +141,9 @@ async def _read_lines(fd: int) -> AsyncIterator[list[str]]:
 
 def map_command(args: argparse.Namespace) -> int:
     fn = load_function(args.function)
+    urls = [name for name in args.files if _redis.is_redis_url(name)]
+    if urls or args.output is not None or args.follow:
+        return _map_redis(fn, args, urls)
     # Out of order, no position says which lines are done: their text is not kept.
     sources = Sources(args.files, keep_lines=not args.unordered)
     input_format: _lines.InputFormat = args.input_format or ("jsonl" if args.jsonl else "text")
@@ -168,6 +171,21 @@ def map_command(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             writer.abandon()
             return EXIT_BROKEN_PIPE
+
+
+def _map_redis(fn: Any, args: argparse.Namespace, urls: list[str]) -> int:
+    """``inorder map`` from a Redis stream to another (see ``_cli._redis``)."""
+    if len(urls) != 1 or len(args.files) != 1:
+        raise UsageError(
+            "--output and --follow go with one Redis input URL "
+            "('redis://HOST/DB?stream=NAME&group=GROUP') and no file"
+        )
+    if args.unordered:
+        raise UsageError("a Redis stream is written in input order: drop --unordered")
+    options = dict(pipeline_options(args, window=args.window).as_kwargs())
+    options.pop("ordered")
+    options.pop("on_error")
+    return run_on_loop(check_loop(args.loop), _redis.run_stream, fn, args, urls[0], options)
 
 
 async def _map_stream(
