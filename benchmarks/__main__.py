@@ -20,6 +20,7 @@ COMMANDS = {
     "server": "a pipeline per connection: workers of its own or a shared WorkerPool",
     "soak": "100k items with 1 % faults of every kind: nothing lost, doubled or reordered",
     "chaos": "workers SIGKILLed at random while a stream runs: nothing lost",
+    "redis_streams": "Redis stream to stream: inorder.redis.run against a plain loop",
     "cluster": "a Dask LocalCluster against inorder's own pool: per-item cost, CPU efficiency",
     "under_load": "run a command while busy loops hold every CPU (make test-loaded)",
 }

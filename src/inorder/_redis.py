@@ -58,23 +58,36 @@ BLOCK_SECONDS = 0.5
 # Writes a chunk of outputs and acknowledges their inputs, atomically. An input no
 # longer pending for this consumer (claimed by another) is skipped: its output is the
 # other consumer's to write. KEYS: source stream, sink stream. ARGV: group, consumer,
-# then per entry: input ID, kind ("data", "error" or "skip"), value, error type.
+# the lowest and highest input ID of the chunk, then per entry: input ID, kind ("data",
+# "error" or "skip"), value, error type. One XPENDING over the chunk's range, one XACK
+# per thousand inputs.
 _COMMIT = """
+local group, consumer = ARGV[1], ARGV[2]
+local mine = {}
+for _, entry in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4],
+                                  1000000000, consumer)) do
+  mine[entry[1]] = true
+end
+local acks = {}
 local written = 0
-local i = 3
-while i <= #ARGV do
-  local id, kind, value, etype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  i = i + 4
-  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
-  if #pending == 1 then
+for i = 5, #ARGV, 4 do
+  local id, kind = ARGV[i], ARGV[i + 1]
+  if mine[id] then
     if kind == 'data' then
-      redis.call('XADD', KEYS[2], '*', 'id', id, 'data', value)
+      redis.call('XADD', KEYS[2], '*', 'id', id, 'data', ARGV[i + 2])
     elseif kind == 'error' then
-      redis.call('XADD', KEYS[2], '*', 'id', id, 'error', etype, 'message', value)
+      redis.call('XADD', KEYS[2], '*', 'id', id, 'error', ARGV[i + 3], 'message', ARGV[i + 2])
     end
-    redis.call('XACK', KEYS[1], ARGV[1], id)
+    acks[#acks + 1] = id
     written = written + 1
+    if #acks == 1000 then
+      redis.call('XACK', KEYS[1], group, unpack(acks))
+      acks = {}
+    end
   end
+end
+if #acks > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(acks))
 end
 return written
 """
@@ -242,7 +255,8 @@ class StreamSource:
         acknowledge their inputs, atomically; how many were this consumer's to write."""
         if not outputs:
             return 0
-        args: list[str] = [self.group, self.consumer]
+        ids = sorted((output[0] for output in outputs), key=_id_key)
+        args: list[str] = [self.group, self.consumer, ids[0], ids[-1]]
         for output in outputs:
             args.extend(output)
         written = self.client.eval(_COMMIT, 2, self.stream, sink.stream, *args)
@@ -377,6 +391,12 @@ def _entry(entry_id: Any, fields: Any) -> Entry:
         except UnicodeDecodeError as exc:
             return Entry(entry_id, None, f"its 'data' is not UTF-8 text ({exc.reason})")
     return Entry(entry_id, str(raw))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry ID as Redis orders them (``"1700000000000-3"``)."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _text(value: Any) -> str:
