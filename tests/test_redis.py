@@ -23,6 +23,7 @@ redis = pytest.importorskip("redis")  # the test extra installs it
 import inorder.redis  # noqa: E402
 
 from . import redis_functions as fx  # noqa: E402
+from .conftest import free_port  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -338,3 +339,53 @@ def test_inorder_map_refuses_a_bad_redis_command_line(arguments: list[str], mess
     _, err = command.communicate(timeout=60)
     assert command.returncode == 2
     assert message in err
+
+
+def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    probe = redis.Redis(port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            probe.ping()
+            return server
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            assert time.monotonic() < deadline
+            assert server.poll() is None
+            time.sleep(0.02)
+
+
+def test_redis_killed_mid_run_fails_clearly_and_a_rerun_loses_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    server = _start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        items = [str(i) for i in range(3000)]
+        ids = fill(client, "in", items)
+        arguments = (
+            "map", "tests.redis_functions:jittery", f"{url}?stream=in&group=g",
+            "--output", f"{url}?stream=out",
+        )  # fmt: skip
+        command = _inorder(*arguments)
+        deadline = time.monotonic() + 60
+        while client.xlen("out") < 300:  # some way into the stream
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        server.send_signal(signal.SIGKILL)  # Redis dies mid-run
+        server.wait()
+        _, err = command.communicate(timeout=60)
+        assert command.returncode == 1
+        assert "lost the connection to Redis" in err
+        server = _start_redis(port, tmp_path)  # back, from its append-only file
+        _, err = _inorder(*arguments).communicate(timeout=120)
+        written = outputs(client, "out")
+        assert [o["id"] for o in written] == ids  # each input once, in order
+        assert [o["data"] for o in written] == [fx.jittery(item) for item in items]
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -310,10 +310,18 @@ async def run(
     room = anyio.Event()
     await anyio.to_thread.run_sync(source.ensure_group)
     failure: tuple[str, BaseException] | None = None
+    redis_failure: list[Exception] = []
 
     async with OrderedPipeline(checked) as pipe, anyio.create_task_group() as tasks:
 
         async def read() -> None:
+            try:
+                await read_entries()
+            except Exception as exc:  # noqa: BLE001 - raised by run(), after the group
+                redis_failure.append(exc)
+                tasks.cancel_scope.cancel()
+
+        async def read_entries() -> None:
             nonlocal room
             while True:
                 free = pipe.statistics().window - len(taken)
@@ -359,7 +367,12 @@ async def run(
                 else:
                     outputs.append((entry_id, "data", outcome, ""))
                     report.written += 1
-            written = await anyio.to_thread.run_sync(source.commit, sink, outputs)
+            try:
+                written = await anyio.to_thread.run_sync(source.commit, sink, outputs)
+            except Exception as exc:  # noqa: BLE001 - raised by run(), after the group
+                redis_failure.append(exc)
+                tasks.cancel_scope.cancel()
+                break
             report.taken_over += len(outputs) - written
             for _ in outputs:
                 taken.popleft()
@@ -367,6 +380,10 @@ async def run(
             if failure is not None:
                 tasks.cancel_scope.cancel()  # stop reading: the run ends here
                 break
+    if redis_failure:
+        # Reading or writing failed (the connection was lost, ...): what was not
+        # committed stays pending for this consumer.
+        raise redis_failure[0]
     if failure is not None:
         entry_id, error = failure
         raise EntryFailed(

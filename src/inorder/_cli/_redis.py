@@ -126,7 +126,8 @@ async def run_stream(
         finally:
             tasks.cancel_scope.cancel()
     if lost:
-        raise UsageError(
+        # An OSError: main() reports it in one line, with status 1.
+        raise ConnectionError(
             f"lost the connection to Redis ({lost[0]}); entries not written stay pending "
             "and are processed first when the command runs again"
         )
