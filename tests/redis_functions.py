@@ -29,16 +29,25 @@ def jittery(text: str) -> str:
     return f"<{text}>"
 
 
-async def consume(url: str, stream: str, out: str, consumer: str, claim_idle: str) -> None:
+async def consume(
+    url: str, source_key: str, out: str, consumer: str, claim_idle: str, kind: str = "stream"
+) -> None:
     import redis
 
     import inorder.redis
 
     client = redis.Redis.from_url(url)
-    source = inorder.redis.StreamSource(
-        client, stream, "g", consumer, claim_idle=float(claim_idle)
-    )
-    await inorder.redis.run(jittery, source, inorder.redis.StreamSink(out), workers=2, window=64)
+    source: Any
+    sink: Any
+    if kind == "list":
+        source = inorder.redis.ListSource(client, source_key, consumer)
+        sink = inorder.redis.ListSink(out)
+    else:
+        source = inorder.redis.StreamSource(
+            client, source_key, "g", consumer, claim_idle=float(claim_idle)
+        )
+        sink = inorder.redis.StreamSink(out)
+    await inorder.redis.run(jittery, source, sink, workers=2, window=64)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,37 @@ async def test_entries_go_through_in_order_with_their_ids(anyio_backend: Any, cl
 
 
 def _consumer(
-    url: str, source: str, sink: str, name: str, claim_idle: float
+    url: str, source: str, sink: str, name: str, claim_idle: float, kind: str = "stream"
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "redis_functions.py"), url, source, sink, name,
-         str(claim_idle)],
+         str(claim_idle), kind],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def kill_mid_stream(
+    start: Callable[[], subprocess.Popen[bytes]], written: Callable[[], int], total: int
+) -> int:
+    """Start a consumer and SIGKILL it once a random number (50-400) of outputs more
+    were written, up to five times while at least 500 remain; then let one finish.
+    Returns how many were killed mid-stream."""
+    chance = random.Random()
+    kills = 0
+    while kills < 5 and written() < total - 500:
+        consumer = start()
+        target = written() + chance.randint(50, 400)
+        deadline = time.monotonic() + 60
+        while written() < target and consumer.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        consumer.send_signal(signal.SIGKILL)
+        consumer.wait()
+        kills += 1
+    assert start().wait(120) == 0
+    return kills
 
 
 def test_a_consumer_killed_at_random_moments_and_restarted_writes_each_output_once(
@@ -89,23 +112,15 @@ def test_a_consumer_killed_at_random_moments_and_restarted_writes_each_output_on
     source, sink = names()
     items = [str(i) for i in range(3000)]
     ids = fill(client, source, items)
-    chance = random.Random()
-    kills = 0
-    while True:
-        consumer = _consumer(redis_url, source, sink, "c1", 60.0)
-        if kills < 5:
-            time.sleep(chance.uniform(0.3, 0.9))  # start-up, then some way into the stream
-            if consumer.poll() is None:
-                consumer.send_signal(signal.SIGKILL)
-                consumer.wait()
-                kills += 1
-                continue
-        assert consumer.wait(120) == 0
-        break
+    kills = kill_mid_stream(
+        lambda: _consumer(redis_url, source, sink, "c1", 60.0),
+        lambda: int(client.xlen(sink)),
+        len(items),
+    )
     written = outputs(client, sink)
     assert [o["id"] for o in written] == ids  # each input once, in input order
     assert [o["data"] for o in written] == [fx.jittery(item) for item in items]
-    assert kills >= 3  # the stream was long enough to be caught mid-way
+    assert kills >= 3
 
 
 def _bad_entries(client: Any, stream: str) -> list[str]:
@@ -328,9 +343,12 @@ def test_inorder_map_follows_new_entries_and_stops_on_sigterm(redis_url: str, cl
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["redis://127.0.0.1:1/0?group=g"], "names no stream"),
+        (["redis://127.0.0.1:1/0?group=g"], "must name one stream"),
         (["redis://127.0.0.1:1/0?stream=s"], "needs a Redis output"),
-        (["redis://127.0.0.1:1/0?list=l"], "lists are not supported yet"),
+        (
+            ["redis://127.0.0.1:1/0?list=l", "--output", "redis://127.0.0.1:1/0?stream=o"],
+            "a list to a list",
+        ),
         (["--follow", "a.txt"], "one Redis input URL"),
     ],
 )
@@ -389,3 +407,78 @@ def test_redis_killed_mid_run_fails_clearly_and_a_rerun_loses_nothing(tmp_path: 
     finally:
         server.terminate()
         server.wait(20)
+
+
+# -- lists ---------------------------------------------------------------------------------
+
+
+def push(client: Any, key: str, items: list[Any]) -> None:
+    for start in range(0, len(items), 5000):
+        client.lpush(key, *items[start : start + 5000])  # producers push at the head
+
+
+async def test_list_items_go_through_in_order(anyio_backend: Any, client: Any) -> None:
+    source, sink = names()
+    items = [f"item {i}" for i in range(10_000)]
+    push(client, source, items)
+    report = await inorder.redis.run(
+        fx.shout,
+        inorder.redis.ListSource(client, source, "c1"),
+        inorder.redis.ListSink(sink),
+        workers=2,
+    )
+    assert report.written == 10_000
+    assert [v.decode() for v in client.lrange(sink, 0, -1)] == [fx.shout(i) for i in items]
+    assert client.llen(f"{source}:processing:c1") == 0
+    assert client.llen(source) == 0
+
+
+async def test_a_bad_list_item_is_written_as_an_error_in_its_place(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    push(client, source, [b"a", b"b", b"\xff", b"c"])
+    await inorder.redis.run(
+        fx.fail_on_b,
+        inorder.redis.ListSource(client, source, "c1"),
+        inorder.redis.ListSink(sink),
+        on_error="return",
+        workers=1,
+    )
+    written = [v.decode() for v in client.lrange(sink, 0, -1)]
+    assert written[0] == "a"
+    assert json.loads(written[1]) == {
+        "error": "ValueError", "message": "b is not welcome", "input": "b"
+    }  # fmt: skip
+    assert json.loads(written[2])["error"] == "BadEntry"
+    assert "not UTF-8" in json.loads(written[2])["message"]
+    assert written[3] == "c"
+
+
+def test_a_list_consumer_killed_and_restarted_writes_each_output_once(
+    redis_url: str, client: Any
+) -> None:
+    source, sink = names()
+    items = [str(i) for i in range(3000)]
+    push(client, source, items)
+    kills = kill_mid_stream(
+        lambda: _consumer(redis_url, source, sink, "c1", 60.0, kind="list"),
+        lambda: int(client.llen(sink)),
+        len(items),
+    )
+    written = [v.decode() for v in client.lrange(sink, 0, -1)]
+    assert written == [fx.jittery(item) for item in items]  # each once, in order
+    assert kills >= 3
+
+
+def test_inorder_map_from_a_list_to_a_list(redis_url: str, client: Any) -> None:
+    source, sink = names()
+    items = [f"line {i}" for i in range(2000)]
+    push(client, source, items)
+    command = _inorder(
+        "map", "tests.cli_functions:upper",
+        f"{redis_url}?list={source}", "--output", f"{redis_url}?list={sink}",
+    )  # fmt: skip
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 0, err
+    assert [v.decode() for v in client.lrange(sink, 0, -1)] == [i.upper() for i in items]

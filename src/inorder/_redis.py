@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import socket
 from collections import deque
@@ -188,9 +189,17 @@ class StreamSource:
         self._pending_from = "0"
         self._claim_from = "0-0"
 
-    def ensure_group(self) -> None:
-        """Create the consumer group if it does not exist. Blocking: call it from a
-        thread."""
+    @property
+    def name(self) -> str:
+        return f"stream {self.stream}"
+
+    def prepare(self, sink: Any) -> None:
+        """Check the sink, and create the consumer group if it does not exist.
+        Blocking: call it from a thread."""
+        if not isinstance(sink, StreamSink):
+            raise TypeError(
+                f"a StreamSource writes to a StreamSink, got {type(sink).__qualname__}"
+            )
         import redis
 
         try:
@@ -250,7 +259,7 @@ class StreamSource:
             return self._claim(count)  # that page held only deleted entries
         return entries
 
-    def commit(self, sink: StreamSink, outputs: Sequence[tuple[str, str, str, str]]) -> int:
+    def commit(self, sink: Any, outputs: Sequence[tuple[str, str, str, str]]) -> int:
         """Write ``outputs`` (input ID, kind, value, error type) to ``sink`` and
         acknowledge their inputs, atomically; how many were this consumer's to write."""
         if not outputs:
@@ -271,6 +280,121 @@ class StreamSink:
         self.stream = stream
 
 
+# Moves up to ARGV[1] items from the input list's tail to the processing list's head
+# and returns them, oldest first. KEYS: input list, processing list.
+_TAKE = """
+local taken = {}
+for i = 1, tonumber(ARGV[1]) do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not item then break end
+  taken[#taken + 1] = item
+end
+return taken
+"""
+
+# Writes a chunk of outputs and removes their inputs from the processing list,
+# atomically; an input no longer there (taken back by nobody else: lists have no
+# claims) is skipped. KEYS: processing list, output list. ARGV per entry: the input as
+# it was read, kind ("data", "error" or "skip"), the output to push.
+_LIST_COMMIT = """
+local written = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
+    if ARGV[i + 1] ~= 'skip' then
+      redis.call('RPUSH', KEYS[2], ARGV[i + 2])
+    end
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+class ListSource:
+    """Items of a Redis list (pushed with LPUSH, taken from the other end: first in,
+    first out), each moved atomically to this consumer's processing list
+    (``KEY:processing:CONSUMER``) as it is read, and removed from it when its output is
+    written. A restarted consumer takes back its processing list first, oldest first.
+
+    A list item has no ID: in messages it is named by its position in this run's reads;
+    outputs follow input order. ``consumer`` (the host name by default) must stay the
+    same across restarts.
+    """
+
+    def __init__(
+        self, client: Any, key: str, consumer: str | None = None, *, follow: bool = False
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.consumer = consumer or socket.gethostname()
+        self.processing = f"{key}:processing:{self.consumer}"
+        self.follow = follow
+        self._recovered: deque[bytes] | None = None
+        self._read = 0
+        self._raw: dict[str, bytes] = {}
+
+    @property
+    def name(self) -> str:
+        return f"list {self.key}"
+
+    def prepare(self, sink: Any) -> None:
+        """Check the sink; take back what this consumer had taken and not written.
+        Blocking: call it from a thread."""
+        if not isinstance(sink, ListSink):
+            raise TypeError(f"a ListSource writes to a ListSink, got {type(sink).__qualname__}")
+        left = self.client.lrange(self.processing, 0, -1)
+        self._recovered = deque(reversed(left))  # the head is the newest
+
+    def read(self, count: int, *, block: bool) -> list[Entry]:
+        """Up to ``count`` items: taken back ones first, then new ones; ``[]`` when there
+        is none. Blocking: call it from a thread."""
+        assert self._recovered is not None, "prepare() first"
+        if self._recovered:
+            items = [self._recovered.popleft() for _ in range(min(count, len(self._recovered)))]
+        else:
+            items = list(self.client.eval(_TAKE, 2, self.key, self.processing, count))
+            if not items and block:
+                item = self.client.blmove(
+                    self.key, self.processing, BLOCK_SECONDS, "RIGHT", "LEFT"
+                )
+                items = [] if item is None else [item]
+        entries = []
+        for raw in items:
+            self._read += 1
+            entry_id = f"{self._read}"
+            self._raw[entry_id] = raw
+            entries.append(_list_entry(entry_id, raw))
+        return entries
+
+    def commit(self, sink: Any, outputs: Sequence[tuple[str, str, str, str]]) -> int:
+        """Push ``outputs`` (input ID, kind, value, error type) to ``sink`` and remove
+        their inputs from the processing list, atomically; how many were written."""
+        if not outputs:
+            return 0
+        args: list[Any] = []
+        for entry_id, kind, value, error_type in outputs:
+            raw = self._raw.pop(entry_id)
+            if kind == "error":
+                value = json.dumps(
+                    {
+                        "error": error_type,
+                        "message": value,
+                        "input": raw.decode("utf-8", "replace"),
+                    },
+                    ensure_ascii=False,
+                )
+            args.extend((raw, kind, value))
+        return int(self.client.eval(_LIST_COMMIT, 2, self.processing, sink.key, *args))
+
+
+class ListSink:
+    """A Redis list the outputs are pushed to (RPUSH), in input order: a result as its
+    text, a failed item as JSON ``{"error": TYPE, "message": ..., "input": ...}``."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 @dataclasses.dataclass
 class RunReport:
     """What a ``run()`` did: entries written with a result, written as errors, skipped
@@ -284,8 +408,8 @@ class RunReport:
 
 async def run(
     fn: Callable[[Any], Any],
-    source: StreamSource,
-    sink: StreamSink,
+    source: StreamSource | ListSource,
+    sink: StreamSink | ListSink,
     *,
     format: Format = "text",
     on_error: Literal["raise", "return", "skip"] = "raise",
@@ -308,7 +432,7 @@ async def run(
     report = RunReport()
     taken: deque[str] = deque()  # IDs read and not yet committed, in order
     room = anyio.Event()
-    await anyio.to_thread.run_sync(source.ensure_group)
+    await anyio.to_thread.run_sync(source.prepare, sink)
     failure: tuple[str, BaseException] | None = None
     redis_failure: list[Exception] = []
 
@@ -357,7 +481,7 @@ async def run(
                     if on_error == "skip":
                         logger.warning(
                             "entry %s of %s failed and was skipped: %s: %s",
-                            entry_id, source.stream, type(outcome).__name__, outcome,
+                            entry_id, source.name, type(outcome).__name__, outcome,
                         )  # fmt: skip
                         outputs.append((entry_id, "skip", "", ""))
                         report.skipped += 1
@@ -387,7 +511,7 @@ async def run(
     if failure is not None:
         entry_id, error = failure
         raise EntryFailed(
-            f"entry {entry_id} of {source.stream} failed: {type(error).__name__}: "
+            f"entry {entry_id} of {source.name} failed: {type(error).__name__}: "
             f"{error}; it stays pending for consumer {source.consumer!r} and is "
             "processed again first on the next run",
             entry_id,
@@ -410,6 +534,13 @@ def _entry(entry_id: Any, fields: Any) -> Entry:
     return Entry(entry_id, str(raw))
 
 
+def _list_entry(entry_id: str, raw: bytes) -> Entry:
+    try:
+        return Entry(entry_id, raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return Entry(entry_id, None, f"it is not UTF-8 text ({exc.reason})")
+
+
 def _id_key(entry_id: str) -> tuple[int, int]:
     """A stream entry ID as Redis orders them (``"1700000000000-3"``)."""
     milliseconds, _, sequence = entry_id.partition("-")
@@ -422,6 +553,15 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-for _public in (BadEntry, EntryFailed, Entry, StreamSource, StreamSink, RunReport):
+for _public in (
+    BadEntry,
+    EntryFailed,
+    Entry,
+    StreamSource,
+    StreamSink,
+    ListSource,
+    ListSink,
+    RunReport,
+):
     _public.__module__ = "inorder.redis"
 del _public

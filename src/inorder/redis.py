@@ -1,4 +1,6 @@
-"""Redis streams as a durable, restart-safe source and sink (``pip install 'inorder[redis]'``).
+"""Redis streams and lists as durable, restart-safe sources and sinks.
+
+``pip install 'inorder[redis]'``.
 
 See ``run()`` and docs/redis.md. Nothing read from Redis is unpickled: entries carry
 data (text or JSON) in their ``data`` field, and the function is named by the consumer.
@@ -8,10 +10,22 @@ from ._redis import (
     BadEntry,
     Entry,
     EntryFailed,
+    ListSink,
+    ListSource,
     RunReport,
     StreamSink,
     StreamSource,
     run,
 )
 
-__all__ = ["BadEntry", "Entry", "EntryFailed", "RunReport", "StreamSink", "StreamSource", "run"]
+__all__ = [
+    "BadEntry",
+    "Entry",
+    "EntryFailed",
+    "ListSink",
+    "ListSource",
+    "RunReport",
+    "StreamSink",
+    "StreamSource",
+    "run",
+]

@@ -1,10 +1,11 @@
-"""``inorder map`` with a Redis stream as its input and another as its output.
+"""``inorder map`` with a Redis stream (or list) as its input and another as its output.
 
     inorder map MODULE:FUNC 'redis://host:6379/0?stream=in&group=etl' \\
         --output 'redis://host:6379/0?stream=out' [--follow]
+    inorder map MODULE:FUNC 'redis://host:6379/0?list=jobs' --output 'redis://...?list=done'
 
 The URLs are redis-py's (``rediss://`` for TLS, ``user:password@``), with inorder's own
-query parameters taken out: ``stream`` (both), ``group`` (the input's consumer group,
+query parameters taken out: ``stream`` or ``list`` (both), ``group`` (the input's consumer group,
 ``inorder`` by default), ``consumer`` (the host name by default) and ``claim_idle``
 (seconds). The work is ``inorder.redis.run``: one output entry per input entry, in
 order, each written with its input's acknowledgement.
@@ -36,12 +37,10 @@ def parse(url: str, *, role: str) -> tuple[str, dict[str, str]]:
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     ours = {key: value for key, value in query if key in _OURS}
     theirs = [(key, value) for key, value in query if key not in _OURS]
-    if "list" in ours:
+    if bool(ours.get("stream")) == bool(ours.get("list")):
         raise UsageError(
-            f"{role} {url!r}: Redis lists are not supported yet; use a stream (?stream=NAME)"
+            f"{role} {url!r} must name one stream (?stream=NAME) or one list (?list=NAME)"
         )
-    if not ours.get("stream"):
-        raise UsageError(f"{role} {url!r} names no stream: add ?stream=NAME")
     plain = parts._replace(query=urllib.parse.urlencode(theirs)).geturl()
     return plain, ours
 
@@ -78,16 +77,25 @@ async def run_stream(
         # Outputs and acknowledgements are written by one script: one server, one database.
         raise UsageError("--output must name the same Redis server and database as the input")
     in_client = connect(in_url)
-    claim_idle = float(in_params.get("claim_idle", 60.0))
-    source = inorder.redis.StreamSource(
-        in_client,
-        in_params["stream"],
-        in_params.get("group", "inorder"),
-        in_params.get("consumer") or None,
-        follow=args.follow,
-        claim_idle=claim_idle,
-    )
-    sink = inorder.redis.StreamSink(out_params["stream"])
+    if ("list" in in_params) != ("list" in out_params):
+        raise UsageError("a stream goes to a stream (?stream=NAME), a list to a list (?list=NAME)")
+    source: Any
+    sink: Any
+    if "list" in in_params:
+        source = inorder.redis.ListSource(
+            in_client, in_params["list"], in_params.get("consumer") or None, follow=args.follow
+        )
+        sink = inorder.redis.ListSink(out_params["list"])
+    else:
+        source = inorder.redis.StreamSource(
+            in_client,
+            in_params["stream"],
+            in_params.get("group", "inorder"),
+            in_params.get("consumer") or None,
+            follow=args.follow,
+            claim_idle=float(in_params.get("claim_idle", 60.0)),
+        )
+        sink = inorder.redis.StreamSink(out_params["stream"])
     failed = 0
 
     def report(entry_id: str, error: BaseException) -> None:
