@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -482,3 +483,33 @@ def test_inorder_map_from_a_list_to_a_list(redis_url: str, client: Any) -> None:
     _, err = command.communicate(timeout=120)
     assert command.returncode == 0, err
     assert [v.decode() for v in client.lrange(sink, 0, -1)] == [i.upper() for i in items]
+
+
+async def test_pickled_tasks_run_only_when_asked_by_name(anyio_backend: Any, client: Any) -> None:
+    source, sink = names()
+    tasks = [pickle.dumps((fx.shout, (f"task {i}",))) for i in range(50)]
+    tasks.insert(10, b"not a pickle")
+    push(client, source, tasks)
+    report = await inorder.redis.run_pickled_tasks(
+        inorder.redis.ListSource(client, source, "c1"),
+        inorder.redis.ListSink(sink),
+        on_error="return",
+        workers=2,
+    )
+    assert (report.written, report.errors) == (50, 1)
+    written = client.lrange(sink, 0, -1)
+    assert json.loads(written[10])["error"] == "BadEntry"
+    results = [pickle.loads(v) for i, v in enumerate(written) if i != 10]
+    assert results == [fx.shout(f"task {i}") for i in range(50)]
+
+    # The same entries through run() are data: a pickle is not text, nothing is unpickled.
+    again, out = names()
+    push(client, again, tasks[:3])
+    await inorder.redis.run(
+        fx.shout,
+        inorder.redis.ListSource(client, again, "c1"),
+        inorder.redis.ListSink(out),
+        on_error="return",
+        workers=1,
+    )
+    assert [json.loads(v)["error"] for v in client.lrange(out, 0, -1)] == ["BadEntry"] * 3

@@ -16,6 +16,7 @@ from ._redis import (
     StreamSink,
     StreamSource,
     run,
+    run_pickled_tasks,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "StreamSink",
     "StreamSource",
     "run",
+    "run_pickled_tasks",
 ]
