@@ -602,6 +602,8 @@ def _text(value: Any) -> str:
 
 
 for _public in (
+    run,
+    run_pickled_tasks,
     BadEntry,
     EntryFailed,
     Entry,
