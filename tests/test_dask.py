@@ -48,15 +48,21 @@ def local_client() -> Iterator[Any]:
             "distributed.scheduler.worker-saturation": 1.0,
         }
     ):
-        cluster = distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        )
+        cluster = local_cluster(2)
     with cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def local_cluster(workers: int, **options: Any) -> Any:
+    """A LocalCluster of ``workers`` processes of one thread each, on 127.0.0.1 only."""
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        **options,
+    )
 
 
 def _dask_command(*args: str) -> list[str]:
@@ -313,13 +319,7 @@ def test_options_that_cannot_hold_on_a_cluster_fail_with_what_to_do(local_client
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
 async def test_the_in_flight_bound_follows_the_cluster_as_it_scales(anyio_backend: Any) -> None:
-    cluster = distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    )
+    cluster = local_cluster(1)
     with cluster, distributed.Client(cluster) as client:
         seen = set()
 
@@ -399,14 +399,7 @@ def test_inorder_map_refuses_what_cannot_hold_on_a_cluster(command_line_cluster:
 )
 async def test_an_asynchronous_client_on_this_loop(anyio_backend: Any, tmp_path: Path) -> None:
     async with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            asynchronous=True,
-        ) as cluster,
+        local_cluster(2, asynchronous=True) as cluster,
         distributed.Client(cluster, asynchronous=True) as client,
     ):
         async with OrderedPipeline(executor=client, on_error="return") as pipe:

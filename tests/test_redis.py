@@ -132,18 +132,24 @@ def _bad_entries(client: Any, stream: str) -> list[str]:
     return ids
 
 
+async def _run_fail_on_b(
+    client: Any, source: str, group: str, sink: str, on_error: Any
+) -> inorder.redis.RunReport:
+    return await inorder.redis.run(
+        fx.fail_on_b,
+        inorder.redis.StreamSource(client, source, group, "c1"),
+        inorder.redis.StreamSink(sink),
+        on_error=on_error,
+        workers=1,
+    )
+
+
 async def test_bad_entries_and_failed_items_are_written_as_errors_with_their_ids(
     anyio_backend: Any, client: Any
 ) -> None:
     source, sink = names()
     ids = _bad_entries(client, source)
-    report = await inorder.redis.run(
-        fx.fail_on_b,
-        inorder.redis.StreamSource(client, source, "etl", "c1"),
-        inorder.redis.StreamSink(sink),
-        on_error="return",
-        workers=1,
-    )
+    report = await _run_fail_on_b(client, source, "etl", sink, "return")
     written = outputs(client, sink)
     assert [o["id"] for o in written] == ids
     assert [o.get("data") for o in written] == ["a", None, "c", None, None, "d"]
@@ -159,25 +165,14 @@ async def test_skip_acknowledges_failures_and_raise_leaves_the_entry_pending(
 ) -> None:
     source, sink = names()
     ids = _bad_entries(client, source)
-    report = await inorder.redis.run(
-        fx.fail_on_b,
-        inorder.redis.StreamSource(client, source, "skipping", "c1"),
-        inorder.redis.StreamSink(sink),
-        on_error="skip",
-        workers=1,
-    )
+    report = await _run_fail_on_b(client, source, "skipping", sink, "skip")
     assert [o["id"] for o in outputs(client, sink)] == [ids[0], ids[2], ids[5]]
     assert report.skipped == 3
     assert client.xpending(source, "skipping")["pending"] == 0
 
     raising = f"{sink}-raise"
     with pytest.raises(inorder.redis.EntryFailed, match=f"entry {ids[1]}") as caught:
-        await inorder.redis.run(
-            fx.fail_on_b,
-            inorder.redis.StreamSource(client, source, "raising", "c1"),
-            inorder.redis.StreamSink(raising),
-            workers=1,
-        )
+        await _run_fail_on_b(client, source, "raising", raising, "raise")
     assert caught.value.entry_id == ids[1]
     assert isinstance(caught.value.__cause__, ValueError)
     assert [o["id"] for o in outputs(client, raising)] == [ids[0]]  # what came before
