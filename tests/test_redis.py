@@ -508,3 +508,48 @@ async def test_pickled_tasks_run_only_when_asked_by_name(anyio_backend: Any, cli
         workers=1,
     )
     assert [json.loads(v)["error"] for v in client.lrange(out, 0, -1)] == ["BadEntry"] * 3
+
+
+# -- no sink: the outcomes in your own loop -------------------------------------------------
+
+
+async def test_results_hands_out_pairs_in_order_and_acknowledges_what_was_handled(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, _ = names()
+    items = [f"item {i}" for i in range(300)] + ["b"]
+    ids = fill(client, source, items)
+    seen: list[tuple[str, Any]] = []
+    stream = inorder.redis.StreamSource(client, source, "loop", "c1")
+    async with inorder.redis.results(fx.fail_on_b, stream, workers=2) as pairs:
+        async for entry, outcome in pairs:
+            seen.append((entry.id, outcome))
+            if len(seen) == 100:
+                break  # entry 99 was handed out, not handled
+    assert [entry_id for entry_id, _ in seen] == ids[:100]
+    assert [outcome for _, outcome in seen] == items[:100]
+    pending = client.xpending_range(source, "loop", "-", "+", 1000, consumername="c1")
+    assert pending[0]["message_id"].decode() == ids[99]  # handed out again next time
+
+    again: list[tuple[str, Any]] = []
+    stream = inorder.redis.StreamSource(client, source, "loop", "c1")
+    async with inorder.redis.results(fx.fail_on_b, stream, workers=2) as pairs:
+        async for entry, outcome in pairs:
+            again.append((entry.id, outcome))
+    assert [entry_id for entry_id, _ in again] == ids[99:]
+    assert [o for _, o in again[:-1]] == items[99:-1]
+    assert isinstance(again[-1][1], ValueError)  # the item's exception, in place
+    assert client.xpending(source, "loop")["pending"] == 0
+
+
+async def test_results_from_a_list(anyio_backend: Any, client: Any) -> None:
+    source, _ = names()
+    push(client, source, [str(i) for i in range(500)])
+    got = []
+    async with inorder.redis.results(
+        fx.shout, inorder.redis.ListSource(client, source, "c1"), workers=2
+    ) as pairs:
+        async for _, outcome in pairs:
+            got.append(outcome)
+    assert got == [fx.shout(str(i)) for i in range(500)]
+    assert client.llen(f"{source}:processing:c1") == 0

@@ -28,6 +28,7 @@ so the same code runs on asyncio, uvloop and trio.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -35,7 +36,7 @@ import logging
 import pickle
 import socket
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 import anyio
@@ -221,7 +222,7 @@ class StreamSource:
     def prepare(self, sink: Any) -> None:
         """Check the sink, and create the consumer group if it does not exist.
         Blocking: call it from a thread."""
-        if not isinstance(sink, StreamSink):
+        if sink is not None and not isinstance(sink, StreamSink):
             raise TypeError(
                 f"a StreamSource writes to a StreamSink, got {type(sink).__qualname__}"
             )
@@ -283,6 +284,11 @@ class StreamSource:
         if not entries and self._claim_from != "0-0":
             return self._claim(count)  # that page held only deleted entries
         return entries
+
+    def ack(self, ids: Sequence[str]) -> None:
+        """Acknowledge the entries ``ids`` (handled without a sink). Blocking."""
+        if ids:
+            self.client.xack(self.stream, self.group, *ids)
 
     def commit(self, sink: Any, outputs: Sequence[tuple[str, str, str, str]]) -> int:
         """Write ``outputs`` (input ID, kind, value, error type) to ``sink`` and
@@ -365,7 +371,7 @@ class ListSource:
     def prepare(self, sink: Any) -> None:
         """Check the sink; take back what this consumer had taken and not written.
         Blocking: call it from a thread."""
-        if not isinstance(sink, ListSink):
+        if sink is not None and not isinstance(sink, ListSink):
             raise TypeError(f"a ListSource writes to a ListSink, got {type(sink).__qualname__}")
         left = self.client.lrange(self.processing, 0, -1)
         self._recovered = deque(reversed(left))  # the head is the newest
@@ -390,6 +396,15 @@ class ListSource:
             self._raw[entry_id] = raw
             entries.append(_list_entry(entry_id, raw))
         return entries
+
+    def ack(self, ids: Sequence[str]) -> None:
+        """Remove the items ``ids`` (handled without a sink) from the processing list.
+        Blocking."""
+        if ids:
+            with self.client.pipeline(transaction=True) as batch:
+                for entry_id in ids:
+                    batch.lrem(self.processing, -1, self._raw.pop(entry_id))
+                batch.execute()
 
     def commit(self, sink: Any, outputs: Sequence[tuple[str, str, str, str]]) -> int:
         """Push ``outputs`` (input ID, kind, value, error type) to ``sink`` and remove
@@ -431,6 +446,63 @@ class RunReport:
     taken_over: int = 0
 
 
+class _Reader:
+    """Reads entries into a pipeline as its window has room: no more entries are taken
+    from Redis and not yet written (or acknowledged) than the window holds. Entries stay
+    counted in ``taken`` until ``done()`` says their outputs are committed."""
+
+    def __init__(self, source: StreamSource | ListSource, pipe: OrderedPipeline, call: Any, *,
+                 pickled: bool) -> None:  # fmt: skip
+        self.source = source
+        self.pipe = pipe
+        self.call = call
+        self.pickled = pickled
+        self.taken: deque[Entry] = deque()  # read and not yet committed, in order
+        self.failure: Exception | None = None  # reading failed (the connection, ...)
+        self._room = anyio.Event()
+
+    def done(self, count: int) -> None:
+        """The first ``count`` entries taken are committed: their room is free."""
+        for _ in range(count):
+            self.taken.popleft()
+        self._room.set()
+
+    async def run(self, cancel: Callable[[], None]) -> None:
+        try:
+            await self._read()
+        except Exception as exc:  # noqa: BLE001 - raised by the caller, after its group
+            self.failure = exc
+            cancel()
+
+    async def _read(self) -> None:
+        source, pipe = self.source, self.pipe
+        while True:
+            free = pipe.statistics().window - len(self.taken)
+            if free <= 0:
+                await self._room.wait()
+                self._room = anyio.Event()
+                continue
+            read_some = functools.partial(source.read, min(free, READ_COUNT), block=source.follow)
+            entries = await anyio.to_thread.run_sync(read_some, abandon_on_cancel=True)
+            if not entries:
+                if source.follow:
+                    continue
+                break
+            self.taken.extend(entries)
+            items = [
+                (entry.id, entry.raw if self.pickled else entry.data, entry.problem)
+                for entry in entries
+            ]
+            await pipe.put_many(self.call, items)
+        pipe.close()
+
+
+def _pipeline_options(options: dict[str, Any]) -> Options:
+    """The caller's pipeline options, with the two these functions own."""
+    pipeline_options: PipelineOptions = {**options, "on_error": "return", "ordered": True}  # type: ignore[typeddict-item]
+    return Options(**pipeline_options)
+
+
 async def run(
     fn: Callable[[Any], Any] | None,
     source: StreamSource | ListSource,
@@ -451,56 +523,21 @@ async def run(
     for each failed entry, whatever the policy (before its outcome is written).
     ``options`` are the pipeline's (``ordered`` and ``on_error`` are this function's own).
     """
-    pipeline_options: PipelineOptions = {**options, "on_error": "return", "ordered": True}  # type: ignore[typeddict-item]
-    checked = Options(**pipeline_options)
+    checked = _pipeline_options(options)
     call: Callable[[Any], Any] = EntryFunction(fn, format) if fn is not None else PickledTask()
-    pickled = fn is None
     report = RunReport()
-    taken: deque[str] = deque()  # IDs read and not yet committed, in order
-    room = anyio.Event()
     await anyio.to_thread.run_sync(source.prepare, sink)
     failure: tuple[str, BaseException] | None = None
-    redis_failure: list[Exception] = []
+    write_failure: Exception | None = None
 
     async with OrderedPipeline(checked) as pipe, anyio.create_task_group() as tasks:
-
-        async def read() -> None:
-            try:
-                await read_entries()
-            except Exception as exc:  # noqa: BLE001 - raised by run(), after the group
-                redis_failure.append(exc)
-                tasks.cancel_scope.cancel()
-
-        async def read_entries() -> None:
-            nonlocal room
-            while True:
-                free = pipe.statistics().window - len(taken)
-                if free <= 0:
-                    await room.wait()
-                    room = anyio.Event()
-                    continue
-                read_some = functools.partial(
-                    source.read, min(free, READ_COUNT), block=source.follow
-                )
-                entries = await anyio.to_thread.run_sync(read_some, abandon_on_cancel=True)
-                if not entries:
-                    if source.follow:
-                        continue
-                    break
-                taken.extend(entry.id for entry in entries)
-                items = [
-                    (entry.id, entry.raw if pickled else entry.data, entry.problem)
-                    for entry in entries
-                ]
-                await pipe.put_many(call, items)
-            pipe.close()
-
-        tasks.start_soon(read)
+        reader = _Reader(source, pipe, call, pickled=fn is None)
+        tasks.start_soon(reader.run, tasks.cancel_scope.cancel)
         async for outcomes in pipe.chunks():
             outputs: list[tuple[str, str, str, str]] = []
             for position, outcome in enumerate(outcomes):
                 # Still counted as taken until committed: the reader sees no room for it.
-                entry_id = taken[position]
+                entry_id = reader.taken[position].id
                 if isinstance(outcome, BaseException):
                     if on_failure is not None:
                         on_failure(entry_id, outcome)
@@ -523,20 +560,18 @@ async def run(
             try:
                 written = await anyio.to_thread.run_sync(source.commit, sink, outputs)
             except Exception as exc:  # noqa: BLE001 - raised by run(), after the group
-                redis_failure.append(exc)
+                write_failure = exc
                 tasks.cancel_scope.cancel()
                 break
             report.taken_over += len(outputs) - written
-            for _ in outputs:
-                taken.popleft()
-            room.set()
+            reader.done(len(outputs))
             if failure is not None:
                 tasks.cancel_scope.cancel()  # stop reading: the run ends here
                 break
-    if redis_failure:
+    if write_failure is not None or reader.failure is not None:
         # Reading or writing failed (the connection was lost, ...): what was not
         # committed stays pending for this consumer.
-        raise redis_failure[0]
+        raise write_failure or reader.failure  # type: ignore[misc]
     if failure is not None:
         entry_id, error = failure
         raise EntryFailed(
@@ -546,6 +581,53 @@ async def run(
             entry_id,
         ) from error
     return report
+
+
+@contextlib.asynccontextmanager
+async def results(
+    fn: Callable[[Any], Any],
+    source: StreamSource | ListSource,
+    *,
+    format: Format = "text",
+    **options: Any,
+) -> AsyncIterator[AsyncIterator[tuple[Entry, Any]]]:
+    """``fn`` on every entry of ``source``, the outcomes handed to your loop instead of a
+    sink: ``async with inorder.redis.results(fn, source) as pairs: async for entry,
+    outcome in pairs: ...``. Pairs come in input order; an outcome is the result, or the
+    item's exception (as ``on_error="return"``). An entry is acknowledged once your loop
+    asks for the pair after it: an entry whose pair was handed out when the process died
+    (or the loop left) is handed out again on the next start, so what your loop does with
+    a result happens at least once. ``options`` are the pipeline's.
+    """
+    checked = _pipeline_options(options)
+    await anyio.to_thread.run_sync(source.prepare, None)
+    async with OrderedPipeline(checked) as pipe, anyio.create_task_group() as tasks:
+        reader = _Reader(source, pipe, EntryFunction(fn, format), pickled=False)
+        tasks.start_soon(reader.run, tasks.cancel_scope.cancel)
+
+        handled: list[str] = []  # entries whose next pair the loop asked for, not acked
+
+        async def pairs() -> AsyncGenerator[tuple[Entry, Any], None]:
+            async for outcomes in pipe.chunks():
+                for position, outcome in enumerate(outcomes):
+                    entry = reader.taken[position]
+                    yield entry, outcome
+                    handled.append(entry.id)  # the loop came back for more
+                await anyio.to_thread.run_sync(source.ack, list(handled))
+                handled.clear()
+                reader.done(len(outcomes))
+
+        iterator = pairs()
+        try:
+            yield iterator
+        finally:
+            with anyio.CancelScope(shield=True):
+                await iterator.aclose()
+                # The loop left: what it had handled is acknowledged, not what it held.
+                await anyio.to_thread.run_sync(source.ack, list(handled))
+            tasks.cancel_scope.cancel()
+    if reader.failure is not None:
+        raise reader.failure
 
 
 async def run_pickled_tasks(
@@ -604,6 +686,7 @@ def _text(value: Any) -> str:
 for _public in (
     run,
     run_pickled_tasks,
+    results,
     BadEntry,
     EntryFailed,
     Entry,

@@ -15,6 +15,7 @@ from ._redis import (
     RunReport,
     StreamSink,
     StreamSource,
+    results,
     run,
     run_pickled_tasks,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "RunReport",
     "StreamSink",
     "StreamSource",
+    "results",
     "run",
     "run_pickled_tasks",
 ]
