@@ -270,7 +270,7 @@ class OrderedPipeline:
         # The stall check (see _watch_for_stall): its timer, the consumer's count when it
         # was armed, and whether the warning was given.
         self._stall_timer: Callable[[], None] | None = None
-        self._stall_taken = 0
+        self._stall_taken = (0, 0)  # the consumer's (taken, wakes) when it was armed
         self._stall_warned = False
         self._state = _State.NEW
         self._buffer: ReorderBuffer[Any] = ReorderBuffer(ordered=options.ordered)
@@ -288,6 +288,7 @@ class OrderedPipeline:
         self._progress = _progress.ProgressLine(self.statistics) if options.progress else None
         self._in_flight = 0
         self._consumer_event: anyio.Event | None = None
+        self._consumer_wakes = 0  # times the consumer was woken with outcomes
         self._feeding = False  # map() was called
         self._tasks: OwnedTasks  # entered: the feeder and the clock run there
         self._clock: Clock  # entered: the hold, the stall check, retry back-offs
@@ -714,6 +715,7 @@ class OrderedPipeline:
             await event.wait()
         finally:
             self._consumer_event = None
+            self._consumer_wakes += 1  # read by the stall check: the consumer is there
 
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters."""
@@ -1094,7 +1096,7 @@ class OrderedPipeline:
         """A producer starts to wait for room: unless a check is due already, check in
         ``STALL_WARNING_SECONDS`` whether the consumer took a result meanwhile."""
         if self._stall_timer is None and not self._stall_warned:
-            self._stall_taken = self._cursor.taken
+            self._stall_taken = (self._cursor.taken, self._consumer_wakes)
             self._stall_timer = self._clock.call_later(
                 STALL_WARNING_SECONDS, self._check_for_stall
             )
@@ -1103,9 +1105,11 @@ class OrderedPipeline:
         self._stall_timer = None
         if self._state is _State.STOPPED or not (self._window.waiting or self._room):
             return  # no producer waits now
-        if self._cursor.taken != self._stall_taken or self._consumer_event is not None:
-            # Results are taken, or the consumer waits for the next one: the wait is the
-            # consumer's or the workers' pace, not a missing consumer.
+        moved = (self._cursor.taken, self._consumer_wakes) != self._stall_taken
+        if moved or self._consumer_event is not None:
+            # Results are taken, the consumer was woken with some (and may be between
+            # taking them), or it waits for the next one: the wait is the consumer's or
+            # the workers' pace, not a missing consumer.
             self._watch_for_stall()
             return
         self._stall_warned = True
