@@ -42,10 +42,10 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 
-from ._cli._lines import parse_json, render
 from ._errors import InorderError
 from ._options import Options, PipelineOptions
 from ._pipeline import OrderedPipeline
+from ._records import parse_json, render
 
 logger = logging.getLogger("inorder")
 

@@ -14,12 +14,13 @@ results: the function frames its own records).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .._records import OutputFormat as OutputFormat
+from .._records import parse_json, render
+
 InputFormat = Literal["text", "jsonl"]
-OutputFormat = Literal["text", "jsonl", "raw"]
 INPUT_FORMATS: tuple[InputFormat, ...] = ("text", "jsonl")
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "jsonl", "raw")
 
@@ -87,48 +88,3 @@ def input_of(error: BaseException) -> str | None:
     """The excerpt of the line ``error`` was raised on, if a LineFunction raised it."""
     value = getattr(error, _INPUT_ATTRIBUTE, None)
     return value if isinstance(value, str) else None
-
-
-def parse_json(line: str) -> Any:
-    """The line as strict JSON: NaN and Infinity are refused, as JSON has neither."""
-    try:
-        return json.loads(line, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        raise ValueError(f"the line is not valid JSON: {exc}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (JSON has no NaN or Infinity)")
-
-
-def render(result: Any, output_format: OutputFormat) -> str | bytes:
-    """``result`` as one output record."""
-    if output_format == "raw":
-        if isinstance(result, (bytes, bytearray, memoryview)):
-            return bytes(result)
-        if isinstance(result, str):
-            return result.encode("utf-8", "surrogateescape")
-        raise TypeError(
-            f"the result, a {type(result).__qualname__}, cannot be written raw: with "
-            "--output-format raw the function returns bytes (or str, written as UTF-8)"
-        )
-    if output_format == "text" and type(result) is str:
-        return result
-    return to_json(result)
-
-
-def to_json(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except ValueError as exc:
-        if "Out of range float" not in str(exc):
-            raise TypeError(f"the result cannot be written as JSON: {exc}") from None
-        raise ValueError(
-            "the result cannot be written as JSON: it holds NaN or Infinity, which JSON "
-            "has no way to write; return None or a string in their place"
-        ) from None
-    except TypeError as exc:
-        raise TypeError(
-            f"the result, a {type(value).__qualname__}, cannot be written as JSON: {exc}; "
-            "return a str or plain data (dict, list, str, int, float, bool, None)"
-        ) from None
