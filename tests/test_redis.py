@@ -553,3 +553,20 @@ async def test_results_from_a_list(anyio_backend: Any, client: Any) -> None:
             got.append(outcome)
     assert got == [fx.shout(str(i)) for i in range(500)]
     assert client.llen(f"{source}:processing:c1") == 0
+
+
+def test_a_consumer_whose_entries_were_claimed_cannot_write_them_again(client: Any) -> None:
+    source, sink = names()
+    ids = fill(client, source, ["a", "b", "c"])
+    slow = inorder.redis.StreamSource(client, source, "g", "slow", claim_idle=None)
+    slow.prepare(inorder.redis.StreamSink(sink))
+    taken = slow.read(10, block=False)
+    assert [entry.id for entry in taken] == ids
+    # Another consumer takes them over (idle for 0 ms here: "seemed dead").
+    other = inorder.redis.StreamSource(client, source, "g", "other", claim_idle=0.0)
+    other.prepare(inorder.redis.StreamSink(sink))
+    assert [entry.id for entry in other.read(10, block=False)] == ids
+    assert other.commit(inorder.redis.StreamSink(sink), [(i, "data", "x", "") for i in ids]) == 3
+    # The slow one comes back and commits what it had: nothing is written twice.
+    assert slow.commit(inorder.redis.StreamSink(sink), [(i, "data", "y", "") for i in ids]) == 0
+    assert [o["data"] for o in outputs(client, sink)] == ["x", "x", "x"]
