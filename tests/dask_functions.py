@@ -62,3 +62,10 @@ def kill_worker_on(culprit: int, x: int) -> int:
 def batch_tasks(dask_scheduler: Any) -> int:
     """On the scheduler (``client.run_on_scheduler``): inorder's tasks it knows of."""
     return sum(1 for key in dask_scheduler.tasks if str(key).startswith("inorder-batch-"))
+
+
+def worker_name(line: str) -> str:
+    """The name of the Dask worker running it (raises outside one)."""
+    from distributed import get_worker
+
+    return str(get_worker().name)

@@ -437,3 +437,25 @@ async def test_a_client_closed_after_the_options_were_made_fails_at_entry(
         async with OrderedPipeline(options):
             pass
     assert local_client.status == "running"
+
+
+def test_inorder_map_from_redis_runs_on_the_cluster(
+    command_line_cluster: str, redis_url: str
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    lines = [f"line {i}" for i in range(500)]
+    client.delete("dask-in", "dask-out")
+    for line in lines:
+        client.xadd("dask-in", {"data": line})
+    done = _inorder(
+        "map", "--dask", _scheduler_address(command_line_cluster),
+        "tests.dask_functions:worker_name",
+        f"{redis_url}?stream=dask-in&group=g", "--output", f"{redis_url}?stream=dask-out",
+        stdin="",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ran_on = [f[b"data"].decode() for _, f in client.xrange("dask-out")]
+    assert len(ran_on) == len(lines)
+    assert set(ran_on) <= {"w1", "w2"}  # the cluster's workers, not this machine's pool

@@ -565,8 +565,11 @@ def test_a_consumer_whose_entries_were_claimed_cannot_write_them_again(client: A
     # Another consumer takes them over (idle for 0 ms here: "seemed dead").
     other = inorder.redis.StreamSource(client, source, "g", "other", claim_idle=0.0)
     other.prepare(inorder.redis.StreamSink(sink))
-    assert [entry.id for entry in other.read(10, block=False)] == ids
-    assert other.commit(inorder.redis.StreamSink(sink), [(i, "data", "x", "") for i in ids]) == 3
+    claimed = other.read(10, block=False)
+    assert [entry.id for entry in claimed] == ids
+    assert (
+        other.commit(inorder.redis.StreamSink(sink), [(e, "data", "x", "") for e in claimed]) == 3
+    )
     # The slow one comes back and commits what it had: nothing is written twice.
-    assert slow.commit(inorder.redis.StreamSink(sink), [(i, "data", "y", "") for i in ids]) == 0
+    assert slow.commit(inorder.redis.StreamSink(sink), [(e, "data", "y", "") for e in taken]) == 0
     assert [o["data"] for o in outputs(client, sink)] == ["x", "x", "x"]

@@ -517,7 +517,7 @@ class OrderedPipeline:
             window=self._window,
             sizers=self._sizers,
             window_sizer=self._window_sizer,
-            dispatch_slots=self._max_dispatches,
+            dispatch_slots=lambda: self._max_dispatches,  # follows a scaling cluster
             measures_sizes=self._codec.measures_sizes,
             still_accepting=lambda: self._state is _State.OPEN,
             refusal=functools.partial(self._closed_error, "map()"),
@@ -1183,7 +1183,7 @@ class _Intake:
     window: Window[Any]
     sizers: BatchSizers
     window_sizer: WindowSizer | None
-    dispatch_slots: int
+    dispatch_slots: Callable[[], int]
     measures_sizes: bool  # the codec pickles items, so the window measures them
     still_accepting: Callable[[], bool]
     refusal: Callable[[], Exception]
@@ -1212,7 +1212,7 @@ class _Intake:
         # and with them the first results and the sizer's next step. Several rounds, so
         # that the queue keeps up with the batch size (a batch that holds all it may
         # grows the size from there). At full size it is the whole window.
-        return READ_AHEAD_ROUNDS * self.dispatch_slots * self.sizers.of(key).size
+        return READ_AHEAD_ROUNDS * self.dispatch_slots() * self.sizers.of(key).size
 
     def first_chunk(self) -> int | None:
         if self.window_sizer is None or not self.measures_sizes:
@@ -1220,7 +1220,7 @@ class _Intake:
         # At least a batch for every dispatch slot: a fixed batch size holds from the
         # first batch.
         fixed = 0 if self.sizers.adaptive else self.sizers.size
-        return max(FIRST_MAP_CHUNK, fixed * self.dispatch_slots)
+        return max(FIRST_MAP_CHUNK, fixed * self.dispatch_slots())
 
     def sizes_measured(self) -> int:
         return 0 if self.window_sizer is None else self.window_sizer.arguments_measured

@@ -1,7 +1,8 @@
-"""Redis streams as a durable source and sink: ordered, bounded, restart-safe.
+"""Redis streams and lists as durable sources and sinks: ordered, bounded, restart-safe.
 
 One consumer of a consumer group reads entries, runs a function on each in the
-pipeline, and writes one output entry per input entry, in input order::
+pipeline, and writes one output entry per input entry, in input order (``run``; or
+hands the outcomes to the caller's loop, ``results``)::
 
     source stream ──XREADGROUP──▶ pipeline ──▶ sink stream
         (group, consumer)                     XADD output + XACK input,
@@ -15,6 +16,9 @@ entries first, in their order, then entries of consumers idle for ``claim_idle``
 seconds (XAUTOCLAIM), then new ones: outputs keep the input order of one consumer, and
 no input gets two outputs, even when a consumer thought dead comes back after its
 entries were claimed (the script skips entries no longer pending for it).
+
+Lists work the same way (``ListSource``, ``ListSink``): each item read is moved to the
+consumer's processing list, and removed from it by the script that pushes its output.
 
 Reading is bounded: the source reads no more entries than the pipeline's window has room
 for, so what was taken from Redis and not yet written never exceeds the window.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import pickle
@@ -128,7 +133,12 @@ class Entry:
     id: str
     data: str | None
     problem: str | None = None
-    raw: bytes | None = None  # the data as Redis holds it (for pickled tasks)
+    raw: bytes | None = None  # the data as Redis holds it
+
+
+# What is written for an entry: the entry, kind ("data", "error" or "skip"), the value
+# (the rendered result, or the error's message), the error's type name.
+Output = tuple[Entry, str, Any, str]
 
 
 class EntryFunction:
@@ -285,22 +295,21 @@ class StreamSource:
             return self._claim(count)  # that page held only deleted entries
         return entries
 
-    def ack(self, ids: Sequence[str]) -> None:
-        """Acknowledge the entries ``ids`` (handled without a sink). Blocking."""
-        if ids:
-            self.client.xack(self.stream, self.group, *ids)
+    def ack(self, entries: Sequence[Entry]) -> None:
+        """Acknowledge ``entries`` (handled without a sink). Blocking."""
+        if entries:
+            self.client.xack(self.stream, self.group, *[entry.id for entry in entries])
 
-    def commit(self, sink: Any, outputs: Sequence[tuple[str, str, str, str]]) -> int:
-        """Write ``outputs`` (input ID, kind, value, error type) to ``sink`` and
-        acknowledge their inputs, atomically; how many were this consumer's to write."""
+    def commit(self, sink: Any, outputs: Sequence[Output]) -> int:
+        """Write ``outputs`` to ``sink`` and acknowledge their inputs, atomically; how
+        many were this consumer's to write."""
         if not outputs:
             return 0
-        ids = sorted((output[0] for output in outputs), key=_id_key)
-        args: list[str] = [self.group, self.consumer, ids[0], ids[-1]]
-        for output in outputs:
-            args.extend(output)
-        written = self.client.eval(_COMMIT, 2, self.stream, sink.stream, *args)
-        return int(written)
+        ids = sorted((entry.id for entry, *_ in outputs), key=_id_key)
+        args: list[Any] = [self.group, self.consumer, ids[0], ids[-1]]
+        for entry, kind, value, error_type in outputs:
+            args.extend((entry.id, kind, value, error_type))
+        return int(self.client.eval(_COMMIT, 2, self.stream, sink.stream, *args))
 
 
 class StreamSink:
@@ -361,8 +370,7 @@ class ListSource:
         self.processing = f"{key}:processing:{self.consumer}"
         self.follow = follow
         self._recovered: deque[bytes] | None = None
-        self._read = 0
-        self._raw: dict[str, bytes] = {}
+        self._read = 0  # items read in this run: their IDs
 
     @property
     def name(self) -> str:
@@ -389,31 +397,27 @@ class ListSource:
                     self.key, self.processing, BLOCK_SECONDS, "RIGHT", "LEFT"
                 )
                 items = [] if item is None else [item]
-        entries = []
-        for raw in items:
-            self._read += 1
-            entry_id = f"{self._read}"
-            self._raw[entry_id] = raw
-            entries.append(_list_entry(entry_id, raw))
-        return entries
+        first = self._read + 1
+        self._read += len(items)
+        return [_decoded(str(first + i), raw, "it") for i, raw in enumerate(items)]
 
-    def ack(self, ids: Sequence[str]) -> None:
-        """Remove the items ``ids`` (handled without a sink) from the processing list.
-        Blocking."""
-        if ids:
+    def ack(self, entries: Sequence[Entry]) -> None:
+        """Remove ``entries`` (handled without a sink) from the processing list. Blocking."""
+        if entries:
             with self.client.pipeline(transaction=True) as batch:
-                for entry_id in ids:
-                    batch.lrem(self.processing, -1, self._raw.pop(entry_id))
+                for entry in entries:
+                    batch.lrem(self.processing, -1, entry.raw)
                 batch.execute()
 
-    def commit(self, sink: Any, outputs: Sequence[tuple[str, str, str, str]]) -> int:
-        """Push ``outputs`` (input ID, kind, value, error type) to ``sink`` and remove
-        their inputs from the processing list, atomically; how many were written."""
+    def commit(self, sink: Any, outputs: Sequence[Output]) -> int:
+        """Push ``outputs`` to ``sink`` and remove their inputs from the processing
+        list, atomically; how many were written."""
         if not outputs:
             return 0
         args: list[Any] = []
-        for entry_id, kind, value, error_type in outputs:
-            raw = self._raw.pop(entry_id)
+        for entry, kind, value, error_type in outputs:
+            raw = entry.raw
+            assert raw is not None  # a list item is always there, as bytes
             if kind == "error":
                 value = json.dumps(
                     {
@@ -460,6 +464,10 @@ class _Reader:
         self.taken: deque[Entry] = deque()  # read and not yet committed, in order
         self.failure: Exception | None = None  # reading failed (the connection, ...)
         self._room = anyio.Event()
+
+    def first(self, count: int) -> list[Entry]:
+        """The first ``count`` entries taken (a copy: the reader goes on extending)."""
+        return list(itertools.islice(self.taken, count))
 
     def done(self, count: int) -> None:
         """The first ``count`` entries taken are committed: their room is free."""
@@ -534,10 +542,10 @@ async def run(
         reader = _Reader(source, pipe, call, pickled=fn is None)
         tasks.start_soon(reader.run, tasks.cancel_scope.cancel)
         async for outcomes in pipe.chunks():
-            outputs: list[tuple[str, str, str, str]] = []
-            for position, outcome in enumerate(outcomes):
-                # Still counted as taken until committed: the reader sees no room for it.
-                entry_id = reader.taken[position].id
+            outputs: list[Output] = []
+            # Still counted as taken until committed: the reader sees no room for them.
+            for entry, outcome in zip(reader.first(len(outcomes)), outcomes, strict=True):
+                entry_id = entry.id
                 if isinstance(outcome, BaseException):
                     if on_failure is not None:
                         on_failure(entry_id, outcome)
@@ -549,13 +557,13 @@ async def run(
                             "entry %s of %s failed and was skipped: %s: %s",
                             entry_id, source.name, type(outcome).__name__, outcome,
                         )  # fmt: skip
-                        outputs.append((entry_id, "skip", "", ""))
+                        outputs.append((entry, "skip", "", ""))
                         report.skipped += 1
                     else:
-                        outputs.append((entry_id, "error", str(outcome), type(outcome).__name__))
+                        outputs.append((entry, "error", str(outcome), type(outcome).__name__))
                         report.errors += 1
                 else:
-                    outputs.append((entry_id, "data", outcome, ""))
+                    outputs.append((entry, "data", outcome, ""))
                     report.written += 1
             try:
                 written = await anyio.to_thread.run_sync(source.commit, sink, outputs)
@@ -568,10 +576,11 @@ async def run(
             if failure is not None:
                 tasks.cancel_scope.cancel()  # stop reading: the run ends here
                 break
-    if write_failure is not None or reader.failure is not None:
+    lost = write_failure or reader.failure
+    if lost is not None:
         # Reading or writing failed (the connection was lost, ...): what was not
         # committed stays pending for this consumer.
-        raise write_failure or reader.failure  # type: ignore[misc]
+        raise lost
     if failure is not None:
         entry_id, error = failure
         raise EntryFailed(
@@ -605,14 +614,13 @@ async def results(
         reader = _Reader(source, pipe, EntryFunction(fn, format), pickled=False)
         tasks.start_soon(reader.run, tasks.cancel_scope.cancel)
 
-        handled: list[str] = []  # entries whose next pair the loop asked for, not acked
+        handled: list[Entry] = []  # entries whose next pair the loop asked for, not acked
 
         async def pairs() -> AsyncGenerator[tuple[Entry, Any], None]:
             async for outcomes in pipe.chunks():
-                for position, outcome in enumerate(outcomes):
-                    entry = reader.taken[position]
+                for entry, outcome in zip(reader.first(len(outcomes)), outcomes, strict=True):
                     yield entry, outcome
-                    handled.append(entry.id)  # the loop came back for more
+                    handled.append(entry)  # the loop came back for more
                 await anyio.to_thread.run_sync(source.ack, list(handled))
                 handled.clear()
                 reader.done(len(outcomes))
@@ -656,19 +664,16 @@ def _entry(entry_id: Any, fields: Any) -> Entry:
     if raw is None:
         return Entry(entry_id, None, "it has no 'data' field")
     if isinstance(raw, bytes):
-        try:
-            return Entry(entry_id, raw.decode("utf-8"), raw=raw)
-        except UnicodeDecodeError as exc:
-            problem = f"its 'data' is not UTF-8 text ({exc.reason})"
-            return Entry(entry_id, None, problem, raw=raw)
+        return _decoded(entry_id, raw, "its 'data'")
     return Entry(entry_id, str(raw), raw=str(raw).encode())
 
 
-def _list_entry(entry_id: str, raw: bytes) -> Entry:
+def _decoded(entry_id: str, raw: bytes, what: str) -> Entry:
+    """An entry of ``raw`` data, or (not UTF-8) one that says so of ``what``."""
     try:
         return Entry(entry_id, raw.decode("utf-8"), raw=raw)
     except UnicodeDecodeError as exc:
-        return Entry(entry_id, None, f"it is not UTF-8 text ({exc.reason})", raw=raw)
+        return Entry(entry_id, None, f"{what} is not UTF-8 text ({exc.reason})", raw=raw)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

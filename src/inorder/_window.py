@@ -141,7 +141,7 @@ class Window(Generic[W]):
 # results, measured as batches travel, within
 # [AUTO_WINDOW_MIN_PER_WORKER * workers, AUTO_WINDOW_MAX] items. Tiny items get a window
 # large enough for batches of thousands, so that the fixed cost of an executor call is
-# spread thin; 1 MiB items get a few dozen, so that memory stays flat (docs/decisions/0014).
+# spread thin; 1 MiB items get a few dozen, so that memory stays flat.
 AUTO_WINDOW_START = 1024
 AUTO_WINDOW_MAX = 131072
 AUTO_WINDOW_MIN_PER_WORKER = 4
@@ -171,8 +171,8 @@ class WindowSizer:
         maximum: int = AUTO_WINDOW_MAX,
     ) -> None:
         self.budget = budget
-        self._minimum = min(maximum, AUTO_WINDOW_MIN_PER_WORKER * workers)
         self._maximum = maximum
+        self.set_workers(workers)
         self._arguments: float | None = None  # bytes per item
         self.arguments_measured = 0  # batches whose arguments were measured
         self._results: float | None = None

@@ -101,11 +101,6 @@ class DaskExecutor(concurrent.futures.Executor):
         self._shutdown = False
         self._threads_checked = time.monotonic()
 
-    @property
-    def pending(self) -> int:
-        """Tasks submitted and not yet finished, failed or released."""
-        return len(self._tasks)
-
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         if self._shutdown:
             raise RuntimeError("cannot submit to a Dask executor after shutdown")
@@ -134,7 +129,7 @@ class DaskExecutor(concurrent.futures.Executor):
         try:
             result = await self._client.gather(task, asynchronous=True)
         except BaseException as exc:  # noqa: BLE001 - every outcome goes to the future
-            outcome: BaseException | None = _lost_if_killed(exc, key)
+            outcome: BaseException | None = _lost_if_killed(exc)
             result = None
         else:
             outcome = None
@@ -174,7 +169,7 @@ class DaskExecutor(concurrent.futures.Executor):
             self._release(key)
 
 
-def _lost_if_killed(error: BaseException, key: str) -> BaseException:
+def _lost_if_killed(error: BaseException) -> BaseException:
     """Dask's ``KilledWorker`` as the neutral report of a lost batch; other errors as
     they are (the task's own exception, or the client's)."""
     from distributed.scheduler import KilledWorker
@@ -208,11 +203,6 @@ class DaskBackend:
     @property
     def executor(self) -> concurrent.futures.Executor:
         return self._executor
-
-    @property
-    def pending(self) -> int:
-        """Tasks of this pipeline that Dask has not finished (see ``DaskExecutor``)."""
-        return self._executor.pending
 
     restarts = 0  # Dask's nannies restart its workers: not counted here
     timeouts = 0  # no timeout on a cluster: Dask cannot stop a running task

@@ -36,7 +36,7 @@ def add_pipeline_options(
         "--workers",
         type=_positive_int,
         default=None,
-        help="worker processes (default: CPUs); with --dask, batches in flight per two "
+        help="worker processes (default: CPUs); with --dask, items run at once "
         "(default: the cluster's threads, followed as it scales)",
     )
     if cluster:

@@ -174,7 +174,8 @@ def map_command(args: argparse.Namespace) -> int:
 
 
 def _map_redis(fn: Any, args: argparse.Namespace, urls: list[str]) -> int:
-    """``inorder map`` from a Redis stream to another (see ``_cli._redis``)."""
+    """``inorder map`` from a Redis stream or list to another (see the ``_redis`` module of
+    this package); ``--dask`` runs the function on a cluster here too."""
     if len(urls) != 1 or len(args.files) != 1:
         raise UsageError(
             "--output and --follow go with one Redis input URL "
@@ -182,10 +183,12 @@ def _map_redis(fn: Any, args: argparse.Namespace, urls: list[str]) -> int:
         )
     if args.unordered:
         raise UsageError("a Redis stream is written in input order: drop --unordered")
-    options = dict(pipeline_options(args, window=args.window).as_kwargs())
-    options.pop("ordered")
-    options.pop("on_error")
-    return run_on_loop(check_loop(args.loop), _redis.run_stream, fn, args, urls[0], options)
+    loop = check_loop(args.loop)
+    with executor_for(args) as executor:
+        options = dict(pipeline_options(args, executor=executor, window=args.window).as_kwargs())
+        options.pop("ordered")
+        options.pop("on_error")
+        return run_on_loop(loop, _redis.run_stream, fn, args, urls[0], options)
 
 
 async def _map_stream(

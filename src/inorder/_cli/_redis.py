@@ -41,7 +41,9 @@ def parse(url: str, *, role: str) -> tuple[str, dict[str, str]]:
         raise UsageError(
             f"{role} {url!r} must name one stream (?stream=NAME) or one list (?list=NAME)"
         )
-    plain = parts._replace(query=urllib.parse.urlencode(theirs)).geturl()
+    plain = urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(theirs), parts.fragment)
+    )
     return plain, ours
 
 
