@@ -160,6 +160,45 @@ async def test_bad_entries_and_failed_items_are_written_as_errors_with_their_ids
     assert (report.written, report.errors) == (3, 3)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{"decode_responses": True}, {"protocol": 3}, {"protocol": 3, "decode_responses": True}],
+    ids=["decoding", "resp3", "resp3-decoding"],
+)
+async def test_a_client_that_decodes_or_speaks_resp3_reads_the_same_entries(
+    anyio_backend: Any, client: Any, redis_url: str, settings: dict[str, Any]
+) -> None:
+    source, sink = names()
+    ids = _bad_entries(client, source)  # one of them not UTF-8
+    with redis.Redis.from_url(redis_url, **settings) as theirs:
+        report = await inorder.redis.run(
+            fx.fail_on_b,
+            inorder.redis.StreamSource(theirs, source, "etl", "c1"),
+            inorder.redis.StreamSink(sink),
+            on_error="return",
+            workers=1,
+        )
+    written = outputs(client, sink)
+    assert [o["id"] for o in written] == ids
+    assert [o.get("data") for o in written] == ["a", None, "c", None, None, "d"]
+    assert "not UTF-8" in written[4]["message"]
+    assert (report.written, report.errors) == (3, 3)
+
+    items, results = f"{source}-list", f"{sink}-list"
+    client.lpush(items, b"one", b"\xff", b"two")
+    with redis.Redis.from_url(redis_url, **settings) as theirs:
+        await inorder.redis.run(
+            fx.shout,
+            inorder.redis.ListSource(theirs, items, "c1"),
+            inorder.redis.ListSink(results),
+            on_error="return",
+            workers=1,
+        )
+    pushed = client.lrange(results, 0, -1)
+    assert pushed[0::2] == [b"ONE!", b"TWO!"]  # first in, first out
+    assert json.loads(pushed[1])["error"] == "BadEntry"
+
+
 async def test_skip_acknowledges_failures_and_raise_leaves_the_entry_pending(
     anyio_backend: Any, client: Any
 ) -> None:

@@ -42,7 +42,7 @@ import pickle
 import socket
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -125,8 +125,7 @@ class EntryFailed(InorderError):
         self.entry_id = entry_id
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """An entry taken from the source: its ID and its ``data`` field, or what is wrong
     with it (``problem``: no such field, deleted from the stream, not UTF-8 text)."""
 
@@ -224,6 +223,10 @@ class StreamSource:
         self._phase = "pending"  # then "claim", then "new"
         self._pending_from = "0"
         self._claim_from = "0-0"
+        self._redis = _bytes_client(client)
+        # Replies of XREADGROUP as Redis sends them: the entries' fields as flat lists,
+        # not made into dicts first.
+        self._redis.set_response_callback("XREADGROUP", _as_sent)
 
     @property
     def name(self) -> str:
@@ -239,7 +242,7 @@ class StreamSource:
         import redis
 
         try:
-            self.client.xgroup_create(self.stream, self.group, id=self._start, mkstream=True)
+            self._redis.xgroup_create(self.stream, self.group, id=self._start, mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -267,7 +270,7 @@ class StreamSource:
         return entries
 
     def _read_group(self, after: str, count: int, *, block: bool) -> list[Entry]:
-        reply = self.client.xreadgroup(
+        reply = self._redis.xreadgroup(
             self.group,
             self.consumer,
             {self.stream: after},
@@ -276,12 +279,13 @@ class StreamSource:
         )
         if not reply:
             return []
-        (_, messages), *_ = reply
+        # RESP2: [[stream, entries]]; RESP3: {stream: entries}.
+        (messages,) = reply.values() if isinstance(reply, dict) else (reply[0][1],)
         return [_entry(entry_id, fields) for entry_id, fields in messages]
 
     def _claim(self, count: int) -> list[Entry]:
         assert self.claim_idle is not None
-        next_from, messages, *_ = self.client.xautoclaim(
+        next_from, messages, *_ = self._redis.xautoclaim(
             self.stream,
             self.group,
             self.consumer,
@@ -298,7 +302,7 @@ class StreamSource:
     def ack(self, entries: Sequence[Entry]) -> None:
         """Acknowledge ``entries`` (handled without a sink). Blocking."""
         if entries:
-            self.client.xack(self.stream, self.group, *[entry.id for entry in entries])
+            self._redis.xack(self.stream, self.group, *[entry.id for entry in entries])
 
     def commit(self, sink: Any, outputs: Sequence[Output]) -> int:
         """Write ``outputs`` to ``sink`` and acknowledge their inputs, atomically; how
@@ -309,7 +313,7 @@ class StreamSource:
         args: list[Any] = [self.group, self.consumer, ids[0], ids[-1]]
         for entry, kind, value, error_type in outputs:
             args.extend((entry.id, kind, value, error_type))
-        return int(self.client.eval(_COMMIT, 2, self.stream, sink.stream, *args))
+        return int(self._redis.eval(_COMMIT, 2, self.stream, sink.stream, *args))
 
 
 class StreamSink:
@@ -368,6 +372,7 @@ class ListSource:
         self.key = key
         self.consumer = consumer or socket.gethostname()
         self.processing = f"{key}:processing:{self.consumer}"
+        self._redis = _bytes_client(client)
         self.follow = follow
         self._recovered: deque[bytes] | None = None
         self._read = 0  # items read in this run: their IDs
@@ -381,7 +386,7 @@ class ListSource:
         Blocking: call it from a thread."""
         if sink is not None and not isinstance(sink, ListSink):
             raise TypeError(f"a ListSource writes to a ListSink, got {type(sink).__qualname__}")
-        left = self.client.lrange(self.processing, 0, -1)
+        left = self._redis.lrange(self.processing, 0, -1)
         self._recovered = deque(reversed(left))  # the head is the newest
 
     def read(self, count: int, *, block: bool) -> list[Entry]:
@@ -391,9 +396,9 @@ class ListSource:
         if self._recovered:
             items = [self._recovered.popleft() for _ in range(min(count, len(self._recovered)))]
         else:
-            items = list(self.client.eval(_TAKE, 2, self.key, self.processing, count))
+            items = list(self._redis.eval(_TAKE, 2, self.key, self.processing, count))
             if not items and block:
-                item = self.client.blmove(
+                item = self._redis.blmove(
                     self.key, self.processing, BLOCK_SECONDS, "RIGHT", "LEFT"
                 )
                 items = [] if item is None else [item]
@@ -404,7 +409,7 @@ class ListSource:
     def ack(self, entries: Sequence[Entry]) -> None:
         """Remove ``entries`` (handled without a sink) from the processing list. Blocking."""
         if entries:
-            with self.client.pipeline(transaction=True) as batch:
+            with self._redis.pipeline(transaction=True) as batch:
                 for entry in entries:
                     batch.lrem(self.processing, -1, entry.raw)
                 batch.execute()
@@ -428,7 +433,7 @@ class ListSource:
                     ensure_ascii=False,
                 )
             args.extend((raw, kind, value))
-        return int(self.client.eval(_LIST_COMMIT, 2, self.processing, sink.key, *args))
+        return int(self._redis.eval(_LIST_COMMIT, 2, self.processing, sink.key, *args))
 
 
 class ListSink:
@@ -656,11 +661,39 @@ async def run_pickled_tasks(
     return await run(None, source, sink, on_error=on_error, on_failure=on_failure, **options)
 
 
+_DATA = (b"data", "data")
+
+
+def _bytes_client(client: Any) -> Any:
+    """A client of our own on ``client``'s server and settings, whose replies are bytes
+    (a client that decodes them would fail a whole read on one entry that is not UTF-8):
+    ``client``'s own connections, or, if it decodes, connections of its own (closed
+    when it is garbage collected)."""
+    import redis
+
+    pool = client.connection_pool
+    if pool.connection_kwargs.get("decode_responses"):
+        pool = redis.ConnectionPool(
+            connection_class=pool.connection_class,
+            **{**pool.connection_kwargs, "decode_responses": False},
+        )
+    return redis.Redis(connection_pool=pool)
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    return response
+
+
 def _entry(entry_id: Any, fields: Any) -> Entry:
+    """An entry of a stream, its ``fields`` a dict or a flat list of names and values."""
     entry_id = _text(entry_id)
     if not fields:
         return Entry(entry_id, None, "it was deleted from the stream")
-    raw = fields.get(b"data", fields.get("data"))
+    if isinstance(fields, list):
+        names, values = fields[::2], fields[1::2]
+        raw = next((v for n, v in zip(names, values, strict=True) if n in _DATA), None)
+    else:
+        raw = fields.get(b"data", fields.get("data"))
     if raw is None:
         return Entry(entry_id, None, "it has no 'data' field")
     if isinstance(raw, bytes):
