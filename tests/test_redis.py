@@ -381,8 +381,8 @@ def test_inorder_map_follows_new_entries_and_stops_on_sigterm(redis_url: str, cl
         (["redis://127.0.0.1:1/0?group=g"], "must name one stream"),
         (["redis://127.0.0.1:1/0?stream=s"], "needs a Redis output"),
         (
-            ["redis://127.0.0.1:1/0?list=l", "--output", "redis://127.0.0.1:1/0?stream=o"],
-            "a list to a list",
+            ["redis://127.0.0.1:1/0?list=l", "--output", "redis://127.0.0.1:1/1?stream=o"],
+            "same Redis server and database",
         ),
         (["--follow", "a.txt"], "one Redis input URL"),
     ],
@@ -612,3 +612,68 @@ def test_a_consumer_whose_entries_were_claimed_cannot_write_them_again(client: A
     # The slow one comes back and commits what it had: nothing is written twice.
     assert slow.commit(inorder.redis.StreamSink(sink), [(e, "data", "y", "") for e in taken]) == 0
     assert [o["data"] for o in outputs(client, sink)] == ["x", "x", "x"]
+
+
+# -- a stream to a list, a list to a stream ------------------------------------------------
+
+
+async def test_a_stream_goes_to_a_list_and_a_list_to_a_stream(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    ids = _bad_entries(client, source)  # a, b (fails), c, no data, not UTF-8, d
+    await _run_fail_on_b(client, source, "etl", sink, "return")  # stream -> stream: fine
+    listed = f"{sink}-list"
+    await inorder.redis.run(
+        fx.fail_on_b,
+        inorder.redis.StreamSource(client, source, "to-list", "c1"),
+        inorder.redis.ListSink(listed),
+        on_error="return",
+        workers=1,
+    )
+    pushed = [v.decode() for v in client.lrange(listed, 0, -1)]
+    assert [pushed[0], pushed[2], pushed[5]] == ["a", "c", "d"]
+    assert json.loads(pushed[1]) == {
+        "error": "ValueError", "message": "b is not welcome", "id": ids[1]
+    }  # fmt: skip
+    assert json.loads(pushed[3])["id"] == ids[3]
+    assert json.loads(pushed[4])["error"] == "BadEntry"
+    assert client.xpending(source, "to-list")["pending"] == 0
+
+    items, streamed = f"{source}-list", f"{sink}-stream"
+    push(client, items, [b"a", b"b", b"\xff", b"c"])
+    await inorder.redis.run(
+        fx.fail_on_b,
+        inorder.redis.ListSource(client, items, "c1"),
+        inorder.redis.StreamSink(streamed),
+        on_error="return",
+        workers=1,
+    )
+    written = outputs(client, streamed)
+    assert written[0] == {"data": "a"}  # a list item has no ID
+    assert written[1] == {"error": "ValueError", "message": "b is not welcome"}
+    assert written[2]["error"] == "BadEntry"
+    assert written[3] == {"data": "c"}
+    assert client.llen(f"{items}:processing:c1") == 0
+
+
+def test_inorder_map_from_a_list_to_a_stream_and_back(redis_url: str, client: Any) -> None:
+    source, sink = names()
+    items = [f"line {i}" for i in range(500)]
+    push(client, source, items)
+    command = _inorder(
+        "map", "tests.cli_functions:upper",
+        f"{redis_url}?list={source}", "--output", f"{redis_url}?stream={sink}",
+    )  # fmt: skip
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 0, err
+    assert [o["data"] for o in outputs(client, sink)] == [i.upper() for i in items]
+
+    back = f"{source}-back"
+    command = _inorder(
+        "map", "tests.cli_functions:upper",
+        f"{redis_url}?stream={sink}&group=back", "--output", f"{redis_url}?list={back}",
+    )  # fmt: skip
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 0, err
+    assert [v.decode() for v in client.lrange(back, 0, -1)] == [i.upper() for i in items]

@@ -63,13 +63,18 @@ READ_COUNT = 1024
 # a cancelled read returns its thread (the task itself is cancelled at once).
 BLOCK_SECONDS = 0.5
 
-# Writes a chunk of outputs and acknowledges their inputs, atomically. An input no
-# longer pending for this consumer (claimed by another) is skipped: its output is the
-# other consumer's to write. KEYS: source stream, sink stream. ARGV: group, consumer,
-# the lowest and highest input ID of the chunk, then per entry: input ID, kind ("data",
-# "error" or "skip"), value, error type. One XPENDING over the chunk's range, one XACK
-# per thousand inputs.
-_COMMIT = """
+# The commit scripts: each writes a chunk of outputs and acknowledges their inputs,
+# atomically, skipping an input that is no longer this consumer's (a stream entry
+# claimed by another consumer; a list item no longer in the processing list): its
+# output is not ours to write. A script is the source's check and acknowledgement around
+# the sink's ``emit(label, kind, value, error_type)`` (kind "data", "error" or "skip";
+# label: the input's ID, or "" for a list item, which has none). KEYS: the source stream
+# or processing list, the sink. ARGV: the source's own, then per entry: the input
+# (stream: its ID; list: the item as read), kind, value, error type.
+
+# A stream source: one XPENDING over the chunk's range (ARGV: group, consumer, lowest
+# and highest input ID), one XACK per thousand inputs.
+_STREAM_COMMIT = """
 local group, consumer = ARGV[1], ARGV[2]
 local mine = {}
 for _, entry in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4],
@@ -79,13 +84,9 @@ end
 local acks = {}
 local written = 0
 for i = 5, #ARGV, 4 do
-  local id, kind = ARGV[i], ARGV[i + 1]
+  local id = ARGV[i]
   if mine[id] then
-    if kind == 'data' then
-      redis.call('XADD', KEYS[2], '*', 'id', id, 'data', ARGV[i + 2])
-    elseif kind == 'error' then
-      redis.call('XADD', KEYS[2], '*', 'id', id, 'error', ARGV[i + 3], 'message', ARGV[i + 2])
-    end
+    emit(id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     acks[#acks + 1] = id
     written = written + 1
     if #acks == 1000 then
@@ -98,6 +99,44 @@ if #acks > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acks))
 end
 return written
+"""
+
+# A list source: each input removed from the processing list (no ARGV of its own).
+_LIST_COMMIT = """
+local written = 0
+for i = 1, #ARGV, 4 do
+  if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
+    emit('', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    written = written + 1
+  end
+end
+return written
+"""
+
+# A stream sink: an entry with the input's ``id`` (when it has one) and ``data``, or
+# ``error`` and ``message``.
+_XADD_EMIT = """
+local function emit(label, kind, value, error_type)
+  if kind == 'skip' then return end
+  local fields
+  if kind == 'data' then
+    fields = {'data', value}
+  else
+    fields = {'error', error_type, 'message', value}
+  end
+  if label ~= '' then
+    redis.call('XADD', KEYS[2], '*', 'id', label, unpack(fields))
+  else
+    redis.call('XADD', KEYS[2], '*', unpack(fields))
+  end
+end
+"""
+
+# A list sink: the value as the caller rendered it (an error as JSON).
+_RPUSH_EMIT = """
+local function emit(label, kind, value, error_type)
+  if kind ~= 'skip' then redis.call('RPUSH', KEYS[2], value) end
+end
 """
 
 
@@ -235,10 +274,7 @@ class StreamSource:
     def prepare(self, sink: Any) -> None:
         """Check the sink, and create the consumer group if it does not exist.
         Blocking: call it from a thread."""
-        if sink is not None and not isinstance(sink, StreamSink):
-            raise TypeError(
-                f"a StreamSource writes to a StreamSink, got {type(sink).__qualname__}"
-            )
+        _check_sink(sink)
         import redis
 
         try:
@@ -304,7 +340,7 @@ class StreamSource:
         if entries:
             self._redis.xack(self.stream, self.group, *[entry.id for entry in entries])
 
-    def commit(self, sink: Any, outputs: Sequence[Output]) -> int:
+    def commit(self, sink: StreamSink | ListSink, outputs: Sequence[Output]) -> int:
         """Write ``outputs`` to ``sink`` and acknowledge their inputs, atomically; how
         many were this consumer's to write."""
         if not outputs:
@@ -312,16 +348,30 @@ class StreamSource:
         ids = sorted((entry.id for entry, *_ in outputs), key=_id_key)
         args: list[Any] = [self.group, self.consumer, ids[0], ids[-1]]
         for entry, kind, value, error_type in outputs:
-            args.extend((entry.id, kind, value, error_type))
-        return int(self._redis.eval(_COMMIT, 2, self.stream, sink.stream, *args))
+            written = sink.value(entry, entry.id, kind, value, error_type)
+            args.extend((entry.id, kind, written, error_type))
+        script = sink.emit + _STREAM_COMMIT
+        return int(self._redis.eval(script, 2, self.stream, sink.key, *args))
 
 
 class StreamSink:
     """A Redis stream the outputs are added to (XADD), each with its input's ``id``
-    and its ``data`` (or ``error`` and ``message`` for a failed item)."""
+    (from a stream source: a list item has none) and its ``data``, or ``error`` (the
+    exception's type) and ``message`` for a failed item."""
+
+    emit = _XADD_EMIT
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
+
+    @property
+    def key(self) -> str:
+        return self.stream
+
+    def value(self, entry: Entry, label: str, kind: str, value: Any, error_type: str) -> Any:
+        """What the commit script gets as an output's value: the result, or the error's
+        message."""
+        return value
 
 
 # Moves up to ARGV[1] items from the input list's tail to the processing list's head
@@ -334,23 +384,6 @@ for i = 1, tonumber(ARGV[1]) do
   taken[#taken + 1] = item
 end
 return taken
-"""
-
-# Writes a chunk of outputs and removes their inputs from the processing list,
-# atomically; an input no longer there (taken back by nobody else: lists have no
-# claims) is skipped. KEYS: processing list, output list. ARGV per entry: the input as
-# it was read, kind ("data", "error" or "skip"), the output to push.
-_LIST_COMMIT = """
-local written = 0
-for i = 1, #ARGV, 3 do
-  if redis.call('LREM', KEYS[1], -1, ARGV[i]) == 1 then
-    if ARGV[i + 1] ~= 'skip' then
-      redis.call('RPUSH', KEYS[2], ARGV[i + 2])
-    end
-    written = written + 1
-  end
-end
-return written
 """
 
 
@@ -384,8 +417,7 @@ class ListSource:
     def prepare(self, sink: Any) -> None:
         """Check the sink; take back what this consumer had taken and not written.
         Blocking: call it from a thread."""
-        if sink is not None and not isinstance(sink, ListSink):
-            raise TypeError(f"a ListSource writes to a ListSink, got {type(sink).__qualname__}")
+        _check_sink(sink)
         left = self._redis.lrange(self.processing, 0, -1)
         self._recovered = deque(reversed(left))  # the head is the newest
 
@@ -414,34 +446,41 @@ class ListSource:
                     batch.lrem(self.processing, -1, entry.raw)
                 batch.execute()
 
-    def commit(self, sink: Any, outputs: Sequence[Output]) -> int:
-        """Push ``outputs`` to ``sink`` and remove their inputs from the processing
+    def commit(self, sink: StreamSink | ListSink, outputs: Sequence[Output]) -> int:
+        """Write ``outputs`` to ``sink`` and remove their inputs from the processing
         list, atomically; how many were written."""
         if not outputs:
             return 0
         args: list[Any] = []
         for entry, kind, value, error_type in outputs:
-            raw = entry.raw
-            assert raw is not None  # a list item is always there, as bytes
-            if kind == "error":
-                value = json.dumps(
-                    {
-                        "error": error_type,
-                        "message": value,
-                        "input": raw.decode("utf-8", "replace"),
-                    },
-                    ensure_ascii=False,
-                )
-            args.extend((raw, kind, value))
-        return int(self._redis.eval(_LIST_COMMIT, 2, self.processing, sink.key, *args))
+            written = sink.value(entry, "", kind, value, error_type)
+            args.extend((entry.raw, kind, written, error_type))
+        script = sink.emit + _LIST_COMMIT
+        return int(self._redis.eval(script, 2, self.processing, sink.key, *args))
 
 
 class ListSink:
     """A Redis list the outputs are pushed to (RPUSH), in input order: a result as its
-    text, a failed item as JSON ``{"error": TYPE, "message": ..., "input": ...}``."""
+    text, a failed item as JSON ``{"error": TYPE, "message": ..., "id": ...}`` (the
+    input's ID; from a list source, ``"input"``: the item itself)."""
+
+    emit = _RPUSH_EMIT
 
     def __init__(self, key: str) -> None:
         self.key = key
+
+    def value(self, entry: Entry, label: str, kind: str, value: Any, error_type: str) -> Any:
+        """What the commit script pushes for an output: the result, or the error as
+        JSON, with the input's ID (``label``) or, for a list item, the item itself."""
+        if kind != "error":
+            return value
+        error = {"error": error_type, "message": value}
+        if label:
+            error["id"] = label
+        else:
+            assert entry.raw is not None  # a list item is always there, as bytes
+            error["input"] = entry.raw.decode("utf-8", "replace")
+        return json.dumps(error, ensure_ascii=False)
 
 
 @dataclasses.dataclass
@@ -678,6 +717,11 @@ def _bytes_client(client: Any) -> Any:
             **{**pool.connection_kwargs, "decode_responses": False},
         )
     return redis.Redis(connection_pool=pool)
+
+
+def _check_sink(sink: Any) -> None:
+    if sink is not None and not isinstance(sink, StreamSink | ListSink):
+        raise TypeError(f"the sink is a StreamSink or a ListSink, got {type(sink).__qualname__}")
 
 
 def _as_sent(response: Any, **options: Any) -> Any:

@@ -5,7 +5,8 @@
     inorder map MODULE:FUNC 'redis://host:6379/0?list=jobs' --output 'redis://...?list=done'
 
 The URLs are redis-py's (``rediss://`` for TLS, ``user:password@``), with inorder's own
-query parameters taken out: ``stream`` or ``list`` (both), ``group`` (the input's consumer group,
+query parameters taken out: ``stream`` or ``list`` (on each URL, in any combination),
+``group`` (the input's consumer group,
 ``inorder`` by default), ``consumer`` (the host name by default) and ``claim_idle``
 (seconds). The work is ``inorder.redis.run``: one output entry per input entry, in
 order, each written with its input's acknowledgement.
@@ -79,15 +80,16 @@ async def run_stream(
         # Outputs and acknowledgements are written by one script: one server, one database.
         raise UsageError("--output must name the same Redis server and database as the input")
     in_client = connect(in_url)
-    if ("list" in in_params) != ("list" in out_params):
-        raise UsageError("a stream goes to a stream (?stream=NAME), a list to a list (?list=NAME)")
-    source: Any
-    sink: Any
+    source: inorder.redis.StreamSource | inorder.redis.ListSource
+    sink = (
+        inorder.redis.ListSink(out_params["list"])
+        if "list" in out_params
+        else inorder.redis.StreamSink(out_params["stream"])
+    )
     if "list" in in_params:
         source = inorder.redis.ListSource(
             in_client, in_params["list"], in_params.get("consumer") or None, follow=args.follow
         )
-        sink = inorder.redis.ListSink(out_params["list"])
     else:
         source = inorder.redis.StreamSource(
             in_client,
@@ -97,7 +99,6 @@ async def run_stream(
             follow=args.follow,
             claim_idle=float(in_params.get("claim_idle", 60.0)),
         )
-        sink = inorder.redis.StreamSink(out_params["stream"])
     failed = 0
 
     def report(entry_id: str, error: BaseException) -> None:
