@@ -26,6 +26,7 @@ import inorder.redis  # noqa: E402
 
 from . import redis_functions as fx  # noqa: E402
 from .conftest import free_port  # noqa: E402
+from .helpers import run_on_a_terminal  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -677,3 +678,76 @@ def test_inorder_map_from_a_list_to_a_stream_and_back(redis_url: str, client: An
     _, err = command.communicate(timeout=120)
     assert command.returncode == 0, err
     assert [v.decode() for v in client.lrange(back, 0, -1)] == [i.upper() for i in items]
+
+
+# -- a password and TLS, as redis-py reads them from the URL --------------------------------
+
+
+def test_inorder_map_over_tls_with_a_password(tmp_path: Path) -> None:
+    import trustme  # the test extra installs it
+
+    authority = trustme.CA()
+    server_cert = authority.issue_cert("127.0.0.1")
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    server_cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--dir", str(tmp_path), "--save", "", "--requirepass", "s3cret",
+         "--tls-cert-file", str(tmp_path / "server.pem"),
+         "--tls-key-file", str(tmp_path / "server.key"),
+         "--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"rediss://:s3cret@127.0.0.1:{port}/0"
+    ca = f"ssl_ca_certs={tmp_path / 'ca.pem'}"
+    try:
+        client = redis.Redis.from_url(f"{base}?{ca}")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                assert server.poll() is None
+                time.sleep(0.02)
+        ids = fill(client, "in", ["a", "b"])
+        done = _inorder(
+            "map", "tests.cli_functions:upper",
+            f"{base}?stream=in&{ca}", "--output", f"{base}?stream=out&{ca}",
+        )  # fmt: skip
+        _, err = done.communicate(timeout=60)
+        assert done.returncode == 0, err
+        assert outputs(client, "out") == [{"id": ids[0], "data": "A"}, {"id": ids[1], "data": "B"}]
+
+        wrong = f"rediss://:wrong@127.0.0.1:{port}/0"
+        refused = _inorder(
+            "map", "tests.cli_functions:upper",
+            f"{wrong}?stream=in&{ca}", "--output", f"{wrong}?stream=out&{ca}",
+        )  # fmt: skip
+        _, err = refused.communicate(timeout=60)
+        assert refused.returncode == 1
+        assert f"cannot reach Redis at rediss://:***@127.0.0.1:{port}/0" in err
+        assert "wrong" not in err  # the password is not shown
+        assert "invalid username-password pair" in err  # what Redis said
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def test_inorder_map_from_a_stream_draws_progress_on_a_terminal(
+    redis_url: str, client: Any
+) -> None:
+    source, sink = names()
+    fill(client, source, [f"line {i}" for i in range(30)])
+    status, out, drawn = run_on_a_terminal(
+        [sys.executable, "-m", "inorder", "map", "tests.cli_functions:upper",
+         f"{redis_url}?stream={source}", "--output", f"{redis_url}?stream={sink}",
+         "--progress"],
+        cwd=ROOT,
+    )  # fmt: skip
+    assert (status, out) == (0, "")
+    assert "30 done" in drawn
+    assert len(outputs(client, sink)) == 30

@@ -32,6 +32,16 @@ def is_redis_url(text: str) -> bool:
     return urllib.parse.urlsplit(text).scheme in SCHEMES and "://" in text
 
 
+def shown(url: str) -> str:
+    """``url`` as messages show it: its password, if any, replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+
 def parse(url: str, *, role: str) -> tuple[str, dict[str, str]]:
     """``url`` without inorder's parameters (for redis-py), and those parameters."""
     parts = urllib.parse.urlsplit(url)
@@ -40,7 +50,7 @@ def parse(url: str, *, role: str) -> tuple[str, dict[str, str]]:
     theirs = [(key, value) for key, value in query if key not in _OURS]
     if bool(ours.get("stream")) == bool(ours.get("list")):
         raise UsageError(
-            f"{role} {url!r} must name one stream (?stream=NAME) or one list (?list=NAME)"
+            f"{role} {shown(url)!r} must name one stream (?stream=NAME) or one list (?list=NAME)"
         )
     plain = urllib.parse.urlunsplit(
         (parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(theirs), parts.fragment)
@@ -58,7 +68,7 @@ def connect(url: str) -> Any:
     try:
         return redis.Redis.from_url(url)
     except ValueError as exc:
-        raise UsageError(f"bad Redis URL {url!r}: {exc}") from None
+        raise UsageError(f"bad Redis URL {shown(url)!r}: {exc}") from None
 
 
 async def run_stream(
@@ -99,6 +109,11 @@ async def run_stream(
             follow=args.follow,
             claim_idle=float(in_params.get("claim_idle", 60.0)),
         )
+    try:
+        await anyio.to_thread.run_sync(in_client.ping)
+    except redis.ConnectionError as exc:  # refused, unknown host, bad password, TLS, ...
+        # An OSError: main() reports it in one line, with status 1.
+        raise ConnectionError(f"cannot reach Redis at {shown(in_url)}: {exc}") from None
     failed = 0
 
     def report(entry_id: str, error: BaseException) -> None:
