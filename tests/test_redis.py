@@ -751,3 +751,87 @@ def test_inorder_map_from_a_stream_draws_progress_on_a_terminal(
     assert (status, out) == (0, "")
     assert "30 done" in drawn
     assert len(outputs(client, sink)) == 30
+
+
+# -- a Feed: a source and a sink in the caller's own pipeline -------------------------------
+
+
+async def test_a_feed_plugs_a_source_and_a_sink_into_a_pipeline(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    ids = _bad_entries(client, source)  # a, b (fails), c, no data, not UTF-8, d
+    ids.append(client.xadd(source, {"other": "x"}).decode())  # one more after the last item
+    feed = inorder.redis.Feed(
+        inorder.redis.StreamSource(client, source, "etl", "c1"), inorder.redis.StreamSink(sink)
+    )
+    async with feed, inorder.OrderedPipeline(workers=2, on_error="return", window=4) as pipe:
+        pipe.map(fx.fail_on_b, feed.items())
+        async for outcomes in pipe.chunks():
+            await feed.write_many(outcomes)
+    written = outputs(client, sink)
+    assert [o["id"] for o in written] == ids  # every entry, in order, bad ones in place
+    assert [o.get("data") for o in written] == ["a", None, "c", None, None, "d", None]
+    assert written[1]["error"] == "ValueError"
+    assert [written[i]["error"] for i in (3, 4, 6)] == ["BadEntry"] * 3
+    assert (feed.report.written, feed.report.errors) == (3, 4)
+    assert client.xpending(source, "etl")["pending"] == 0
+
+
+async def test_a_feed_one_outcome_at_a_time_stops_where_raise_says(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    items, results = f"{source}-list", f"{sink}-list"
+    push(client, items, [b'{"n": 1}', b"not json", b'{"n": 3}', b'{"n": "b"}', b'{"n": 5}'])
+    feed = inorder.redis.Feed(
+        inorder.redis.ListSource(client, items, "c1"),
+        inorder.redis.ListSink(results),
+        format="json",
+        on_error="raise",
+    )
+
+    async def one_at_a_time() -> None:
+        async with feed, inorder.OrderedPipeline(workers=1) as pipe:
+            pipe.map(fx.slow_double, feed.items())
+            async for result in pipe:
+                await feed.write(result)
+
+    with pytest.raises(inorder.redis.EntryFailed, match="entry 2") as caught:
+        await one_at_a_time()
+    assert isinstance(caught.value.__cause__, inorder.redis.BadEntry)
+    assert [json.loads(v) for v in client.lrange(results, 0, -1)] == [{"n": 2}]
+    assert client.lrange(f"{items}:processing:c1", 0, -1)[-1] == b"not json"  # still there
+
+
+async def test_a_feed_refuses_more_outcomes_than_items(anyio_backend: Any, client: Any) -> None:
+    source, sink = names()
+    fill(client, source, ["a"])
+    feed = inorder.redis.Feed(
+        inorder.redis.StreamSource(client, source, "etl", "c1"), inorder.redis.StreamSink(sink)
+    )
+    async with feed:
+        async for _ in feed.items():
+            pass
+        with pytest.raises(RuntimeError, match="2 outcomes written, 1 items read"):
+            await feed.write_many(["A", "B"])
+        await feed.write("A")  # nothing was taken by the refused call
+    assert outputs(client, sink)[0]["data"] == "A"
+    with pytest.raises(RuntimeError, match="async with"):
+        async for _ in inorder.redis.Feed(feed.source).items():
+            pass
+
+
+async def test_a_feed_writes_entries_without_an_item_even_when_no_outcome_follows(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, sink = names()
+    only = client.xadd(source, {"other": "x"}).decode()
+    feed = inorder.redis.Feed(
+        inorder.redis.StreamSource(client, source, "etl", "c1"), inorder.redis.StreamSink(sink)
+    )
+    async with feed, inorder.OrderedPipeline(workers=1, on_error="return") as pipe:
+        pipe.map(fx.shout, feed.items())
+        async for outcomes in pipe.chunks():
+            await feed.write_many(outcomes)  # never: no entry holds an item
+    assert [(o["id"], o["error"]) for o in outputs(client, sink)] == [(only, "BadEntry")]

@@ -589,26 +589,11 @@ async def run(
             outputs: list[Output] = []
             # Still counted as taken until committed: the reader sees no room for them.
             for entry, outcome in zip(reader.first(len(outcomes)), outcomes, strict=True):
-                entry_id = entry.id
-                if isinstance(outcome, BaseException):
-                    if on_failure is not None:
-                        on_failure(entry_id, outcome)
-                    if on_error == "raise":
-                        failure = (entry_id, outcome)
-                        break
-                    if on_error == "skip":
-                        logger.warning(
-                            "entry %s of %s failed and was skipped: %s: %s",
-                            entry_id, source.name, type(outcome).__name__, outcome,
-                        )  # fmt: skip
-                        outputs.append((entry, "skip", "", ""))
-                        report.skipped += 1
-                    else:
-                        outputs.append((entry, "error", str(outcome), type(outcome).__name__))
-                        report.errors += 1
-                else:
-                    outputs.append((entry, "data", outcome, ""))
-                    report.written += 1
+                output = _output(entry, outcome, on_error, on_failure, report, source.name)
+                if output is None:
+                    failure = (entry.id, outcome)
+                    break
+                outputs.append(output)
             try:
                 written = await anyio.to_thread.run_sync(source.commit, sink, outputs)
             except Exception as exc:  # noqa: BLE001 - raised by run(), after the group
@@ -626,14 +611,176 @@ async def run(
         # committed stays pending for this consumer.
         raise lost
     if failure is not None:
-        entry_id, error = failure
-        raise EntryFailed(
-            f"entry {entry_id} of {source.name} failed: {type(error).__name__}: "
-            f"{error}; it stays pending for consumer {source.consumer!r} and is "
-            "processed again first on the next run",
-            entry_id,
-        ) from error
+        raise _entry_failed(source, *failure)
     return report
+
+
+def _output(
+    entry: Entry,
+    outcome: Any,
+    on_error: str,
+    on_failure: Callable[[str, BaseException], None] | None,
+    report: RunReport,
+    source_name: str,
+) -> Output | None:
+    """What is written for ``entry`` (counted in ``report``); ``None``: it failed under
+    ``on_error="raise"``, and the run stops before it."""
+    if not isinstance(outcome, BaseException):
+        report.written += 1
+        return (entry, "data", outcome, "")
+    if on_failure is not None:
+        on_failure(entry.id, outcome)
+    if on_error == "raise":
+        return None
+    if on_error == "skip":
+        logger.warning(
+            "entry %s of %s failed and was skipped: %s: %s",
+            entry.id, source_name, type(outcome).__name__, outcome,
+        )  # fmt: skip
+        report.skipped += 1
+        return (entry, "skip", "", "")
+    report.errors += 1
+    return (entry, "error", str(outcome), type(outcome).__name__)
+
+
+def _entry_failed(
+    source: StreamSource | ListSource, entry_id: str, error: BaseException
+) -> EntryFailed:
+    failed = EntryFailed(
+        f"entry {entry_id} of {source.name} failed: {type(error).__name__}: {error}; it "
+        f"stays pending for consumer {source.consumer!r} and is processed again first "
+        "on the next run",
+        entry_id,
+    )
+    failed.__cause__ = error
+    return failed
+
+
+class Feed:
+    """A source and a sink plugged into your own pipeline: ``items()`` is the async
+    iterable for ``pipe.map()``, and ``write()`` (or ``write_many()``, for the lists of
+    ``pipe.chunks()``) takes the pipeline's outcomes, in order, and writes each one's
+    output with its input's acknowledgement (see the module docstring)::
+
+        async with inorder.redis.Feed(source, sink) as feed, OrderedPipeline(
+            on_error="return"
+        ) as pipe:
+            pipe.map(clean, feed.items())
+            async for outcomes in pipe.chunks():
+                await feed.write_many(outcomes)
+
+    The pipeline must be ordered: the n-th outcome written is the n-th item's. An
+    outcome that is an exception (``on_error="return"`` on the pipeline) is handled by
+    the feed's ``on_error``: written as an error entry (``"return"``), acknowledged and
+    logged (``"skip"``), or (``"raise"``) ``EntryFailed`` with the entry left pending.
+    Entries that hold no item (``BadEntry``) never reach the pipeline: the feed handles
+    them in their place the same way. With no sink, each entry is acknowledged as its
+    outcome is written. Entries read and not yet written are at most the pipeline's
+    window plus ``read`` (the entries read at once). ``report`` counts what was written.
+    """
+
+    def __init__(
+        self,
+        source: StreamSource | ListSource,
+        sink: StreamSink | ListSink | None = None,
+        *,
+        format: Format = "text",
+        on_error: Literal["raise", "return", "skip"] = "return",
+        read: int = 256,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.format = format
+        self.on_error = on_error
+        self.read = read
+        self.report = RunReport()
+        self._taken: deque[Entry] = deque()  # read and not yet written, in order
+        self._items = 0  # of those, the ones whose item went to the pipeline
+        self._open = False
+
+    async def __aenter__(self) -> Feed:
+        await anyio.to_thread.run_sync(self.source.prepare, self.sink)
+        self._open = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._open = False
+        if exc_info[0] is None:
+            # Entries without an item after the last outcome are written in place too.
+            await self.write_many([])
+
+    async def items(self) -> AsyncIterator[Any]:
+        """The items of the source's entries, read as they are asked for (following the
+        source if it follows): the ``data`` text, or its JSON."""
+        if not self._open:
+            raise RuntimeError("use the Feed in 'async with' before iterating its items")
+        source = self.source
+        while True:
+            read_some = functools.partial(source.read, self.read, block=source.follow)
+            entries = await anyio.to_thread.run_sync(read_some, abandon_on_cancel=True)
+            if not entries:
+                if source.follow:
+                    continue
+                return
+            for entry in entries:
+                item: Any = entry.data
+                if item is not None and self.format == "json":
+                    try:
+                        item = parse_json(item)
+                    except ValueError as exc:
+                        entry = entry._replace(data=None, problem=str(exc))
+                self._taken.append(entry)
+                if entry.data is not None:
+                    self._items += 1
+                    yield item
+
+    async def write(self, outcome: Any) -> None:
+        """Write the output of the oldest item without one (see ``write_many``)."""
+        await self.write_many([outcome])
+
+    async def write_many(self, outcomes: Sequence[Any]) -> None:
+        """Write the outputs of the oldest items without one, in order, with their
+        inputs' acknowledgement, in one script."""
+        if len(outcomes) > self._items:
+            raise RuntimeError(
+                f"{len(outcomes)} outcomes written, {self._items} items read and not yet "
+                "written: write each outcome of this feed's items() once, in order (an "
+                "ordered pipeline)"
+            )
+        outputs: list[Output] = []
+        failure: tuple[str, BaseException] | None = None
+        pending = iter(outcomes)
+        while self._taken and failure is None:
+            entry = self._taken[0]
+            if entry.data is None:
+                problem = BadEntry(f"entry {entry.id}: {entry.problem}", entry.id)
+                outcome: Any = problem
+            else:
+                outcome = next(pending, _NONE)
+                if outcome is _NONE:
+                    break
+                self._items -= 1
+                if not isinstance(outcome, BaseException):
+                    try:
+                        outcome = render(outcome, "jsonl" if self.format == "json" else "text")
+                    except (TypeError, ValueError) as exc:  # not JSON: fails in its place
+                        outcome = exc
+            self._taken.popleft()
+            output = _output(entry, outcome, self.on_error, None, self.report, self.source.name)
+            if output is None:
+                failure = (entry.id, outcome)
+            else:
+                outputs.append(output)
+        if self.sink is None:
+            await anyio.to_thread.run_sync(self.source.ack, [entry for entry, *_ in outputs])
+        else:
+            written = await anyio.to_thread.run_sync(self.source.commit, self.sink, outputs)
+            self.report.taken_over += len(outputs) - written
+        if failure is not None:
+            raise _entry_failed(self.source, *failure)
+
+
+_NONE: Any = object()
 
 
 @contextlib.asynccontextmanager
@@ -767,6 +914,7 @@ def _text(value: Any) -> str:
 
 for _public in (
     run,
+    Feed,
     run_pickled_tasks,
     results,
     BadEntry,

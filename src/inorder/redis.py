@@ -2,14 +2,17 @@
 
 ``pip install 'inorder[redis]'``.
 
-See ``run()`` and docs/redis.md. Nothing read from Redis is unpickled: entries carry
-data (text or JSON) in their ``data`` field, and the function is named by the consumer.
+See ``run()`` (source to sink through a pipeline of its own), ``Feed`` (a source and a
+sink in your own pipeline), ``results()`` (outcomes in your loop) and docs/redis.md.
+Nothing read from Redis is unpickled: entries carry data (text or JSON) in their
+``data`` field, and the function is named by the consumer.
 """
 
 from ._redis import (
     BadEntry,
     Entry,
     EntryFailed,
+    Feed,
     ListSink,
     ListSource,
     RunReport,
@@ -24,6 +27,7 @@ __all__ = [
     "BadEntry",
     "Entry",
     "EntryFailed",
+    "Feed",
     "ListSink",
     "ListSource",
     "RunReport",
