@@ -98,6 +98,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_redis(client: Any, server: subprocess.Popen[bytes]) -> None:
+    """Return once the redis-server ``server`` answers ``client`` (20 s at most; it may
+    be loading its append-only file)."""
+    import redis
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise
+            time.sleep(0.02)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of the test session's own, on a free port of 127.0.0.1 (Debian's
@@ -117,15 +133,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise
-            time.sleep(0.02)
+    wait_for_redis(client, process)
     client.close()
     try:
         yield url

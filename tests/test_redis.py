@@ -25,7 +25,7 @@ redis = pytest.importorskip("redis")  # the test extra installs it
 import inorder.redis  # noqa: E402
 
 from . import redis_functions as fx  # noqa: E402
-from .conftest import free_port  # noqa: E402
+from .conftest import free_port, wait_for_redis  # noqa: E402
 from .helpers import run_on_a_terminal  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -401,16 +401,8 @@ def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
          "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    probe = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            probe.ping()
-            return server
-        except (redis.ConnectionError, redis.BusyLoadingError):
-            assert time.monotonic() < deadline
-            assert server.poll() is None
-            time.sleep(0.02)
+    wait_for_redis(redis.Redis(port=port), server)
+    return server
 
 
 def test_redis_killed_mid_run_fails_clearly_and_a_rerun_loses_nothing(tmp_path: Path) -> None:
@@ -505,19 +497,6 @@ def test_a_list_consumer_killed_and_restarted_writes_each_output_once(
     written = [v.decode() for v in client.lrange(sink, 0, -1)]
     assert written == [fx.jittery(item) for item in items]  # each once, in order
     assert kills >= 3
-
-
-def test_inorder_map_from_a_list_to_a_list(redis_url: str, client: Any) -> None:
-    source, sink = names()
-    items = [f"line {i}" for i in range(2000)]
-    push(client, source, items)
-    command = _inorder(
-        "map", "tests.cli_functions:upper",
-        f"{redis_url}?list={source}", "--output", f"{redis_url}?list={sink}",
-    )  # fmt: skip
-    _, err = command.communicate(timeout=120)
-    assert command.returncode == 0, err
-    assert [v.decode() for v in client.lrange(sink, 0, -1)] == [i.upper() for i in items]
 
 
 async def test_pickled_tasks_run_only_when_asked_by_name(anyio_backend: Any, client: Any) -> None:
@@ -658,26 +637,31 @@ async def test_a_stream_goes_to_a_list_and_a_list_to_a_stream(
     assert client.llen(f"{items}:processing:c1") == 0
 
 
-def test_inorder_map_from_a_list_to_a_stream_and_back(redis_url: str, client: Any) -> None:
-    source, sink = names()
-    items = [f"line {i}" for i in range(500)]
-    push(client, source, items)
-    command = _inorder(
-        "map", "tests.cli_functions:upper",
-        f"{redis_url}?list={source}", "--output", f"{redis_url}?stream={sink}",
-    )  # fmt: skip
-    _, err = command.communicate(timeout=120)
-    assert command.returncode == 0, err
-    assert [o["data"] for o in outputs(client, sink)] == [i.upper() for i in items]
+def written_to(client: Any, kind: str, key: str) -> list[str]:
+    if kind == "list":
+        return [v.decode() for v in client.lrange(key, 0, -1)]
+    return [o["data"] for o in outputs(client, key)]
 
-    back = f"{source}-back"
+
+@pytest.mark.parametrize(
+    ("source_kind", "sink_kind"), [("list", "list"), ("list", "stream"), ("stream", "list")]
+)
+def test_inorder_map_between_lists_and_streams(
+    redis_url: str, client: Any, source_kind: str, sink_kind: str
+) -> None:
+    source, sink = names()
+    items = [f"line {i}" for i in range(1000)]
+    if source_kind == "list":
+        push(client, source, items)
+    else:
+        fill(client, source, items)
     command = _inorder(
         "map", "tests.cli_functions:upper",
-        f"{redis_url}?stream={sink}&group=back", "--output", f"{redis_url}?list={back}",
+        f"{redis_url}?{source_kind}={source}", "--output", f"{redis_url}?{sink_kind}={sink}",
     )  # fmt: skip
     _, err = command.communicate(timeout=120)
     assert command.returncode == 0, err
-    assert [v.decode() for v in client.lrange(back, 0, -1)] == [i.upper() for i in items]
+    assert written_to(client, sink_kind, sink) == [i.upper() for i in items]
 
 
 # -- a password and TLS, as redis-py reads them from the URL --------------------------------
@@ -704,15 +688,7 @@ def test_inorder_map_over_tls_with_a_password(tmp_path: Path) -> None:
     ca = f"ssl_ca_certs={tmp_path / 'ca.pem'}"
     try:
         client = redis.Redis.from_url(f"{base}?{ca}")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                assert server.poll() is None
-                time.sleep(0.02)
+        wait_for_redis(client, server)
         ids = fill(client, "in", ["a", "b"])
         done = _inorder(
             "map", "tests.cli_functions:upper",
