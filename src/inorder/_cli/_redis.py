@@ -7,8 +7,8 @@
 The URLs are redis-py's (``rediss://`` for TLS, ``user:password@``), with inorder's own
 query parameters taken out: ``stream`` or ``list`` (on each URL, in any combination),
 ``group`` (the input's consumer group, ``inorder`` by default), ``consumer`` (the host
-name by default) and ``claim_idle`` (seconds). The work is ``inorder.redis.run``: one output entry per input entry, in
-order, each written with its input's acknowledgement.
+name by default) and ``claim_idle`` (seconds). The work is ``inorder.redis.run``: one
+output entry per input entry, in order, each written with its input's acknowledgement.
 """
 
 from __future__ import annotations
