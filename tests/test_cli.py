@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+import inorder as inorder_package
 
 from .helpers import alive, run_on_a_terminal
 
@@ -560,7 +563,9 @@ def test_a_loop_whose_package_is_missing_is_a_usage_error(
 def test_version_and_module_entry_point() -> None:
     done = inorder("--version")
     assert done.returncode == 0
-    assert done.stdout.startswith("inorder ")
+    installed = importlib.metadata.version("inorder")  # the package's metadata
+    assert done.stdout == f"inorder {installed}\n"
+    assert installed == inorder_package.__version__  # one version, written in one place
 
 
 # -- inorder spool -----------------------------------------------------------------------
