@@ -318,18 +318,34 @@ def _inorder(*args: str, **options: Any) -> subprocess.Popen[str]:
     )
 
 
+def inorder_map(
+    function: str, source: str, sink: str, *options: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """``inorder map tests.FUNCTION SOURCE --output SINK OPTIONS...`` run to its end:
+    its exit status and stderr."""
+    command = _inorder(
+        "map", f"tests.{function}", source, "--output", sink, *options,
+        env=None if env is None else {**os.environ, **env},
+    )  # fmt: skip
+    try:
+        _, err = command.communicate(timeout=120)
+    finally:
+        command.kill()  # nothing left running if it did not end in time
+        command.wait()
+    return command.returncode, err
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
 def test_inorder_map_from_a_stream_to_a_stream(redis_url: str, client: Any, loop: str) -> None:
     source, sink = names()
     items = [f"line {i}" for i in range(2000)] + ["b"]
     ids = fill(client, source, items)
-    command = _inorder(
-        "map", "--loop", loop, "tests.cli_functions:upper",
-        f"{redis_url}?stream={source}&group=etl", "--output", f"{redis_url}?stream={sink}",
-        "--on-error", "return",
+    status, err = inorder_map(
+        "cli_functions:upper",
+        f"{redis_url}?stream={source}&group=etl", f"{redis_url}?stream={sink}",
+        "--loop", loop, "--on-error", "return",
     )  # fmt: skip
-    _, err = command.communicate(timeout=120)
-    assert command.returncode == 0, err
+    assert status == 0, err
     written = outputs(client, sink)
     assert [o["id"] for o in written] == ids
     assert [o["data"] for o in written] == [item.upper() for item in items]
@@ -338,14 +354,42 @@ def test_inorder_map_from_a_stream_to_a_stream(redis_url: str, client: Any, loop
 def test_inorder_map_reports_a_failed_entry_by_its_id(redis_url: str, client: Any) -> None:
     source, sink = names()
     ids = fill(client, source, ["1", "x", "3"])
-    command = _inorder(
-        "map", "tests.cli_functions:number",
-        f"{redis_url}?stream={source}&group=etl", "--output", f"{redis_url}?stream={sink}",
+    status, err = inorder_map(
+        "cli_functions:number", f"{redis_url}?stream={source}&group=etl",
+        f"{redis_url}?stream={sink}",
     )  # fmt: skip
-    _, err = command.communicate(timeout=120)
-    assert command.returncode == 1
+    assert status == 1
     assert f"inorder map: entry {ids[1]}: ValueError" in err
     assert [o["data"] for o in outputs(client, sink)] == ["1"]  # what came before
+
+
+def test_inorder_map_on_redis_retries_and_times_out_as_on_files(
+    redis_url: str, client: Any, tmp_path: Path
+) -> None:
+    source, sink = names()
+    ids = fill(client, source, ["a", "b", "c", "d"])
+    status, err = inorder_map(
+        "cli_functions:flaky", f"{redis_url}?stream={source}", f"{redis_url}?stream={sink}",
+        "--retries", "1", "-j", "2", "--window", "2",
+        env={"FLAKY_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert status == 0, err  # every first attempt failed, every retry worked
+    assert [(o["id"], o["data"]) for o in outputs(client, sink)] == list(
+        zip(ids, ["a", "b", "c", "d"], strict=True)
+    )
+
+    slow_in, slow_out = names()
+    ids = fill(client, slow_in, ["a", "hang", "b"])
+    status, err = inorder_map(
+        "cli_functions:slow", f"{redis_url}?stream={slow_in}", f"{redis_url}?stream={slow_out}",
+        "--timeout", "0.5", "--on-error", "return",
+    )  # fmt: skip
+    written = outputs(client, slow_out)
+    assert status == 1, err  # a failed entry: written in place, and reported
+    assert [o["id"] for o in written] == ids
+    assert (written[0]["data"], written[1]["error"], written[2]["data"]) == (
+        "a", "TaskTimeoutError", "b"
+    )  # fmt: skip
 
 
 def test_inorder_map_follows_new_entries_and_stops_on_sigterm(redis_url: str, client: Any) -> None:
@@ -655,12 +699,11 @@ def test_inorder_map_between_lists_and_streams(
         push(client, source, items)
     else:
         fill(client, source, items)
-    command = _inorder(
-        "map", "tests.cli_functions:upper",
-        f"{redis_url}?{source_kind}={source}", "--output", f"{redis_url}?{sink_kind}={sink}",
+    status, err = inorder_map(
+        "cli_functions:upper",
+        f"{redis_url}?{source_kind}={source}", f"{redis_url}?{sink_kind}={sink}",
     )  # fmt: skip
-    _, err = command.communicate(timeout=120)
-    assert command.returncode == 0, err
+    assert status == 0, err
     assert written_to(client, sink_kind, sink) == [i.upper() for i in items]
 
 
@@ -690,21 +733,17 @@ def test_inorder_map_over_tls_with_a_password(tmp_path: Path) -> None:
         client = redis.Redis.from_url(f"{base}?{ca}")
         wait_for_redis(client, server)
         ids = fill(client, "in", ["a", "b"])
-        done = _inorder(
-            "map", "tests.cli_functions:upper",
-            f"{base}?stream=in&{ca}", "--output", f"{base}?stream=out&{ca}",
-        )  # fmt: skip
-        _, err = done.communicate(timeout=60)
-        assert done.returncode == 0, err
+        status, err = inorder_map(
+            "cli_functions:upper", f"{base}?stream=in&{ca}", f"{base}?stream=out&{ca}"
+        )
+        assert status == 0, err
         assert outputs(client, "out") == [{"id": ids[0], "data": "A"}, {"id": ids[1], "data": "B"}]
 
         wrong = f"rediss://:wrong@127.0.0.1:{port}/0"
-        refused = _inorder(
-            "map", "tests.cli_functions:upper",
-            f"{wrong}?stream=in&{ca}", "--output", f"{wrong}?stream=out&{ca}",
-        )  # fmt: skip
-        _, err = refused.communicate(timeout=60)
-        assert refused.returncode == 1
+        status, err = inorder_map(
+            "cli_functions:upper", f"{wrong}?stream=in&{ca}", f"{wrong}?stream=out&{ca}"
+        )
+        assert status == 1
         assert f"cannot reach Redis at rediss://:***@127.0.0.1:{port}/0" in err
         assert "wrong" not in err  # the password is not shown
         assert "invalid username-password pair" in err  # what Redis said
@@ -796,6 +835,26 @@ async def test_a_feed_refuses_more_outcomes_than_items(anyio_backend: Any, clien
     with pytest.raises(RuntimeError, match="async with"):
         async for _ in inorder.redis.Feed(feed.source).items():
             pass
+
+
+async def test_a_feed_without_a_sink_acknowledges_what_was_written(
+    anyio_backend: Any, client: Any
+) -> None:
+    source, _ = names()
+    ids = fill(client, source, ["a", "b", "c"])
+    feed = inorder.redis.Feed(inorder.redis.StreamSource(client, source, "etl", "c1"))
+    seen = []
+    async with feed, inorder.OrderedPipeline(workers=1) as pipe:
+        pipe.map(fx.shout, feed.items())
+        async for result in pipe:
+            seen.append(result)  # what the caller does with it, then:
+            await feed.write(result)
+            if len(seen) == 2:
+                break
+    assert seen == ["A!", "B!"]
+    assert feed.report.written == 2
+    pending = client.xpending_range(source, "etl", "-", "+", 10)
+    assert [p["message_id"].decode() for p in pending] == [ids[2]]  # only the unwritten one
 
 
 async def test_a_feed_writes_entries_without_an_item_even_when_no_outcome_follows(

@@ -1,8 +1,9 @@
 """Redis streams and lists as durable sources and sinks: ordered, bounded, restart-safe.
 
 One consumer of a consumer group reads entries, runs a function on each in the
-pipeline, and writes one output entry per input entry, in input order (``run``; or
-hands the outcomes to the caller's loop, ``results``)::
+pipeline, and writes one output entry per input entry, in input order (``run``, with a
+pipeline of its own; ``Feed``, in the caller's pipeline; or ``results``, the outcomes
+handed to the caller's loop)::
 
     source stream ──XREADGROUP──▶ pipeline ──▶ sink stream
         (group, consumer)                     XADD output + XACK input,
@@ -18,10 +19,14 @@ no input gets two outputs, even when a consumer thought dead comes back after it
 entries were claimed (the script skips entries no longer pending for it).
 
 Lists work the same way (``ListSource``, ``ListSink``): each item read is moved to the
-consumer's processing list, and removed from it by the script that pushes its output.
+consumer's processing list, and removed from it by the script that writes its output.
+Any source goes with any sink: a commit script is the source's check and
+acknowledgement around the sink's write.
 
-Reading is bounded: the source reads no more entries than the pipeline's window has room
-for, so what was taken from Redis and not yet written never exceeds the window.
+Reading is bounded: ``run`` and ``results`` read no more entries than the pipeline's
+window has room for, so what was taken from Redis and not yet written never exceeds the
+window; a ``Feed`` reads ``read`` entries at a time as its items are asked for, so at
+most the window plus ``read``.
 
 Trust: entries are data (the field ``data``: text, or JSON), never unpickled. The
 function runs in inorder's workers, named by the consuming side.
@@ -346,10 +351,8 @@ class StreamSource:
         if not outputs:
             return 0
         ids = sorted((entry.id for entry, *_ in outputs), key=_id_key)
-        args: list[Any] = [self.group, self.consumer, ids[0], ids[-1]]
-        for entry, kind, value, error_type in outputs:
-            written = sink.value(entry, entry.id, kind, value, error_type)
-            args.extend((entry.id, kind, written, error_type))
+        args = [self.group, self.consumer, ids[0], ids[-1]]
+        args += _commit_arguments(sink, outputs, with_ids=True)
         script = sink.emit + _STREAM_COMMIT
         return int(self._redis.eval(script, 2, self.stream, sink.key, *args))
 
@@ -368,7 +371,7 @@ class StreamSink:
     def key(self) -> str:
         return self.stream
 
-    def value(self, entry: Entry, label: str, kind: str, value: Any, error_type: str) -> Any:
+    def value(self, entry: Entry, with_id: bool, kind: str, value: Any, error_type: str) -> Any:
         """What the commit script gets as an output's value: the result, or the error's
         message."""
         return value
@@ -451,10 +454,7 @@ class ListSource:
         list, atomically; how many were written."""
         if not outputs:
             return 0
-        args: list[Any] = []
-        for entry, kind, value, error_type in outputs:
-            written = sink.value(entry, "", kind, value, error_type)
-            args.extend((entry.raw, kind, written, error_type))
+        args = _commit_arguments(sink, outputs, with_ids=False)
         script = sink.emit + _LIST_COMMIT
         return int(self._redis.eval(script, 2, self.processing, sink.key, *args))
 
@@ -469,14 +469,14 @@ class ListSink:
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def value(self, entry: Entry, label: str, kind: str, value: Any, error_type: str) -> Any:
+    def value(self, entry: Entry, with_id: bool, kind: str, value: Any, error_type: str) -> Any:
         """What the commit script pushes for an output: the result, or the error as
-        JSON, with the input's ID (``label``) or, for a list item, the item itself."""
+        JSON, with the input's ID (``with_id``: a stream entry's) or the item itself."""
         if kind != "error":
             return value
         error = {"error": error_type, "message": value}
-        if label:
-            error["id"] = label
+        if with_id:
+            error["id"] = entry.id
         else:
             assert entry.raw is not None  # a list item is always there, as bytes
             error["input"] = entry.raw.decode("utf-8", "replace")
@@ -728,7 +728,7 @@ class Feed:
                     try:
                         item = parse_json(item)
                     except ValueError as exc:
-                        entry = entry._replace(data=None, problem=str(exc))
+                        entry = Entry(entry.id, None, str(exc), entry.raw)
                 self._taken.append(entry)
                 if entry.data is not None:
                     self._items += 1
@@ -771,11 +771,13 @@ class Feed:
                 failure = (entry.id, outcome)
             else:
                 outputs.append(output)
-        if self.sink is None:
-            await anyio.to_thread.run_sync(self.source.ack, [entry for entry, *_ in outputs])
-        else:
-            written = await anyio.to_thread.run_sync(self.source.commit, self.sink, outputs)
-            self.report.taken_over += len(outputs) - written
+        if outputs:
+            if self.sink is None:
+                taken = [entry for entry, *_ in outputs]
+                await anyio.to_thread.run_sync(self.source.ack, taken)
+            else:
+                written = await anyio.to_thread.run_sync(self.source.commit, self.sink, outputs)
+                self.report.taken_over += len(outputs) - written
         if failure is not None:
             raise _entry_failed(self.source, *failure)
 
@@ -864,6 +866,19 @@ def _bytes_client(client: Any) -> Any:
             **{**pool.connection_kwargs, "decode_responses": False},
         )
     return redis.Redis(connection_pool=pool)
+
+
+def _commit_arguments(
+    sink: StreamSink | ListSink, outputs: Sequence[Output], *, with_ids: bool
+) -> list[Any]:
+    """A commit script's arguments per output: the input (a stream entry's ID, or a list
+    item as read), kind, value as the sink writes it, error type. ``with_ids``: the
+    inputs are stream entries, whose IDs the outputs name."""
+    args: list[Any] = []
+    for entry, kind, value, error_type in outputs:
+        written = sink.value(entry, with_ids, kind, value, error_type)
+        args.extend((entry.id if with_ids else entry.raw, kind, written, error_type))
+    return args
 
 
 def _check_sink(sink: Any) -> None:

@@ -38,7 +38,8 @@ def shown(url: str) -> str:
         return url
     user, _, host = parts.netloc.rpartition("@")
     name = user.partition(":")[0]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    netloc = f"{name}:***@{host}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def parse(url: str, *, role: str) -> tuple[str, dict[str, str]]:
@@ -111,6 +112,7 @@ async def run_stream(
     try:
         await anyio.to_thread.run_sync(in_client.ping)
     except redis.ConnectionError as exc:  # refused, unknown host, bad password, TLS, ...
+        in_client.close()
         # An OSError: main() reports it in one line, with status 1.
         raise ConnectionError(f"cannot reach Redis at {shown(in_url)}: {exc}") from None
     failed = 0
@@ -122,7 +124,7 @@ async def run_stream(
 
     stopped = False
     status = EXIT_OK
-    lost: list[BaseException] = []
+    lost: BaseException | None = None
     async with anyio.create_task_group() as tasks:
 
         async def stop_on_signal() -> None:
@@ -147,13 +149,14 @@ async def run_stream(
         except inorder.redis.EntryFailed:
             status = EXIT_FAILED
         except redis.ConnectionError as exc:
-            lost.append(exc)
+            lost = exc  # raised below: raised here, the task group would wrap it
         finally:
             tasks.cancel_scope.cancel()
-    if lost:
+            in_client.close()
+    if lost is not None:
         # An OSError: main() reports it in one line, with status 1.
         raise ConnectionError(
-            f"lost the connection to Redis ({lost[0]}); entries not written stay pending "
+            f"lost the connection to Redis ({lost}); entries not written stay pending "
             "and are processed first when the command runs again"
         )
     if stopped:
