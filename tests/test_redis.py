@@ -133,15 +133,20 @@ def _bad_entries(client: Any, stream: str) -> list[str]:
     return ids
 
 
+async def fail_on_b_through(
+    source: Any, sink: Any, on_error: Any = "return"
+) -> inorder.redis.RunReport:
+    """``fx.fail_on_b`` (fails on the item ``b``) from ``source`` to ``sink``, one worker."""
+    return await inorder.redis.run(fx.fail_on_b, source, sink, on_error=on_error, workers=1)
+
+
 async def _run_fail_on_b(
     client: Any, source: str, group: str, sink: str, on_error: Any
 ) -> inorder.redis.RunReport:
-    return await inorder.redis.run(
-        fx.fail_on_b,
+    return await fail_on_b_through(
         inorder.redis.StreamSource(client, source, group, "c1"),
         inorder.redis.StreamSink(sink),
-        on_error=on_error,
-        workers=1,
+        on_error,
     )
 
 
@@ -172,12 +177,8 @@ async def test_a_client_that_decodes_or_speaks_resp3_reads_the_same_entries(
     source, sink = names()
     ids = _bad_entries(client, source)  # one of them not UTF-8
     with redis.Redis.from_url(redis_url, **settings) as theirs:
-        report = await inorder.redis.run(
-            fx.fail_on_b,
-            inorder.redis.StreamSource(theirs, source, "etl", "c1"),
-            inorder.redis.StreamSink(sink),
-            on_error="return",
-            workers=1,
+        report = await fail_on_b_through(
+            inorder.redis.StreamSource(theirs, source, "etl", "c1"), inorder.redis.StreamSink(sink)
         )
     written = outputs(client, sink)
     assert [o["id"] for o in written] == ids
@@ -510,12 +511,8 @@ async def test_a_bad_list_item_is_written_as_an_error_in_its_place(
 ) -> None:
     source, sink = names()
     push(client, source, [b"a", b"b", b"\xff", b"c"])
-    await inorder.redis.run(
-        fx.fail_on_b,
-        inorder.redis.ListSource(client, source, "c1"),
-        inorder.redis.ListSink(sink),
-        on_error="return",
-        workers=1,
+    await fail_on_b_through(
+        inorder.redis.ListSource(client, source, "c1"), inorder.redis.ListSink(sink)
     )
     written = [v.decode() for v in client.lrange(sink, 0, -1)]
     assert written[0] == "a"
@@ -648,12 +645,8 @@ async def test_a_stream_goes_to_a_list_and_a_list_to_a_stream(
     ids = _bad_entries(client, source)  # a, b (fails), c, no data, not UTF-8, d
     await _run_fail_on_b(client, source, "etl", sink, "return")  # stream -> stream: fine
     listed = f"{sink}-list"
-    await inorder.redis.run(
-        fx.fail_on_b,
-        inorder.redis.StreamSource(client, source, "to-list", "c1"),
-        inorder.redis.ListSink(listed),
-        on_error="return",
-        workers=1,
+    await fail_on_b_through(
+        inorder.redis.StreamSource(client, source, "to-list", "c1"), inorder.redis.ListSink(listed)
     )
     pushed = [v.decode() for v in client.lrange(listed, 0, -1)]
     assert [pushed[0], pushed[2], pushed[5]] == ["a", "c", "d"]
@@ -666,12 +659,8 @@ async def test_a_stream_goes_to_a_list_and_a_list_to_a_stream(
 
     items, streamed = f"{source}-list", f"{sink}-stream"
     push(client, items, [b"a", b"b", b"\xff", b"c"])
-    await inorder.redis.run(
-        fx.fail_on_b,
-        inorder.redis.ListSource(client, items, "c1"),
-        inorder.redis.StreamSink(streamed),
-        on_error="return",
-        workers=1,
+    await fail_on_b_through(
+        inorder.redis.ListSource(client, items, "c1"), inorder.redis.StreamSink(streamed)
     )
     written = outputs(client, streamed)
     assert written[0] == {"data": "a"}  # a list item has no ID
