@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # start recompiles it (3-6x slower start-up, see docs/design.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test test-loaded bench soak chaos lint typecheck format clean redis-server
+.PHONY: demo docs python-inventory test test-loaded bench soak chaos lint typecheck format clean redis-server
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(f"inorder needs Python 3.11 or newer; $(PYTHON) is {v.major}.{v.minor}. Run: make PYTHON=python3.11 ...") if v < (3, 11) else None'
@@ -28,9 +28,19 @@ demo: $(VENV)/.installed-runtime
 	$(BIN)/python examples/wordcount.py
 	ls examples/data/*.txt | $(BIN)/inorder map examples/wordcount.py:top_words_of_file
 
-## test: lint, format check, mypy --strict on src, then the test suite
-test: lint typecheck redis-server
-	$(BIN)/python -m pytest
+$(VENV)/.installed-nox: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "nox>=2024.4"
+	@touch $@
+
+# The Pythons pyenv has (where it is installed), made visible to nox: with PYENV_VERSION
+# naming them, pyenv's python3.12 and python3.13 run. Empty without pyenv: nox then
+# finds the Pythons on PATH.
+PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare --skip-aliases | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
+
+## test: lint, format check and mypy --strict once, the docs build, then the test suite
+## on Python 3.11, 3.12 and 3.13 (nox; see noxfile.py: `.venv/bin/nox -s tests-3.12` runs one)
+test: $(VENV)/.installed-nox redis-server python-inventory
+	$(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS)) $(BIN)/nox
 
 # The Redis tests start a redis-server of their own on 127.0.0.1: Debian's package,
 # installed here when missing (as root, with apt-get).
@@ -41,6 +51,22 @@ redis-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "the tests need redis-server on PATH: install it (e.g. apt-get install redis-server, brew install redis)" >&2; exit 1; \
+	  fi; }
+
+## docs: the documentation site, into docs/_build/html (Sphinx; warnings are errors)
+docs: $(VENV)/.installed-nox python-inventory
+	$(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS)) $(BIN)/nox -s docs
+
+# Python's Sphinx inventory for the docs' links into the standard library: Debian's
+# python3-doc, installed here when missing (as root, with apt-get); the build has no
+# network to fetch it.
+python-inventory:
+	@ls /usr/share/doc/python3.*/html/objects.inv >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's python3-doc for the docs' links to Python"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-doc >/dev/null; \
+	  else \
+	    echo "the docs need Python's objects.inv under /usr/share/doc: install Debian's python3-doc" >&2; exit 1; \
 	  fi; }
 
 ## test-loaded: the test suite while busy loops hold every CPU (it must pass on a loaded machine)
@@ -65,15 +91,15 @@ chaos: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks chaos
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks noxfile.py docs/conf.py
+	$(BIN)/ruff format --check src tests examples benchmarks noxfile.py docs/conf.py
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
-	$(BIN)/ruff format src tests examples benchmarks
-	$(BIN)/ruff check --fix src tests examples benchmarks
+	$(BIN)/ruff format src tests examples benchmarks noxfile.py docs/conf.py
+	$(BIN)/ruff check --fix src tests examples benchmarks noxfile.py docs/conf.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/output
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/output

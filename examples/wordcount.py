@@ -87,8 +87,9 @@ async def main(paths: list[Path], workers: int | None, chunk_lines: int, top: in
     output = HERE / "output"
     started = time.perf_counter()
     chunks = 0
-    async with inorder.OrderedPipeline(workers=workers, window=64) as pipe:
-        print(f"inorder: {pipe.statistics().workers} worker processes, window 64")
+    async with inorder.OrderedPipeline(workers=workers) as pipe:  # window="auto"
+        stats = pipe.statistics()
+        print(f"inorder: {stats.workers} worker processes, window {stats.window} to start")
         async with anyio.create_task_group() as tg:
             tg.start_soon(produce, pipe, paths, chunk_lines)
             counts: collections.Counter[str] = collections.Counter()

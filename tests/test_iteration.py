@@ -1,6 +1,6 @@
 """Every way of iterating goes on after an item's error until the stream really ends.
 
-The README promises that a failed item's exception can be caught and the iteration
+docs/errors.md promises that a failed item's exception can be caught and the iteration
 continued. A consumer may iterate by re-entering ``async for``, by hand (``it =
 aiter(pipe)`` then ``await anext(it)``), or with ``anext(pipe)`` on the pipeline itself;
 ``inorder.map``'s stream offers the same three. Each must hand out every outcome once, in

@@ -75,7 +75,7 @@ def test_python_dash_c_has_no_main_file_and_still_works(tmp_path: Path, loop: st
 def test_a_module_imported_under_the_main_guard_still_reaches_main_functions(
     tmp_path: Path, loop: str
 ) -> None:
-    # README advises importing what only the parent needs under the guard (spawn
+    # docs/pipelines.md advises importing what only the parent needs under the guard (spawn
     # workers import the main module as they start, but not what the guard imports).
     script = tmp_path / "guarded.py"
     script.write_text(

@@ -290,7 +290,7 @@ if __name__ == "__main__":
 async def test_what_outlives_the_block_is_multiprocessings_two_helpers_until_exit(
     anyio_backend: Any, tmp_path: Path
 ) -> None:
-    """README, Cleanup: after the block only multiprocessing's fork server and resource
+    """docs/cleanup.md: after the block only multiprocessing's fork server and resource
     tracker remain (shared by every pipeline of the program, started once), no thread;
     when the program ends, they end."""
     script = tmp_path / "outlives.py"

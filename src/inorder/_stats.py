@@ -21,9 +21,9 @@ class PipelineStatistics:
     in_flight: int
     """Items handed to the executor and not finished yet."""
     buffered: int
-    """Finished items not yet yielded: waiting for an earlier item, or for the consumer."""
+    """Finished items not yet yielded (waiting for an earlier item, or for the consumer)."""
     yielded: int
-    """Outcomes handed to the consumer: results, markers, and errors raised or returned."""
+    """Outcomes handed to the consumer (results, markers, and errors raised or returned)."""
     skipped: int
     """Failed items dropped by ``on_error="skip"``."""
     failed: int
@@ -31,12 +31,12 @@ class PipelineStatistics:
     workers: int
     """How many items can run at once."""
     window: int
-    """The window: most items accepted and not yet yielded."""
+    """The window, the most items accepted and not yet yielded."""
     batch_size: int
     """How many items the next executor call may carry (adaptive unless fixed)."""
     batches: int = 0
-    """Executor calls made, each carrying a batch of items: with ``accepted``, the mean
-    batch size."""
+    """Executor calls made, each carrying a batch of items (with ``accepted``, the mean
+    batch size)."""
     restarts: int = 0
     """Worker processes started to replace one that crashed, was stopped by a timeout,
     or reached ``max_tasks_per_child``."""

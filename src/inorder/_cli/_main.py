@@ -19,7 +19,7 @@ from ._common import (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inorder`` command."""
-    parser = _parser()
+    parser = build_parser()
     # argparse takes positionals only in the run before the first option, so
     # `map FUNC -j 2 a.txt b.txt` leaves the files over: they are files all the same.
     args, extra = parser.parse_known_args(argv)
@@ -68,7 +68,9 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
         yield error
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: `inorder map` and `inorder spool`, with every option
+    (the docs' CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="inorder",
         description="Run a Python function over a stream in parallel worker processes, "
@@ -146,7 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     spooler.add_argument("folder", metavar="DIR")
     spooler.add_argument("--run", dest="function", metavar="MODULE:FUNC", required=True)
     spooler.add_argument(
-        "--pattern", default="*.task", help="file names to take (default: *.task)"
+        "--pattern",
+        default="*.task",
+        help="the file names to take, a glob (default: names ending in .task)",
     )
     spooler.add_argument(
         "--once",
