@@ -115,6 +115,7 @@ async def run_stream(
         in_client.close()
         # An OSError: main() reports it in one line, with status 1.
         raise ConnectionError(f"cannot reach Redis at {shown(in_url)}: {exc}") from None
+
     def report(entry_id: str, error: BaseException) -> None:
         print(f"inorder map: entry {entry_id}: {type(error).__name__}: {error}", file=sys.stderr)
 
