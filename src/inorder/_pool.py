@@ -88,6 +88,13 @@ TERMINATE_GRACE_SECONDS = 0.3
 # Messages read from one worker before the others get a turn.
 READS_PER_TURN = 64
 
+# Held around every call that may read a worker's exit status: Process.start() (which
+# polls every child of the program first), join() and exitcode. A forkserver child's
+# status is 8 bytes its sentinel delivers once; two threads reading it at once leave
+# one of them at end of file, and multiprocessing then records exit code 255 for a
+# worker that exited with another.
+_EXIT_STATUS_LOCK = threading.Lock()
+
 # A worker that fails to start (dies before it is ready, or cannot be launched: no file
 # descriptors, no memory, no fork server) is started again after a back-off, doubled for
 # each failure in a row from START_BACKOFF_SECONDS to START_BACKOFF_MAX_SECONDS. After
@@ -478,7 +485,8 @@ class WorkerPool(concurrent.futures.Executor):
                 ),
                 name=f"inorder-worker-{slot}",
             )
-            process.start()
+            with _EXIT_STATUS_LOCK:
+                process.start()
         except BaseException:
             parent_end.close()
             raise
@@ -503,7 +511,8 @@ class WorkerPool(concurrent.futures.Executor):
                 return
         if isinstance(outcome, _Worker):  # the pool ended meanwhile: it has no use
             _signal_group(outcome, signal.SIGKILL)
-            outcome.process.join()
+            with _EXIT_STATUS_LOCK:
+                outcome.process.join()
             outcome.conn.close()
             _close_fds(*([outcome.pidfd] if outcome.pidfd is not None else []))
 
@@ -649,8 +658,9 @@ class WorkerPool(concurrent.futures.Executor):
         """An ended worker's exit status, or None if the fork server has not told it."""
         if worker.status != "ready":
             return None
-        worker.process.join(0)
-        return worker.process.exitcode  # type: ignore[no-any-return]
+        with _EXIT_STATUS_LOCK:
+            worker.process.join(0)
+            return worker.process.exitcode  # type: ignore[no-any-return]
 
     def _fail_jobs_of_dead(self, worker: _Worker, exitcode: int | None) -> None:
         running, index, _ = self._running_item(worker)
@@ -1001,7 +1011,8 @@ def _wait_for_ends(workers: list[_Worker], seconds: float) -> None:
         for fd in multiprocessing.connection.wait(list(waiting), remaining):
             worker = waiting.pop(fd)
             worker.ended_at = time.monotonic()
-            worker.process.join(0)  # reaps a child of ours; the fork server reaps its own
+            with _EXIT_STATUS_LOCK:
+                worker.process.join(0)  # reaps a child of ours; the fork server its own
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -1036,6 +1047,8 @@ def _signal_group(worker: _Worker, signum: int) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ESRCH, errno.EPERM):
             raise
-    if worker.process.exitcode is None:  # not reaped: the pid is still this worker's
+    with _EXIT_STATUS_LOCK:
+        ended = worker.process.exitcode is not None
+    if not ended:  # not reaped: the pid is still this worker's
         with contextlib.suppress(OSError):
             os.kill(pid, signum)
