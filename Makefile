@@ -42,32 +42,30 @@ PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --ba
 test: $(VENV)/.installed-nox redis-server python-inventory
 	$(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS)) $(BIN)/nox
 
-# The Redis tests start a redis-server of their own on 127.0.0.1: Debian's package,
-# installed here when missing (as root, with apt-get).
-redis-server:
-	@command -v redis-server >/dev/null || { \
+# $(call debian,CHECK,PACKAGE,PURPOSE): when the shell test CHECK fails, install Debian's
+# PACKAGE with apt-get (as root), saying it is for PURPOSE; elsewhere, ask for it.
+define debian
+	@$(1) >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's redis-server for the Redis tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "installing Debian's $(2) for $(3)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "the tests need redis-server on PATH: install it (e.g. apt-get install redis-server, brew install redis)" >&2; exit 1; \
+	    echo "$(3) need Debian's $(2) (apt-get install $(2)) or your system's equivalent" >&2; exit 1; \
 	  fi; }
+endef
+
+# The Redis tests start a redis-server of their own on 127.0.0.1.
+redis-server:
+	$(call debian,command -v redis-server,redis-server,the Redis tests)
 
 ## docs: the documentation site, into docs/_build/html (Sphinx; warnings are errors)
 docs: $(VENV)/.installed-nox python-inventory
 	$(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS)) $(BIN)/nox -s docs
 
-# Python's Sphinx inventory for the docs' links into the standard library: Debian's
-# python3-doc, installed here when missing (as root, with apt-get); the build has no
-# network to fetch it.
+# Python's Sphinx inventory, for the docs' links into the standard library: the build
+# has no network to fetch it.
 python-inventory:
-	@ls /usr/share/doc/python3.*/html/objects.inv >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's python3-doc for the docs' links to Python"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-doc >/dev/null; \
-	  else \
-	    echo "the docs need Python's objects.inv under /usr/share/doc: install Debian's python3-doc" >&2; exit 1; \
-	  fi; }
+	$(call debian,ls /usr/share/doc/python3.*/html/objects.inv,python3-doc,the docs' links to Python)
 
 ## test-loaded: the test suite while busy loops hold every CPU (it must pass on a loaded machine)
 test-loaded: $(VENV)/.installed-test

@@ -71,18 +71,16 @@ autodoc_typehints = "description"
 autodoc_preserve_defaults = True
 
 # The builds run without network, so the inventories are local files: Python's from
-# Debian's python3.11-doc (`make docs` installs it), and for anyio and trio the few names
-# these pages link to, written by _inventory() below with their pages on the projects'
-# sites.
+# Debian's python3-doc (`make docs` installs it), and for anyio and trio the names these
+# pages link to (with {py:func} and the like), written by _inventory() below with their
+# pages on the projects' sites: a page that links to another name adds it here.
 _BUILT = Path(__file__).parent / "_build" / "inventories"
 _LINKED = {
     "anyio": {
         "anyio.run": ("function", "api.html"),
         "anyio.create_task_group": ("function", "api.html"),
-        "anyio.CancelScope": ("class", "api.html"),
         "anyio.to_thread.run_sync": ("function", "api.html"),
         "anyio.to_process.run_sync": ("function", "api.html"),
-        "anyio.from_thread.run": ("function", "api.html"),
     },
     "trio": {
         "trio.run": ("function", "reference-core.html"),
