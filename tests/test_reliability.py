@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import signal
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,34 @@ async def test_crash_raises_at_its_position_with_on_error_raise(anyio_backend: A
         assert caught.value.pid is not None
         assert alive({caught.value.pid}) == set()
         assert pipe.statistics().restarts == 1
+
+
+async def _crash_codes(crashes: int) -> list[int | None]:
+    kinds = ["os_exit", "ok"] * crashes
+    async with inorder.map(
+        workloads.fault, range(2 * crashes), kinds, workers=2, on_error="return"
+    ) as results:
+        return [r.exitcode async for r in results if isinstance(r, WorkerCrashedError)]
+
+
+def test_a_program_polling_its_children_meanwhile_leaves_each_crash_its_exit_code() -> None:
+    """``multiprocessing.active_children()``, like any ``Process.start()``, polls every
+    child of the program; a forkserver worker's exit status is read once, so a second
+    reader used to leave the pool with 255. The pool alone reads its workers' statuses."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            multiprocessing.active_children()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        codes = anyio.run(_crash_codes, 40)
+    finally:
+        stop.set()
+        poller.join()
+    assert codes == [7] * 40
 
 
 FAULT_KINDS = ["raise", "exit", "os_exit", "sigkill", "segfault", "bad_result", "crash_result"]

@@ -52,6 +52,7 @@ import itertools
 import logging
 import multiprocessing.connection
 import multiprocessing.context
+import multiprocessing.process
 import multiprocessing.util
 import os
 import pickle
@@ -87,13 +88,6 @@ TERMINATE_GRACE_SECONDS = 0.3
 
 # Messages read from one worker before the others get a turn.
 READS_PER_TURN = 64
-
-# Held around every call that may read a worker's exit status: Process.start() (which
-# polls every child of the program first), join() and exitcode. A forkserver child's
-# status is 8 bytes its sentinel delivers once; two threads reading it at once leave
-# one of them at end of file, and multiprocessing then records exit code 255 for a
-# worker that exited with another.
-_EXIT_STATUS_LOCK = threading.Lock()
 
 # A worker that fails to start (dies before it is ready, or cannot be launched: no file
 # descriptors, no memory, no fork server) is started again after a back-off, doubled for
@@ -485,8 +479,8 @@ class WorkerPool(concurrent.futures.Executor):
                 ),
                 name=f"inorder-worker-{slot}",
             )
-            with _EXIT_STATUS_LOCK:
-                process.start()
+            process.start()
+            _untrack(process)
         except BaseException:
             parent_end.close()
             raise
@@ -511,8 +505,7 @@ class WorkerPool(concurrent.futures.Executor):
                 return
         if isinstance(outcome, _Worker):  # the pool ended meanwhile: it has no use
             _signal_group(outcome, signal.SIGKILL)
-            with _EXIT_STATUS_LOCK:
-                outcome.process.join()
+            outcome.process.join()
             outcome.conn.close()
             _close_fds(*([outcome.pidfd] if outcome.pidfd is not None else []))
 
@@ -658,9 +651,8 @@ class WorkerPool(concurrent.futures.Executor):
         """An ended worker's exit status, or None if the fork server has not told it."""
         if worker.status != "ready":
             return None
-        with _EXIT_STATUS_LOCK:
-            worker.process.join(0)
-            return worker.process.exitcode  # type: ignore[no-any-return]
+        worker.process.join(0)
+        return worker.process.exitcode  # type: ignore[no-any-return]
 
     def _fail_jobs_of_dead(self, worker: _Worker, exitcode: int | None) -> None:
         running, index, _ = self._running_item(worker)
@@ -1011,8 +1003,7 @@ def _wait_for_ends(workers: list[_Worker], seconds: float) -> None:
         for fd in multiprocessing.connection.wait(list(waiting), remaining):
             worker = waiting.pop(fd)
             worker.ended_at = time.monotonic()
-            with _EXIT_STATUS_LOCK:
-                worker.process.join(0)  # reaps a child of ours; the fork server its own
+            worker.process.join(0)  # reaps a child of ours; the fork server reaps its own
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -1026,6 +1017,20 @@ def describe_exit(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"killed by {name}"
     return f"exit code {exitcode}"
+
+
+def _untrack(process: Any) -> None:
+    """Leave a started worker out of multiprocessing's set of the program's children.
+
+    Every ``Process.start()`` in the program, and ``active_children()``, first polls each
+    child in that set. A forkserver child's exit status is 8 bytes its sentinel delivers
+    once: a second thread reading it while the pool does gets end of file, and
+    multiprocessing then records exit code 255 in place of the real one. The pool alone
+    reads its workers' statuses, and stops them itself (also at exit).
+    """
+    children = getattr(multiprocessing.process, "_children", None)
+    if isinstance(children, set):
+        children.discard(process)
 
 
 def _close_fds(*fds: int) -> None:
@@ -1047,8 +1052,6 @@ def _signal_group(worker: _Worker, signum: int) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ESRCH, errno.EPERM):
             raise
-    with _EXIT_STATUS_LOCK:
-        ended = worker.process.exitcode is not None
-    if not ended:  # not reaped: the pid is still this worker's
+    if worker.process.exitcode is None:  # not reaped: the pid is still this worker's
         with contextlib.suppress(OSError):
             os.kill(pid, signum)
