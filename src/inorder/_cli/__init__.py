@@ -1,8 +1,10 @@
 """The command line: ``inorder map`` (GNU ``parallel --keep-order`` for Python functions)
 and ``inorder spool`` (a folder other programs drop work into).
 
-Both are thin layers over ``OrderedPipeline``. Exit statuses: 0 done; 1 an item failed
-under ``--on-error raise``; 2 a usage error (bad option, bad ``MODULE:FUNC``, missing
+Both are thin layers over ``OrderedPipeline``. Exit statuses: 0 done (failures written
+or skipped under ``--on-error return|skip`` included); 1 an item failed under
+``--on-error raise``, a spool's file failed with ``--once``, or Redis could not be
+reached or was lost; 2 a usage error (bad option, bad ``MODULE:FUNC``, missing
 file), reported before any work; 130 interrupted (Ctrl-C); 141 the reader of stdout
 went away (``| head``), as for any Unix tool killed by SIGPIPE.
 """
