@@ -62,7 +62,7 @@ nitpick_ignore = [
     ("py:class", name)
     for name in (
         "OnError", "ExecutorOption", "BatchOption", "WindowOption", "StartMethod",
-        "ExceptionTypes", "Format", "T", "inorder._map.T",
+        "ExceptionTypes", "Format", "T", "inorder._map.T", "inorder._sync.T",
     )
 ]  # fmt: skip
 

@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     from ._options import Options, PipelineOptions
     from ._pipeline import OrderedPipeline
     from ._stats import PipelineStatistics
+    from ._sync import Imap, imap
     from ._workerpool import WorkerPool
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Imap",
     "InorderError",
     "MapStream",
     "Options",
@@ -45,6 +47,7 @@ __all__ = [
     "TaskTimeoutError",
     "WorkerCrashedError",
     "WorkerPool",
+    "imap",
     "map",
     "sequence_number",
 ]
@@ -57,6 +60,8 @@ _LOCATIONS = {
     "WorkerCrashedError": "._errors",
     "MapStream": "._map",
     "map": "._map",
+    "Imap": "._sync",
+    "imap": "._sync",
     "OrderedPipeline": "._pipeline",
     "Options": "._options",
     "PipelineOptions": "._options",

@@ -88,16 +88,17 @@ class Intake(Protocol):
         """No more items."""
 
 
-def check_map_arguments(fn: object, iterables: tuple[object, ...]) -> None:
-    """Check map()'s arguments where it is called, before a feeder starts."""
+def check_map_arguments(fn: object, iterables: tuple[object, ...], name: str = "map") -> None:
+    """Check the arguments of ``name()`` (map, imap) where it is called, before a feeder
+    starts."""
     if not callable(fn):
-        raise TypeError(f"map() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}")
+        raise TypeError(f"{name}() needs a callable first, got {type(fn).__qualname__} {fn!r:.60}")
     if not iterables:
-        raise TypeError("map() needs at least one iterable after the function")
+        raise TypeError(f"{name}() needs at least one iterable after the function")
     for position, iterable in enumerate(iterables, start=1):
         if not isinstance(iterable, (Iterable, AsyncIterable)):
             raise TypeError(
-                f"map() argument {position + 1} must be an iterable or an async iterable, "
+                f"{name}() argument {position + 1} must be an iterable or an async iterable, "
                 f"got {type(iterable).__qualname__}"
             )
 
