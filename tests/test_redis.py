@@ -74,16 +74,54 @@ async def test_entries_go_through_in_order_with_their_ids(anyio_backend: Any, cl
     assert client.xpending(source, "etl")["pending"] == 0  # every input acknowledged
 
 
-def _consumer(
-    url: str, source: str, sink: str, name: str, claim_idle: float, kind: str = "stream"
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "redis_functions.py"), url, source, sink, name,
-         str(claim_idle), kind],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+class Processes:
+    """Starts the consumers (``tests/redis_functions.py``) and commands a test runs; the
+    ``processes`` fixture kills and reaps whichever still run when the test ends, passed
+    or failed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.started: list[subprocess.Popen[Any]] = []
+
+    def consumer(
+        self, source: str, sink: str, name: str, claim_idle: float, kind: str = "stream"
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "redis_functions.py"), self.url, source,
+             sink, name, str(claim_idle), kind],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.started.append(process)
+        return process
+
+    def inorder(self, *args: str) -> subprocess.Popen[str]:
+        """``python -m inorder ARGS...``, its output and errors piped."""
+        process = _inorder(*args)
+        self.started.append(process)
+        return process
+
+
+@pytest.fixture
+def processes(redis_url: str) -> Iterator[Processes]:
+    made = Processes(redis_url)
+    try:
+        yield made
+    finally:
+        for process in made.started:
+            process.kill()
+            process.wait()
+
+
+def until(condition: Callable[[], bool], *alive: subprocess.Popen[Any]) -> None:
+    """Return once ``condition()`` holds; fail if 60 s pass or a process of ``alive``
+    ends first."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert all(process.poll() is None for process in alive), "a consumer ended early"
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.002)
 
 
 def kill_mid_stream(
@@ -97,10 +135,7 @@ def kill_mid_stream(
     while kills < 5 and written() < total - 500:
         consumer = start()
         target = written() + chance.randint(50, 400)
-        deadline = time.monotonic() + 60
-        while written() < target and consumer.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
+        until(lambda target=target: written() >= target, consumer)
         consumer.send_signal(signal.SIGKILL)
         consumer.wait()
         kills += 1
@@ -109,13 +144,13 @@ def kill_mid_stream(
 
 
 def test_a_consumer_killed_at_random_moments_and_restarted_writes_each_output_once(
-    redis_url: str, client: Any
+    processes: Processes, client: Any
 ) -> None:
     source, sink = names()
     items = [str(i) for i in range(3000)]
     ids = fill(client, source, items)
     kills = kill_mid_stream(
-        lambda: _consumer(redis_url, source, sink, "c1", 60.0),
+        lambda: processes.consumer(source, sink, "c1", 60.0),
         lambda: int(client.xlen(sink)),
         len(items),
     )
@@ -280,24 +315,34 @@ async def test_follow_picks_up_later_entries_and_stops_when_cancelled(
 
 
 def test_two_consumers_one_killed_the_other_claims_its_entries(
-    redis_url: str, client: Any
+    processes: Processes, client: Any
 ) -> None:
     source, sink = names()
     items = [str(i) for i in range(3000)]
     ids = fill(client, source, items)
-    first = _consumer(redis_url, source, sink, "c1", 0.5)
-    second = _consumer(redis_url, source, sink, "c2", 0.5)
-    time.sleep(1.0)
+
+    def pending(name: str) -> int:
+        try:
+            return len(client.xpending_range(source, "g", "-", "+", 1, consumername=name))
+        except redis.ResponseError:  # NOGROUP: no consumer has made the group yet
+            return 0
+
+    # Neither claims the other's entries while both run (idle 60 s): c1's stay its own.
+    first = processes.consumer(source, sink, "c1", 60.0)
+    second = processes.consumer(source, sink, "c2", 60.0)
+    until(lambda: pending("c1") > 0 and pending("c2") > 0, first, second)
     first.send_signal(signal.SIGKILL)  # dies with entries pending: never restarted
     first.wait()
-    assert client.xpending_range(source, "g", "-", "+", 10, consumername="c1")
-    assert second.wait(120) == 0
+    assert pending("c1") > 0
+    assert second.wait(120) == 0  # ends when no new entry is left, c1's still pending
+    assert client.xlen(sink) < len(items)
     rounds = 0
     while client.xlen(sink) < len(items):  # c1's entries idle long enough: c2 claims them
         rounds += 1
         assert rounds <= 20
-        time.sleep(0.5)
-        assert _consumer(redis_url, source, sink, "c2", 0.5).wait(120) == 0
+        time.sleep(0.5)  # the idle time XAUTOCLAIM asks of an entry before it is claimed
+        assert processes.consumer(source, sink, "c2", 0.5).wait(120) == 0
+    assert pending("c1") == 0
     written = outputs(client, sink)
     assert sorted(o["id"] for o in written) == sorted(ids)  # each input exactly once
     by_id = dict(zip(ids, items, strict=True))
@@ -394,28 +439,22 @@ def test_inorder_map_on_redis_retries_and_times_out_as_on_files(
     )  # fmt: skip
 
 
-def test_inorder_map_follows_new_entries_and_stops_on_sigterm(redis_url: str, client: Any) -> None:
+def test_inorder_map_follows_new_entries_and_stops_on_sigterm(
+    processes: Processes, redis_url: str, client: Any
+) -> None:
     source, sink = names()
     fill(client, source, ["first"])
-    command = _inorder(
+    command = processes.inorder(
         "map", "--follow", "tests.cli_functions:upper",
         f"{redis_url}?stream={source}&group=etl", "--output", f"{redis_url}?stream={sink}",
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while client.xlen(sink) < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        fill(client, source, ["later"])
-        while client.xlen(sink) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        started = time.monotonic()
-        command.send_signal(signal.SIGTERM)
-        _, err = command.communicate(timeout=10)
-        assert time.monotonic() - started < 1.0
-    finally:
-        command.kill()
+    until(lambda: client.xlen(sink) >= 1, command)
+    fill(client, source, ["later"])
+    until(lambda: client.xlen(sink) >= 2, command)
+    started = time.monotonic()
+    command.send_signal(signal.SIGTERM)
+    _, err = command.communicate(timeout=10)
+    assert time.monotonic() - started < 1.0
     assert command.returncode == 0, err
     assert "stopped (SIGTERM)" in err
     assert [o["data"] for o in outputs(client, sink)] == ["FIRST", "LATER"]
@@ -434,8 +473,10 @@ def test_inorder_map_follows_new_entries_and_stops_on_sigterm(redis_url: str, cl
         (["--follow", "a.txt"], "one Redis input URL"),
     ],
 )
-def test_inorder_map_refuses_a_bad_redis_command_line(arguments: list[str], message: str) -> None:
-    command = _inorder("map", "tests.cli_functions:upper", *arguments)
+def test_inorder_map_refuses_a_bad_redis_command_line(
+    processes: Processes, arguments: list[str], message: str
+) -> None:
+    command = processes.inorder("map", "tests.cli_functions:upper", *arguments)
     _, err = command.communicate(timeout=60)
     assert command.returncode == 2
     assert message in err
@@ -451,7 +492,9 @@ def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
     return server
 
 
-def test_redis_killed_mid_run_fails_clearly_and_a_rerun_loses_nothing(tmp_path: Path) -> None:
+def test_redis_killed_mid_run_fails_clearly_and_a_rerun_loses_nothing(
+    processes: Processes, tmp_path: Path
+) -> None:
     port = free_port()
     server = _start_redis(port, tmp_path)
     url = f"redis://127.0.0.1:{port}/0"
@@ -463,18 +506,15 @@ def test_redis_killed_mid_run_fails_clearly_and_a_rerun_loses_nothing(tmp_path: 
             "map", "tests.redis_functions:jittery", f"{url}?stream=in&group=g",
             "--output", f"{url}?stream=out",
         )  # fmt: skip
-        command = _inorder(*arguments)
-        deadline = time.monotonic() + 60
-        while client.xlen("out") < 300:  # some way into the stream
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        command = processes.inorder(*arguments)
+        until(lambda: client.xlen("out") >= 300, command)  # some way into the stream
         server.send_signal(signal.SIGKILL)  # Redis dies mid-run
         server.wait()
         _, err = command.communicate(timeout=60)
         assert command.returncode == 1
         assert "lost the connection to Redis" in err
         server = _start_redis(port, tmp_path)  # back, from its append-only file
-        _, err = _inorder(*arguments).communicate(timeout=120)
+        _, err = processes.inorder(*arguments).communicate(timeout=120)
         written = outputs(client, "out")
         assert [o["id"] for o in written] == ids  # each input once, in order
         assert [o["data"] for o in written] == [fx.jittery(item) for item in items]
@@ -526,13 +566,13 @@ async def test_a_bad_list_item_is_written_as_an_error_in_its_place(
 
 
 def test_a_list_consumer_killed_and_restarted_writes_each_output_once(
-    redis_url: str, client: Any
+    processes: Processes, client: Any
 ) -> None:
     source, sink = names()
     items = [str(i) for i in range(3000)]
     push(client, source, items)
     kills = kill_mid_stream(
-        lambda: _consumer(redis_url, source, sink, "c1", 60.0, kind="list"),
+        lambda: processes.consumer(source, sink, "c1", 60.0, kind="list"),
         lambda: int(client.llen(sink)),
         len(items),
     )
