@@ -1,8 +1,9 @@
 """inorder against its peers on the same workloads, side by side in one run.
 
 Every (workload, peer) pair runs in a fresh subprocess, so memory figures are not
-polluted by earlier runs. Pools are created and warmed before the clock starts (except
-``inorder.map (cold)``, which includes start-up). Every peer's results go through the
+polluted by earlier runs; the peers take turns, one run each, run after run. Pools are
+created and warmed before the clock starts (except ``inorder.map (cold)`` and
+``inorder.imap (cold)``, which include start-up). Every peer's results go through the
 same Python consumer loop, which checks each value and its order. The parent's RSS is
 sampled (every 2 ms, by a thread) only in the workloads that report it: elsewhere the
 sampler would only take CPU from the peers. Medians of ``--runs`` (at least 9 for the
@@ -47,6 +48,7 @@ from workloads import (
     fresh_process_env,
     inc,
     warm_up_every_worker,
+    warm_up_every_worker_sync,
 )
 
 ROOT = Path(__file__).parent.parent
@@ -272,11 +274,47 @@ def inorder_map_cold(w: Workload, consume: Consume, mark: Mark) -> None:
     _anyio_run(main, "asyncio")
 
 
+def inorder_sync_pipeline_map(w: Workload, consume: Consume, mark: Mark) -> None:
+    """``SyncPipeline.map`` from a plain ``for``: its workers warmed before the clock."""
+    import inorder
+
+    with inorder.SyncPipeline(workers=WORKERS) as pipe:
+        warm_up_every_worker_sync(pipe, WORKERS)
+        mark()
+        for result in pipe.map(w.fn, w.items(w.count)):
+            consume(result)
+
+
+def inorder_imap_on_a_pool(w: Workload, consume: Consume, mark: Mark) -> None:
+    """``inorder.imap`` from a plain ``for``, on a ``WorkerPool`` entered with ``with``
+    (workers started and warmed before the clock, as the pools of the peers are)."""
+    import inorder
+
+    with inorder.WorkerPool(WORKERS) as pool:
+        with inorder.SyncPipeline(executor=pool) as pipe:
+            warm_up_every_worker_sync(pipe, WORKERS)
+        mark()
+        for result in inorder.imap(w.fn, w.items(w.count), executor=pool):
+            consume(result)
+
+
+def inorder_imap_cold(w: Workload, consume: Consume, mark: Mark) -> None:
+    import inorder
+
+    mark()
+    with inorder.imap(w.fn, w.items(w.count), workers=WORKERS) as results:
+        for result in results:
+            consume(result)
+
+
 PEERS: dict[str, Runner] = {
     "inorder pipe.map": inorder_pipe_map(),
     "inorder pipe.map, chunks()": inorder_pipe_map_chunks(),
     "inorder put()": inorder_put(),
     "inorder.map (cold)": inorder_map_cold,
+    "inorder SyncPipeline.map": inorder_sync_pipeline_map,
+    "inorder.imap on a WorkerPool": inorder_imap_on_a_pool,
+    "inorder.imap (cold)": inorder_imap_cold,
     "inorder pipe.map, uvloop": inorder_pipe_map("uvloop"),
     "inorder put(), uvloop": inorder_put("uvloop"),
     **{f"Pool.imap chunksize={c}": pool_imap(c) for c in CHUNKSIZES},
@@ -493,18 +531,20 @@ def main() -> None:
         workload = WORKLOADS[name]
         print(f"{name}: {workload.description}", file=sys.stderr)
         results.setdefault(name, {})
-        for peer in peers:
-            if peer in CEILINGS and not CEILINGS[peer](workload):
-                continue
-            runs = []
-            for _ in range(max(args.runs, workload.min_runs)):
+        measured = [p for p in peers if p not in CEILINGS or CEILINGS[p](workload)]
+        # Run after run, every peer once each, so that a slower spell of the machine
+        # falls on all of them alike.
+        runs: dict[str, list[dict[str, Any]]] = {peer: [] for peer in measured}
+        for _ in range(max(args.runs, workload.min_runs)):
+            for peer in measured:
+                if runs[peer] and "error" in runs[peer][0]:
+                    continue
                 run = run_isolated(name, peer, args.timeout)
-                if "error" in run:
-                    runs = [run]
-                    break
-                runs.append(run)
-            summary = runs[0] if "error" in runs[0] else summarise(workload, runs)
-            summary["runs"] = len(runs)  # merged tables may come from runs of other --runs
+                runs[peer] = [run] if "error" in run else [*runs[peer], run]
+        for peer in measured:
+            done = runs[peer]
+            summary = done[0] if "error" in done[0] else summarise(workload, done)
+            summary["runs"] = len(done)  # merged tables may come from other --runs
             results[name][peer] = summary
             print(f"  {peer:42} {headline(workload, summary)}", file=sys.stderr)
     command = shlex.join(["python", "-m", "benchmarks", "suite", *sys.argv[1:]])
@@ -528,9 +568,9 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         f"Machine: {machine()}. This VM's CPU speed wobbles between two levels about 1.7x "
         "apart and the machine is shared, so read ratios within one table, not absolute "
         f"figures across tables. {WORKERS} workers everywhere; medians of the runs counted "
-        "under each table, each run in a fresh process; pools created and warmed before "
-        "timing, except "
-        "`inorder.map (cold)`, which includes start-up; every peer's results go through the "
+        "under each table, each run in a fresh process, the peers taking turns run after "
+        "run; pools created and warmed before timing, except `inorder.map (cold)` and "
+        "`inorder.imap (cold)`, which include start-up; every peer's results go through the "
         "same Python loop, which checks each value and its order. inorder runs at its "
         "defaults. Each row gives the median of its runs and the lowest and highest of them: "
         "one peer's figure can vary severalfold from run to run on this VM. "

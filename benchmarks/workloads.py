@@ -81,6 +81,16 @@ async def warm_up_every_worker(pipe: Any, workers: int) -> None:
             seen.add(await anext(pipe))
 
 
+def warm_up_every_worker_sync(pipe: Any, workers: int) -> None:
+    """``warm_up_every_worker`` for an ``inorder.SyncPipeline``."""
+    seen: set[int] = set()
+    while len(seen) < workers:
+        for _ in range(workers):
+            pipe.put(pid_after_burning, 0.02)
+        for _ in range(workers):
+            seen.add(next(pipe))
+
+
 async def call_async(fn: Callable[[Any], Any], item: Any) -> Any:
     """aiomultiprocess runs coroutine functions only: the same call, wrapped."""
     return fn(item)

@@ -439,6 +439,39 @@ async def test_backpressure_window_plus_one_put_waits_for_consumption(executor: 
         assert await collect(pipe) == [1, 4, 9, 16]
 
 
+async def test_put_nowait_takes_what_fits_and_refuses_the_rest_at_once(executor: Any) -> None:
+    async with OrderedPipeline(workers=2, window=3, executor=executor) as pipe:
+        assert pipe.put_nowait(workloads.square, 2) == 0
+        assert pipe.put_nowait("marker") == 1
+        assert pipe.put_nowait(workloads.square, 3) == 2
+        with pytest.raises(inorder.WindowFullError, match=r"window is full \(3 slots.*put\(\)"):
+            pipe.put_nowait(workloads.square, 4)
+        with pytest.raises(inorder.WindowFullError):
+            pipe.put_nowait("another marker")
+        assert pipe.statistics().accepted == 3  # nothing of the refused ones
+        assert await anext(pipe) == 4
+        assert pipe.put_nowait(workloads.square, 5) == 3  # the result taken freed a slot
+        with pytest.raises(TypeError, match="put_nowait\\(\\) takes a callable"):
+            pipe.put_nowait(42, "extra")
+        pipe.close()
+        with pytest.raises(PipelineClosedError, match="put_nowait"):
+            pipe.put_nowait(workloads.square, 6)
+        assert await collect(pipe) == ["marker", 9, 25]
+
+
+async def test_put_nowait_does_not_jump_producers_waiting_for_room(executor: Any) -> None:
+    async with OrderedPipeline(workers=2, window=1, executor=executor) as pipe:
+        await pipe.put("first")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipe.put, "waiting")
+            await wait_until(lambda: pipe.statistics().producers_waiting == 1)
+            assert await anext(pipe) == "first"  # a slot frees: it goes to the waiter
+            with pytest.raises(inorder.WindowFullError):
+                pipe.put_nowait("late")
+        pipe.close()
+        assert await collect(pipe) == ["waiting"]
+
+
 async def test_buffered_never_exceeds_window_with_a_paused_consumer(executor: Any) -> None:
     window = 5
     peak = 0

@@ -23,13 +23,14 @@ if TYPE_CHECKING:
         PipelineClosedError,
         RemoteTraceback,
         TaskTimeoutError,
+        WindowFullError,
         WorkerCrashedError,
     )
     from ._map import MapStream, map
     from ._options import Options, PipelineOptions
     from ._pipeline import OrderedPipeline
     from ._stats import PipelineStatistics
-    from ._sync import Imap, imap
+    from ._sync import Imap, SyncPipeline, imap
     from ._workerpool import WorkerPool
 
 __version__ = "0.1.0"
@@ -44,7 +45,9 @@ __all__ = [
     "PipelineOptions",
     "PipelineStatistics",
     "RemoteTraceback",
+    "SyncPipeline",
     "TaskTimeoutError",
+    "WindowFullError",
     "WorkerCrashedError",
     "WorkerPool",
     "imap",
@@ -57,11 +60,13 @@ _LOCATIONS = {
     "PipelineClosedError": "._errors",
     "RemoteTraceback": "._errors",
     "TaskTimeoutError": "._errors",
+    "WindowFullError": "._errors",
     "WorkerCrashedError": "._errors",
     "MapStream": "._map",
     "map": "._map",
     "Imap": "._sync",
     "imap": "._sync",
+    "SyncPipeline": "._sync",
     "OrderedPipeline": "._pipeline",
     "Options": "._options",
     "PipelineOptions": "._options",

@@ -30,6 +30,12 @@ class PipelineClosedError(InorderError, RuntimeError):
     """
 
 
+class WindowFullError(InorderError):
+    """``put_nowait()`` found no room: the window's every slot holds an item not yet
+    yielded (or other producers wait for one). Nothing was accepted; take results to make
+    room, or call ``put()``, which waits for it."""
+
+
 class WorkerCrashedError(InorderError):
     """The worker process died while it ran this item (yielded at the item's position).
 
@@ -100,6 +106,7 @@ class RemoteTraceback(Exception):
 for _public in (
     InorderError,
     PipelineClosedError,
+    WindowFullError,
     WorkerCrashedError,
     TaskTimeoutError,
     RemoteTraceback,

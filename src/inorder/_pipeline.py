@@ -84,7 +84,7 @@ from ._backends.shared import SharedPoolBackend
 from ._backends.thread import ThreadBackend
 from ._batching import MAX_BATCH_SIZE, BatchSizers
 from ._cursor import NEXT_RUN, SKIPPED, InputFailure, ResultCursor
-from ._errors import PipelineClosedError, WorkerCrashedError
+from ._errors import PipelineClosedError, WindowFullError, WorkerCrashedError
 from ._eventloop import FutureLike, LoopBridge, current_bridge
 from ._feeding import FIRST_MAP_CHUNK, check_map_arguments, feed
 from ._hold import Hold
@@ -441,24 +441,57 @@ class OrderedPipeline:
             if self._dispatches < self._max_dispatches:
                 self._dispatch()
             return seq
+        prepared = self._check_put("put()", fn, args, kwargs)
+        if not self._window.try_acquire():
+            await self._wait_for_slot()
+        return self._accept_put(fn, prepared)
+
+    def put_nowait(self, fn: Any, /, *args: Any, **kwargs: Any) -> int:
+        """Submit as ``put()`` does, or raise at once if the window has no room.
+
+        For a producer that must not wait (a callback, a handler that drops or defers
+        what does not fit). Markers too.
+
+        Raises:
+            WindowFullError: no free slot now, or producers are waiting for one. Nothing
+                was accepted.
+            TypeError, PipelineClosedError: as ``put()``.
+        """
+        prepared = self._check_put("put_nowait()", fn, args, kwargs)
+        if not self._window.try_acquire():
+            self._settle()  # results already handed out free their slots
+            if not self._window.try_acquire():
+                raise WindowFullError(
+                    f"put_nowait(): the window is full ({self._window.capacity} slots, each "
+                    "holding an item not yet yielded, or producers are waiting for one); "
+                    "take results to make room, or use put(), which waits for it"
+                )
+        return self._accept_put(fn, prepared)
+
+    def _check_put(
+        self, method: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Prepared | None:
+        """A put's call prepared for its batch, or None for a marker; nothing taken yet."""
         if self._state is not _State.OPEN:
-            raise self._closed_error("put()")
+            raise self._closed_error(method)
         if callable(fn):
             prepared = self._prepare(fn, args, kwargs)
             if prepared[0] is not self._measured:
                 self._expect_function(prepared[0])
-            if not self._window.try_acquire():
-                await self._wait_for_slot()
-            return self._accept_call(fn, prepared)
+            return prepared
         if args or kwargs:
             raise TypeError(
-                f"put() takes a callable and its arguments, or a single marker object; got a "
-                f"non-callable {type(fn).__qualname__} ({fn!r:.60}) with "
+                f"{method} takes a callable and its arguments, or a single marker object; "
+                f"got a non-callable {type(fn).__qualname__} ({fn!r:.60}) with "
                 f"{len(args)} positional and {len(kwargs)} keyword argument(s)"
             )
-        if not self._window.try_acquire():
-            await self._wait_for_slot()
-        return self._accept_outcome(fn, barrier=True)
+        return None
+
+    def _accept_put(self, fn: Any, prepared: Prepared | None) -> int:
+        """Accept a checked put whose window slot is taken."""
+        if prepared is None:
+            return self._accept_outcome(fn, barrier=True)
+        return self._accept_call(fn, prepared)
 
     async def put_many(self, fn: Callable[..., Any], items: Iterable[Any], /) -> None:
         """Submit ``fn(item)`` for each of ``items``, in order, as room in the window

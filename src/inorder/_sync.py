@@ -1,29 +1,36 @@
-"""``inorder.imap``: the pipeline for code without an event loop.
+"""The pipeline for code without an event loop: ``SyncPipeline``, ``inorder.imap`` and
+``with inorder.WorkerPool()``.
 
-A plain, synchronous program iterates the results; the pipeline runs on an event loop
-in a thread of the iterator's own (an anyio blocking portal), and results cross over a
-list at a time (``pipe.chunks()``), so each costs the program a step of a plain ``for``.
-Nothing of that thread is visible, and it ends with the iterator: when the results run
-out, on ``close()``, on leaving ``with``, or when the iterator is collected (the portal
-then closes as a dropped generator does, cancelling the pipeline, which stops its
-workers).
+A plain, synchronous program calls these; the pipeline runs on an event loop in a thread
+of the object's own (an anyio blocking portal), and each call crosses over to it. Results
+cross a list at a time (``pipe.chunks()``), so each costs the program a step of a plain
+``for``. Nothing of that thread is visible, and it ends with its owner: leaving ``with``,
+``Imap.close()``, or the owner being collected (the portal then closes as a dropped
+generator does, cancelling the pipeline, which stops its workers). A pipeline on a
+``WorkerPool`` entered with ``with`` runs on the pool's thread instead, since a pool
+serves the event loop that entered it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import sys
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar, Unpack
 
 import anyio.from_thread
 
+from ._errors import PipelineClosedError
 from ._feeding import check_map_arguments
-from ._options import Options
+from ._options import Options, PipelineOptions
 from ._pipeline import OrderedPipeline
+from ._stats import PipelineStatistics
+from ._workerpool import WorkerPool
 
 T = TypeVar("T")
 
@@ -45,6 +52,308 @@ def _in_event_loop() -> bool:
     return False
 
 
+def _refuse_inside_a_loop(what: str, instead: str) -> None:
+    if _in_event_loop():
+        raise RuntimeError(
+            f"{what} blocks: it cannot run inside an event loop. In async code, use {instead}"
+        )
+
+
+class _LoopThread:
+    """An event loop in a thread of its own: calls into it, and its end."""
+
+    def __init__(self, name: str) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal(name=name)
+        self.portal = self._portal_cm.__enter__()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the loop and its thread; with ``error``, tasks still running are cancelled."""
+        if error is None:
+            self._portal_cm.__exit__(None, None, None)
+        else:
+            self._portal_cm.__exit__(type(error), error, error.__traceback__)
+
+
+# The thread of each WorkerPool entered with ``with``: its pipelines run there.
+_POOL_THREADS: weakref.WeakKeyDictionary[WorkerPool, _LoopThread] = weakref.WeakKeyDictionary()
+
+
+def enter_pool(pool: WorkerPool) -> None:
+    """Start ``pool``'s workers from code without an event loop (``with pool:``)."""
+    _refuse_inside_a_loop("'with inorder.WorkerPool()'", "'async with inorder.WorkerPool()'")
+    thread = _LoopThread("inorder-pool-loop")
+    try:
+        thread.portal.call(pool.__aenter__)
+    except BaseException as error:
+        thread.close(error)
+        raise
+    _POOL_THREADS[pool] = thread
+
+
+def exit_pool(pool: WorkerPool, error: BaseException | None) -> None:
+    """Stop ``pool``'s workers and its thread (``with pool:`` ends)."""
+    thread = _POOL_THREADS.pop(pool, None)
+    if thread is None:
+        return
+    try:
+        thread.portal.call(pool.aclose)
+    finally:
+        thread.close(error)
+
+
+class SyncPipeline:
+    """The synchronous twin of ``OrderedPipeline``, for code without an event loop::
+
+        with inorder.SyncPipeline(workers=4) as pipe:
+            pipe.put(transcode, chunk)      # from any thread; waits while the window is full
+            ...
+            pipe.close()                    # no more items
+            for result in pipe:             # in the order the items were put
+                ...
+
+    It takes the same options (keywords, or one ``inorder.Options``) and runs an
+    ``OrderedPipeline`` on an event loop in a thread of its own, which nothing else sees
+    and which ends with the ``with`` block. Its methods are the async pipeline's, made
+    synchronous and callable from any thread: ``put()``, ``put_nowait()``,
+    ``put_many()``, markers (``put(marker)``), ``map()``, ``close()``,
+    ``statistics()``; ``for result in pipe`` (or ``next(pipe)``) and ``pipe.chunks()``
+    take the results.
+
+    Leaving ``with`` by any route stops everything (what ``aclose()`` does: results not
+    taken are dropped, workers stop); a ``put()`` waiting for room then raises
+    ``PipelineClosedError``. On a ``WorkerPool`` entered with ``with``
+    (``executor=pool``), the pipeline runs on the pool's thread and uses its workers.
+    """
+
+    def __init__(
+        self, options: Options | None = None, /, **kwargs: Unpack[PipelineOptions]
+    ) -> None:
+        self._pipe = OrderedPipeline(options, **kwargs)  # checks the options now
+        self._state: Literal["new", "open", "stopped"] = "new"
+        self._thread: _LoopThread | None = None  # its own; None on a pool's
+        self._portal: Any = None
+        self._pipe_cm: contextlib.AbstractContextManager[OrderedPipeline] | None = None
+        self._stream = _Stream(self._next_chunk)  # what ``for result in pipe`` reads
+        self._results: Iterator[list[Any]] | None = None  # its lists
+
+    @property
+    def options(self) -> Options:
+        """The pipeline's options, checked and frozen."""
+        return self._pipe.options
+
+    @property
+    def closed(self) -> bool:
+        """Whether the pipeline has stopped accepting items."""
+        return self._pipe.closed
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(
+                "this SyncPipeline was already entered; a pipeline carries one stream, "
+                "so create a new one"
+            )
+        _refuse_inside_a_loop(
+            "inorder.SyncPipeline", "'async with inorder.OrderedPipeline(...) as pipe:'"
+        )
+        executor = self._pipe.options.executor
+        if isinstance(executor, WorkerPool):
+            shared = _POOL_THREADS.get(executor)
+            if shared is None:
+                raise RuntimeError(
+                    "inorder.imap and SyncPipeline use a WorkerPool entered with 'with "
+                    "inorder.WorkerPool(...) as pool:' (one entered with 'async with' "
+                    "serves its own event loop: use inorder.map or OrderedPipeline there)"
+                )
+            self._portal = shared.portal
+        else:
+            self._thread = _LoopThread("inorder-pipeline")
+            self._portal = self._thread.portal
+        self._state = "open"
+        try:
+            self._pipe_cm = self._portal.wrap_async_context_manager(self._pipe)
+            self._pipe_cm.__enter__()
+        except BaseException as error:
+            self._pipe_cm = None
+            self._stop(error)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop(exc)
+
+    def _stop(self, error: BaseException | None) -> None:
+        if self._state != "open":
+            return
+        self._state = "stopped"
+        pipe_cm, self._pipe_cm = self._pipe_cm, None
+        thread, self._thread = self._thread, None
+        try:
+            if pipe_cm is not None:
+                if error is None:
+                    pipe_cm.__exit__(None, None, None)
+                else:
+                    pipe_cm.__exit__(type(error), error, error.__traceback__)
+        finally:
+            if thread is not None:
+                thread.close(error)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the pipeline's loop (awaited if a coroutine function)."""
+        if self._state == "open":
+            return self._portal.call(fn, *args)
+        if self._state == "new":
+            raise RuntimeError(
+                "this SyncPipeline was not entered: use 'with inorder.SyncPipeline(...) as pipe:'"
+            )
+        raise PipelineClosedError(
+            "this SyncPipeline's 'with' block has ended: its workers are gone; use the "
+            "pipeline inside the block"
+        )
+
+    # -- producing ----------------------------------------------------------------------
+
+    def put(self, fn: Any, /, *args: Any, **kwargs: Any) -> int:
+        """Submit ``fn(*args, **kwargs)``; return its sequence number (0, 1, 2, ...).
+
+        Waits while the window is full (producers are served first come, first served);
+        callable from any thread: one thread's items keep the order its calls returned
+        in. ``put(marker)`` with one non-callable argument submits a marker, yielded in
+        its place without visiting a worker.
+
+        Raises:
+            TypeError: as ``OrderedPipeline.put()``; nothing was accepted.
+            PipelineClosedError: after ``close()``, or the pipeline stopped meanwhile.
+        """
+        seq: int = self._call(functools.partial(self._pipe.put, fn, *args, **kwargs))
+        return seq
+
+    def put_nowait(self, fn: Any, /, *args: Any, **kwargs: Any) -> int:
+        """Submit as ``put()`` does, or raise ``WindowFullError`` at once when the window
+        has no room (nothing accepted)."""
+        seq: int = self._call(functools.partial(self._pipe.put_nowait, fn, *args, **kwargs))
+        return seq
+
+    def put_many(self, fn: Callable[..., Any], items: Iterable[Any], /) -> None:
+        """Submit ``fn(item)`` for each of ``items``, in order, waiting for room as it
+        goes (see ``OrderedPipeline.put_many``)."""
+        self._call(self._pipe.put_many, fn, items)
+
+    def map(self, fn: Callable[..., Any], /, *iterables: Iterable[Any]) -> Self:
+        """Feed ``fn(*items)`` for items drawn from ``iterables`` (like the builtin
+        ``map``), then close; returns the pipeline, for ``for result in pipe.map(...)``.
+
+        The iterables are read on the pipeline's thread as the window has room: one
+        that blocks (a socket, an interactive stdin) holds back results meanwhile; feed
+        those with ``put()`` from a thread of your own. Can be called once.
+        """
+        check_map_arguments(fn, iterables)
+        self._call(self._pipe.map, fn, *iterables)
+        return self
+
+    def close(self) -> None:
+        """No more items: iteration ends once every accepted item has been yielded.
+        Idempotent; a no-op once the ``with`` block has ended."""
+        if self._state == "stopped":
+            return
+        self._call(self._pipe.close)
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        """The results, in order. Every loop over the pipeline reads the same stream: a
+        loop left early and another started go on where the first stopped, an item's
+        error (``on_error="raise"``) ends a loop and the next goes on after it, and
+        after the last result iterating again yields nothing."""
+        return self._stream.items()
+
+    def __next__(self) -> Any:
+        return next(self._stream.items())
+
+    def _next_chunk(self) -> list[Any] | None:
+        if self._results is None:
+            self._results = self.chunks()
+        return next(self._results, None)
+
+    def chunks(self, max_items: int | None = None) -> Iterator[list[Any]]:
+        """The results, in order, as lists of the results that are ready (at most
+        ``max_items``): the fastest way to take many small results. An item's error
+        (``on_error="raise"``) is raised at its position; iterating again goes on."""
+        self._call(self._pipe.chunks, max_items)  # checks max_items
+        return _Chunks(self, max_items)
+
+    async def _next_list(self, max_items: int | None) -> list[Any] | None:
+        """The next list of ``pipe.chunks(max_items)`` (the pipeline keeps that
+        iterator), None at the end: one trip to the loop per list."""
+        return await anext(self._pipe.chunks(max_items), None)
+
+    def statistics(self) -> PipelineStatistics:
+        """A frozen snapshot of the pipeline's counters (see ``PipelineStatistics``)."""
+        if self._state == "open":
+            snapshot: PipelineStatistics = self._call(self._pipe.statistics)
+            return snapshot
+        return self._pipe.statistics()
+
+    def __repr__(self) -> str:
+        return f"<inorder.SyncPipeline {self._state}>"
+
+
+class _Stream:
+    """Results one at a time from lists of them. The items run through a C-level chain
+    (no Python call per result); an error from ``next_chunk`` ends that chain, so the
+    next read starts another on the same source. ``next_chunk`` returns None at the
+    end."""
+
+    def __init__(self, next_chunk: Callable[[], list[Any] | None]) -> None:
+        self._next_chunk = next_chunk
+        self._broken = False
+        self._items = self._chain()
+
+    def _chain(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(iter(self._take, None))
+
+    def _take(self) -> list[Any] | None:
+        try:
+            return self._next_chunk()
+        except BaseException:
+            self._broken = True
+            raise
+
+    def items(self) -> Iterator[Any]:
+        if self._broken:
+            self._broken = False
+            self._items = self._chain()
+        return self._items
+
+
+class _Chunks:
+    """``SyncPipeline.chunks()``: lists of results taken from the pipeline's loop. Ends
+    for good once the results run out, so iterating again after the end is safe."""
+
+    def __init__(self, pipe: SyncPipeline, max_items: int | None) -> None:
+        self._pipe = pipe
+        self._max_items = max_items
+        self._ended = False
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> list[Any]:
+        if self._ended:
+            raise StopIteration
+        chunk: list[Any] | None = self._pipe._call(self._pipe._next_list, self._max_items)
+        if chunk is None:
+            self._ended = True
+            raise StopIteration
+        return chunk
+
+
 class Imap(Generic[T]):
     """The iterator returned by ``inorder.imap``: results in input order, from worker
     processes, for code without an event loop.
@@ -61,35 +370,33 @@ class Imap(Generic[T]):
         check_map_arguments(fn, iterables, "imap")
         self._fn = fn
         self._iterables = iterables
-        self._options = options
-        self._ready: deque[T] = deque()
-        self._portal_cm: contextlib.AbstractContextManager[Any] | None = None
-        self._pipe_cm: contextlib.AbstractContextManager[OrderedPipeline] | None = None
-        self._portal: Any = None
-        self._chunks: AsyncIterator[list[T]] | None = None
+        self._pipe = SyncPipeline(options)
+        self._chunks: Iterator[list[T]] | None = None
+        self._stream = _Stream(self._next_chunk)
         self._finished = False
 
-    def __iter__(self) -> Imap[T]:
-        return self
+    def __iter__(self) -> Iterator[T]:
+        return self._stream.items()
 
     def __next__(self) -> T:
-        while not self._ready:
-            if self._finished:
-                raise StopIteration
-            if self._chunks is None:
-                self._start()
-            assert self._chunks is not None
-            try:
-                chunk = self._portal.call(anext, self._chunks, None)
-            except BaseException:
-                if self._finished:  # closed meanwhile
-                    raise StopIteration from None
-                raise
-            if chunk is None:
-                self.close()
-                raise StopIteration
-            self._ready.extend(chunk)
-        return self._ready.popleft()
+        result: T = next(self._stream.items())
+        return result
+
+    def _next_chunk(self) -> list[T] | None:
+        if self._finished:
+            return None
+        if self._chunks is None:
+            self._start()
+        assert self._chunks is not None
+        try:
+            chunk = next(self._chunks, None)
+        except BaseException:
+            if self._finished:  # closed meanwhile
+                return None
+            raise
+        if chunk is None:
+            self.close()
+        return chunk
 
     def __enter__(self) -> Imap[T]:
         if self._chunks is None and not self._finished:
@@ -105,18 +412,13 @@ class Imap(Generic[T]):
         self.close()
 
     def _start(self) -> None:
-        if _in_event_loop():
-            raise RuntimeError(
-                "inorder.imap() blocks: it cannot run inside an event loop. In async "
-                "code, use 'async with inorder.map(fn, items) as results: async for ...'"
-            )
-        self._portal_cm = anyio.from_thread.start_blocking_portal(name="inorder-imap")
-        self._portal = self._portal_cm.__enter__()
+        _refuse_inside_a_loop(
+            "inorder.imap()", "'async with inorder.map(fn, items) as results: async for ...'"
+        )
+        pipe = self._pipe.__enter__()
         try:
-            self._pipe_cm = self._portal.wrap_async_context_manager(OrderedPipeline(self._options))
-            pipe = self._pipe_cm.__enter__()
-            self._portal.call(pipe.map, self._fn, *self._iterables)
-            self._chunks = self._portal.call(pipe.chunks)
+            pipe.map(self._fn, *self._iterables)
+            self._chunks = pipe.chunks()
         except BaseException:
             self.close()
             raise
@@ -127,15 +429,7 @@ class Imap(Generic[T]):
         if self._finished:
             return
         self._finished = True
-        self._ready.clear()
-        pipe_cm, self._pipe_cm = self._pipe_cm, None
-        portal_cm, self._portal_cm = self._portal_cm, None
-        try:
-            if pipe_cm is not None:
-                pipe_cm.__exit__(None, None, None)
-        finally:
-            if portal_cm is not None:
-                portal_cm.__exit__(None, None, None)
+        self._pipe.__exit__(None, None, None)
 
 
 def imap(fn: Callable[..., T], /, *iterables: Iterable[Any], **options: Any) -> Imap[T]:
@@ -152,12 +446,13 @@ def imap(fn: Callable[..., T], /, *iterables: Iterable[Any], **options: Any) -> 
 
     The options are checked here (``TypeError`` or ``ValueError`` naming the option).
     Leaving early (``break`` in ``with``, an exception, Ctrl-C) stops the workers; so
-    does collecting an iterator that was not closed. Called inside a running event loop
-    it raises ``RuntimeError``: use ``inorder.map`` there.
+    does collecting an iterator that was not closed. ``executor=pool`` with a
+    ``WorkerPool`` entered with ``with`` uses its warm workers. Called inside a running
+    event loop it raises ``RuntimeError``: use ``inorder.map`` there.
     """
     return Imap(fn, iterables, Options(**options))
 
 
-for _public in (imap, Imap):
+for _public in (imap, Imap, SyncPipeline):
     _public.__module__ = "inorder"
 del _public

@@ -48,6 +48,16 @@ class WorkerPool:
     and a pipeline that sets them is refused. Leaving a pipeline cancels its batches
     that have not started; batches of it already running finish in their workers and
     their results are dropped. A pool is used from the event loop that entered it.
+
+    Code without an event loop enters it with a plain ``with``: the pool then runs on
+    an event loop in a thread of its own, which ends with the block, and
+    ``inorder.SyncPipeline(executor=pool)`` and ``inorder.imap(..., executor=pool)``
+    use its workers, started once::
+
+        with inorder.WorkerPool(workers=4) as pool:
+            for path in paths:
+                for row in inorder.imap(parse, open(path), executor=pool):
+                    ...
     """
 
     def __init__(
@@ -113,6 +123,22 @@ class WorkerPool:
                 await backend.stop(abandon=True)
             raise
         return self
+
+    def __enter__(self) -> Self:
+        from ._sync import enter_pool  # the pool's thread: see _sync
+
+        enter_pool(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        from ._sync import exit_pool
+
+        exit_pool(self, exc)
 
     async def __aexit__(
         self,
