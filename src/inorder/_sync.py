@@ -14,7 +14,7 @@ serves the event loop that entered it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import functools
 import itertools
 import sys
@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar, Unpack
 
+import anyio.abc
 import anyio.from_thread
 
 from ._errors import PipelineClosedError
@@ -101,6 +102,24 @@ def exit_pool(pool: WorkerPool, error: BaseException | None) -> None:
         thread.close(error)
 
 
+async def _run_pipeline(
+    pipe: OrderedPipeline,
+    feed: tuple[Callable[..., Any], tuple[Iterable[Any], ...]] | None,
+    *,
+    task_status: anyio.abc.TaskStatus[anyio.Event],
+) -> None:
+    """A SyncPipeline's pipeline on its loop, from ``with`` until the event it reports
+    as started is set; with ``feed``, ``map()``ped. It holds nothing of the
+    SyncPipeline, which is collected as soon as the program drops it (the loop's thread
+    then ends with it)."""
+    async with pipe:
+        stopping = anyio.Event()
+        if feed is not None:
+            pipe.map(feed[0], *feed[1])
+        task_status.started(stopping)
+        await stopping.wait()
+
+
 class SyncPipeline:
     """The synchronous twin of ``OrderedPipeline``, for code without an event loop::
 
@@ -132,7 +151,8 @@ class SyncPipeline:
         self._state: Literal["new", "open", "stopped"] = "new"
         self._thread: _LoopThread | None = None  # its own; None on a pool's
         self._portal: Any = None
-        self._pipe_cm: contextlib.AbstractContextManager[OrderedPipeline] | None = None
+        self._running: concurrent.futures.Future[None] | None = None  # _run_pipeline
+        self._stopping: anyio.Event | None = None  # set: _run_pipeline leaves the pipeline
         self._stream = _Stream(self._next_chunk)  # what ``for result in pipe`` reads
         self._results: Iterator[list[Any]] | None = None  # its lists
 
@@ -149,6 +169,11 @@ class SyncPipeline:
     # -- lifecycle ----------------------------------------------------------------------
 
     def __enter__(self) -> Self:
+        self._open(None)
+        return self
+
+    def _open(self, feed: tuple[Callable[..., Any], tuple[Iterable[Any], ...]] | None) -> None:
+        """Start the pipeline on its loop and, with ``feed``, ``map()`` it: one trip."""
         if self._state != "new":
             raise RuntimeError(
                 "this SyncPipeline was already entered; a pipeline carries one stream, "
@@ -172,13 +197,12 @@ class SyncPipeline:
             self._portal = self._thread.portal
         self._state = "open"
         try:
-            self._pipe_cm = self._portal.wrap_async_context_manager(self._pipe)
-            self._pipe_cm.__enter__()
+            self._running, self._stopping = self._portal.start_task(
+                _run_pipeline, self._pipe, feed
+            )
         except BaseException as error:
-            self._pipe_cm = None
             self._stop(error)
             raise
-        return self
 
     def __exit__(
         self,
@@ -192,14 +216,14 @@ class SyncPipeline:
         if self._state != "open":
             return
         self._state = "stopped"
-        pipe_cm, self._pipe_cm = self._pipe_cm, None
+        running, self._running = self._running, None
         thread, self._thread = self._thread, None
         try:
-            if pipe_cm is not None:
-                if error is None:
-                    pipe_cm.__exit__(None, None, None)
-                else:
-                    pipe_cm.__exit__(type(error), error, error.__traceback__)
+            if running is not None:
+                stopping = self._stopping
+                if stopping is not None:
+                    self._portal.call(stopping.set)
+                running.result()  # the pipeline has stopped its workers
         finally:
             if thread is not None:
                 thread.close(error)
@@ -415,13 +439,12 @@ class Imap(Generic[T]):
         _refuse_inside_a_loop(
             "inorder.imap()", "'async with inorder.map(fn, items) as results: async for ...'"
         )
-        pipe = self._pipe.__enter__()
         try:
-            pipe.map(self._fn, *self._iterables)
-            self._chunks = pipe.chunks()
+            self._pipe._open((self._fn, self._iterables))
         except BaseException:
             self.close()
             raise
+        self._chunks = _Chunks(self._pipe, None)
 
     def close(self) -> None:
         """Stop the workers and the event loop's thread; the iteration ends. Safe to call
