@@ -335,7 +335,9 @@ class _Stream:
     end."""
 
     def __init__(self, next_chunk: Callable[[], list[Any] | None]) -> None:
-        self._next_chunk = next_chunk
+        # Weakly: the owner holds this stream, and a cycle would keep an owner that the
+        # program dropped (its thread, its workers) alive until the next collection.
+        self._next_chunk = weakref.WeakMethod(next_chunk)
         self._broken = False
         self._items = self._chain()
 
@@ -343,8 +345,11 @@ class _Stream:
         return itertools.chain.from_iterable(iter(self._take, None))
 
     def _take(self) -> list[Any] | None:
+        next_chunk = self._next_chunk()
+        if next_chunk is None:  # its owner is gone
+            return None
         try:
-            return self._next_chunk()
+            return next_chunk()
         except BaseException:
             self._broken = True
             raise
