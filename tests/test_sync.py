@@ -41,6 +41,16 @@ def test_results_are_the_builtin_maps_in_order() -> None:
     assert imap_threads() == []  # the results ran out: its thread ended
 
 
+def test_a_for_loop_over_an_imap_nobody_else_holds_gets_every_result() -> None:
+    seen = []
+    for result in inorder.imap(workloads.square, range(3000), workers=2):
+        seen.append(result)
+    assert seen == [i * i for i in range(3000)]
+    with inorder.WorkerPool(workers=2) as pool:
+        assert sum(1 for _ in inorder.imap(workloads.square, range(500), executor=pool)) == 500
+    assert imap_threads() == []
+
+
 def test_each_error_policy() -> None:
     kinds = ["ok", "raise", "ok", "raise", "ok"]
     results = inorder.imap(workloads.fault, range(5), kinds, workers=2)

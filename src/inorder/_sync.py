@@ -153,7 +153,7 @@ class SyncPipeline:
         self._portal: Any = None
         self._running: concurrent.futures.Future[None] | None = None  # _run_pipeline
         self._stopping: anyio.Event | None = None  # set: _run_pipeline leaves the pipeline
-        self._stream = _Stream(self._next_chunk)  # what ``for result in pipe`` reads
+        self._stream: _Stream | None = None  # what ``for result in pipe`` reads
         self._results: Iterator[list[Any]] | None = None  # its lists
 
     @property
@@ -295,10 +295,17 @@ class SyncPipeline:
         loop left early and another started go on where the first stopped, an item's
         error (``on_error="raise"``) ends a loop and the next goes on after it, and
         after the last result iterating again yields nothing."""
-        return self._stream.items()
+        return self._results_stream().items()
 
     def __next__(self) -> Any:
-        return next(self._stream.items())
+        return next(self._results_stream().items())
+
+    def _results_stream(self) -> _Stream:
+        # Made on first use: a pipeline read only through chunks() (inorder.imap's) is in
+        # no reference cycle, so it ends as soon as its owner drops it.
+        if self._stream is None:
+            self._stream = _Stream(self._next_chunk)
+        return self._stream
 
     def _next_chunk(self) -> list[Any] | None:
         if self._results is None:
@@ -332,33 +339,31 @@ class _Stream:
     """Results one at a time from lists of them. The items run through a C-level chain
     (no Python call per result); an error from ``next_chunk`` ends that chain, so the
     next read starts another on the same source. ``next_chunk`` returns None at the
-    end."""
+    end. The chain holds ``next_chunk`` and a flag, not this object: no reference
+    cycle keeps a dropped owner (its thread, its workers) waiting for a collection."""
 
     def __init__(self, next_chunk: Callable[[], list[Any] | None]) -> None:
-        # Weakly: the owner holds this stream, and a cycle would keep an owner that the
-        # program dropped (its thread, its workers) alive until the next collection.
-        self._next_chunk = weakref.WeakMethod(next_chunk)
-        self._broken = False
+        self._next_chunk = next_chunk
+        self._broken = [False]  # set by _take when next_chunk raised
         self._items = self._chain()
 
     def _chain(self) -> Iterator[Any]:
-        return itertools.chain.from_iterable(iter(self._take, None))
-
-    def _take(self) -> list[Any] | None:
-        next_chunk = self._next_chunk()
-        if next_chunk is None:  # its owner is gone
-            return None
-        try:
-            return next_chunk()
-        except BaseException:
-            self._broken = True
-            raise
+        take = functools.partial(_take, self._next_chunk, self._broken)
+        return itertools.chain.from_iterable(iter(take, None))
 
     def items(self) -> Iterator[Any]:
-        if self._broken:
-            self._broken = False
+        if self._broken[0]:
+            self._broken[0] = False
             self._items = self._chain()
         return self._items
+
+
+def _take(next_chunk: Callable[[], list[Any] | None], broken: list[bool]) -> list[Any] | None:
+    try:
+        return next_chunk()
+    except BaseException:
+        broken[0] = True
+        raise
 
 
 class _Chunks:
@@ -397,12 +402,8 @@ class Imap(Generic[T]):
         self, fn: Callable[..., T], iterables: tuple[Iterable[Any], ...], options: Options
     ) -> None:
         check_map_arguments(fn, iterables, "imap")
-        self._fn = fn
-        self._iterables = iterables
-        self._pipe = SyncPipeline(options)
-        self._chunks: Iterator[list[T]] | None = None
-        self._stream = _Stream(self._next_chunk)
-        self._finished = False
+        self._source = _ImapSource(fn, iterables, options)
+        self._stream = _Stream(self._source.next_chunk)
 
     def __iter__(self) -> Iterator[T]:
         return self._stream.items()
@@ -411,11 +412,56 @@ class Imap(Generic[T]):
         result: T = next(self._stream.items())
         return result
 
-    def _next_chunk(self) -> list[T] | None:
+    def __enter__(self) -> Imap[T]:
+        self._source.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers and the event loop's thread; the iteration ends. Safe to call
+        more than once."""
+        self._source.close()
+
+
+class _ImapSource:
+    """Where an ``Imap``'s lists of results come from. It holds nothing of the ``Imap``
+    or of its iterator, so a ``for`` loop that holds only the iterator keeps it going,
+    and once both are dropped it goes (the pipeline, its thread and its workers with
+    it) without waiting for a garbage collection."""
+
+    def __init__(
+        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], options: Options
+    ) -> None:
+        self._feed = (fn, iterables)
+        self._pipe = SyncPipeline(options)
+        self._chunks: Iterator[list[Any]] | None = None
+        self._finished = False
+
+    def start(self) -> None:
+        """Start the workers and the feed, once."""
+        if self._chunks is not None or self._finished:
+            return
+        _refuse_inside_a_loop(
+            "inorder.imap()", "'async with inorder.map(fn, items) as results: async for ...'"
+        )
+        try:
+            self._pipe._open(self._feed)
+        except BaseException:
+            self.close()
+            raise
+        self._chunks = _Chunks(self._pipe, None)
+
+    def next_chunk(self) -> list[Any] | None:
         if self._finished:
             return None
-        if self._chunks is None:
-            self._start()
+        self.start()
         assert self._chunks is not None
         try:
             chunk = next(self._chunks, None)
@@ -427,33 +473,7 @@ class Imap(Generic[T]):
             self.close()
         return chunk
 
-    def __enter__(self) -> Imap[T]:
-        if self._chunks is None and not self._finished:
-            self._start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _start(self) -> None:
-        _refuse_inside_a_loop(
-            "inorder.imap()", "'async with inorder.map(fn, items) as results: async for ...'"
-        )
-        try:
-            self._pipe._open((self._fn, self._iterables))
-        except BaseException:
-            self.close()
-            raise
-        self._chunks = _Chunks(self._pipe, None)
-
     def close(self) -> None:
-        """Stop the workers and the event loop's thread; the iteration ends. Safe to call
-        more than once."""
         if self._finished:
             return
         self._finished = True
