@@ -151,10 +151,9 @@ class SyncPipeline:
         self._state: Literal["new", "open", "stopped"] = "new"
         self._thread: _LoopThread | None = None  # its own; None on a pool's
         self._portal: Any = None
-        self._running: concurrent.futures.Future[None] | None = None  # _run_pipeline
-        self._stopping: anyio.Event | None = None  # set: _run_pipeline leaves the pipeline
+        # _run_pipeline's future, and the event that ends it; None unless it started.
+        self._running: tuple[concurrent.futures.Future[None], anyio.Event] | None = None
         self._stream: _Stream | None = None  # what ``for result in pipe`` reads
-        self._results: Iterator[list[Any]] | None = None  # its lists
 
     @property
     def options(self) -> Options:
@@ -197,9 +196,7 @@ class SyncPipeline:
             self._portal = self._thread.portal
         self._state = "open"
         try:
-            self._running, self._stopping = self._portal.start_task(
-                _run_pipeline, self._pipe, feed
-            )
+            self._running = self._portal.start_task(_run_pipeline, self._pipe, feed)
         except BaseException as error:
             self._stop(error)
             raise
@@ -220,10 +217,9 @@ class SyncPipeline:
         thread, self._thread = self._thread, None
         try:
             if running is not None:
-                stopping = self._stopping
-                if stopping is not None:
-                    self._portal.call(stopping.set)
-                running.result()  # the pipeline has stopped its workers
+                future, stopping = running
+                self._portal.call(stopping.set)
+                future.result()  # the pipeline has stopped its workers
         finally:
             if thread is not None:
                 thread.close(error)
@@ -277,7 +273,6 @@ class SyncPipeline:
         that blocks (a socket, an interactive stdin) holds back results meanwhile; feed
         those with ``put()`` from a thread of your own. Can be called once.
         """
-        check_map_arguments(fn, iterables)
         self._call(self._pipe.map, fn, *iterables)
         return self
 
@@ -304,13 +299,8 @@ class SyncPipeline:
         # Made on first use: a pipeline read only through chunks() (inorder.imap's) is in
         # no reference cycle, so it ends as soon as its owner drops it.
         if self._stream is None:
-            self._stream = _Stream(self._next_chunk)
+            self._stream = _Stream(functools.partial(next, _Chunks(self, None), None))
         return self._stream
-
-    def _next_chunk(self) -> list[Any] | None:
-        if self._results is None:
-            self._results = self.chunks()
-        return next(self._results, None)
 
     def chunks(self, max_items: int | None = None) -> Iterator[list[Any]]:
         """The results, in order, as lists of the results that are ready (at most
