@@ -201,8 +201,9 @@ async def _crash_codes(crashes: int) -> list[int | None]:
 
 def test_a_program_polling_its_children_meanwhile_leaves_each_crash_its_exit_code() -> None:
     """``multiprocessing.active_children()``, like any ``Process.start()``, polls every
-    child of the program; a forkserver worker's exit status is read once, so a second
-    reader used to leave the pool with 255. The pool alone reads its workers' statuses."""
+    child of the program; a forkserver worker's exit status can be read once, and a
+    reader other than the pool would leave it 255. The pool alone reads its workers'
+    statuses."""
     stop = threading.Event()
 
     def poll() -> None:
