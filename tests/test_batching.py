@@ -765,6 +765,36 @@ async def test_with_threads_map_reads_ahead_without_a_ramp(anyio_backend: Any) -
     assert seen[0] == READ_AHEAD_ROUNDS * DISPATCHES_PER_WORKER * 2 > FIRST_MAP_CHUNK
 
 
+async def test_map_queues_only_what_the_dispatch_slots_take_next(anyio_backend: Any) -> None:
+    """While batches are small, map() keeps queued only the rounds of batches the
+    dispatch slots take next, not the whole free window: reading on would keep the
+    event loop's thread busy while the completions of the batches out wait for it.
+    Here the first items block, so no batch completes and the size stays at one item;
+    the feeder then waits for a dispatch, however many turns the loop gets."""
+    release = threading.Event()
+
+    def blocked(x: int) -> int:  # runs in a thread of this process
+        release.wait(10)
+        return x
+
+    queued_at_most = READ_AHEAD_ROUNDS * DISPATCHES_PER_WORKER * 2  # batches of one item
+    try:
+        async with OrderedPipeline(workers=2, executor="thread") as pipe:
+            results = pipe.map(blocked, range(3000))
+            await wait_until(lambda: pipe.statistics().queued >= queued_at_most)
+            for _ in range(100):  # a feeder reading on takes a chunk a turn
+                await anyio.lowlevel.checkpoint()
+            stats = pipe.statistics()
+            assert stats.window > 2 * queued_at_most  # the window had room for more
+            # (a chunk is at least FIRST_MAP_CHUNK items)
+            assert queued_at_most <= stats.queued < queued_at_most + FIRST_MAP_CHUNK
+            assert stats.accepted == stats.queued + stats.in_flight
+            release.set()
+            assert [r async for r in results] == list(range(3000))
+    finally:
+        release.set()
+
+
 async def test_a_fixed_window_stays_as_given(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2, window=100) as pipe:
         assert [r async for r in pipe.map(workloads.square, range(5000))][-1] == 4999**2

@@ -6,7 +6,8 @@ items. What it adds is how it reads:
 
 * a sync input is read in chunks as large as the free window (no ``await`` per item),
   the first chunks small and doubling until the window has measured the items' pickled
-  size (``FIRST_MAP_CHUNK``), and none larger than ``Intake.read_ahead`` (docs/decisions/0012);
+  size (``FIRST_MAP_CHUNK``); the queue holds at most ``Intake.read_ahead`` items, and
+  the feeder waits for a dispatch before it reads more (docs/decisions/0012);
 * an input that may suspend (an async iterable among them) is read an item at a time,
   each accepted as soon as it is read;
 * once the window is full, the feeder waits for room for a whole batch, not for a slot
@@ -68,8 +69,14 @@ class Intake(Protocol):
         """The window slots a whole batch of ``key``'s items takes now."""
 
     def read_ahead(self, key: Any) -> int:
-        """The most of ``key``'s items worth reading at once: what the dispatch slots
+        """The most of ``key``'s items worth having queued: what the dispatch slots
         take before the next read (the window may hold less)."""
+
+    def queued(self) -> int:
+        """How many items wait in the pipeline's queue for a dispatch slot."""
+
+    def wait_for_dispatch(self) -> Awaitable[None]:
+        """Wait until a batch leaves the queue or the pipeline stops accepting items."""
 
     def first_chunk(self) -> int | None:
         """How many items the first chunk holds while sizes are unmeasured, or ``None``
@@ -154,8 +161,15 @@ async def _feed_items(intake: Intake, key: Any, shape: int, items: Iterator[Any]
     ramp = intake.first_chunk()
     measured = intake.sizes_measured()
     while intake.accepting:
+        ahead = intake.read_ahead(key) - intake.queued()
+        if ahead <= 0:
+            # The queue holds what the dispatch slots take: reading on would only keep
+            # this thread busy while the completions of the batches out (and the
+            # first results, and the sizer's next step) wait.
+            await intake.wait_for_dispatch()
+            continue
         wanted = window.capacity if ramp is None else min(ramp, window.capacity)
-        wanted = min(wanted, max(FIRST_MAP_CHUNK, intake.read_ahead(key)))
+        wanted = min(wanted, max(FIRST_MAP_CHUNK, ahead))
         free = window.try_acquire_many(wanted)
         if not free:
             await intake.wait_for_slot()

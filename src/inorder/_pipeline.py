@@ -121,8 +121,8 @@ logger = logging.getLogger("inorder")
 # cancellation and lets one worker's queue hide work from the others.
 DISPATCHES_PER_WORKER = 2
 
-# map()'s feeder reads at most this many rounds of batches (one per dispatch slot, of
-# the current size) at once (see _Intake.read_ahead, docs/decisions/0012).
+# map()'s feeder keeps at most this many rounds of batches (one per dispatch slot, of
+# the current size) queued (see _Intake.read_ahead, docs/decisions/0012).
 READ_AHEAD_ROUNDS = 8
 
 # The longest a partial batch waits for more items while the consumer is behind (see
@@ -265,6 +265,7 @@ class OrderedPipeline:
         # The map() feeder waiting for room for a whole batch (see _feeding): set when
         # the consumer frees room or the pipeline stops accepting items.
         self._room: anyio.Event | None = None
+        self._dispatched: anyio.Event | None = None  # the feeder waits for a dispatch
         self._hold = Hold()
         self._hold_timer: Callable[[], None] | None = None  # cancels the hold's timer
         # The stall check (see _watch_for_stall): its timer, the consumer's count when it
@@ -556,6 +557,8 @@ class OrderedPipeline:
             refusal=functools.partial(self._closed_error, "map()"),
             wait_for_slot=self._wait_for_slot,
             wait_for_freed_room=self._wait_for_freed_room,
+            queued=lambda: self._queue.queued,
+            wait_for_dispatch=self._wait_for_dispatch,
             accept_many=self._accept_many,
             accept_input_error=self._accept_input_error,
             close=self.close,
@@ -728,6 +731,8 @@ class OrderedPipeline:
     def _wake_feeder_for_room(self) -> None:
         if self._room is not None:
             self._room.set()
+        if self._dispatched is not None:
+            self._dispatched.set()
 
     async def _wait_for_outcomes(self) -> None:
         if self._consumer_event is not None:
@@ -868,6 +873,8 @@ class OrderedPipeline:
             self._dispatches += 1
             self._batches += 1
             self._in_flight += count
+            if self._dispatched is not None:
+                self._dispatched.set()
             full = count >= allowed  # the queue kept up with the batch size
             on_done = functools.partial(self._job_done, runs, parts, attempts, count, full)
             try:
@@ -1125,6 +1132,14 @@ class OrderedPipeline:
         finally:
             self._room = None
 
+    async def _wait_for_dispatch(self) -> None:
+        """Wait until a batch leaves the queue, or the pipeline stops accepting items."""
+        dispatched = self._dispatched = anyio.Event()
+        try:
+            await dispatched.wait()
+        finally:
+            self._dispatched = None
+
     def _watch_for_stall(self) -> None:
         """A producer starts to wait for room: unless a check is due already, check in
         ``STALL_WARNING_SECONDS`` whether the consumer took a result meanwhile."""
@@ -1222,6 +1237,8 @@ class _Intake:
     refusal: Callable[[], Exception]
     wait_for_slot: Callable[[], Awaitable[None]]
     wait_for_freed_room: Callable[[], Awaitable[None]]
+    queued: Callable[[], int]
+    wait_for_dispatch: Callable[[], Awaitable[None]]
     accept_many: Callable[[Any, int, list[Any]], None]
     accept_input_error: Callable[[BaseException], None]
     close: Callable[[], None]
@@ -1240,11 +1257,12 @@ class _Intake:
 
     def read_ahead(self, key: Any) -> int:
         # READ_AHEAD_ROUNDS batches for every dispatch slot at the current batch size.
-        # While batch sizes ramp up from one item, a chunk as large as the free window
-        # would keep the loop reading while the completions of the first batches wait,
-        # and with them the first results and the sizer's next step. Several rounds, so
-        # that the queue keeps up with the batch size (a batch that holds all it may
-        # grows the size from there). At full size it is the whole window.
+        # While batch sizes ramp up from one item, a queue as large as the free window
+        # would keep this thread reading while the completions of the first batches
+        # wait (their thread needs the GIL), and with them the first results and the
+        # sizer's next step. Several rounds, so that the queue keeps up with the batch
+        # size (a batch that holds all it may grows the size from there). At full size
+        # it is more than the window.
         return READ_AHEAD_ROUNDS * self.dispatch_slots() * self.sizers.of(key).size
 
     def first_chunk(self) -> int | None:
