@@ -97,6 +97,18 @@ async def test_put_many_accepts_pieces_as_the_window_makes_room(executor: Any) -
     assert results == [i * i for i in range(70)]
 
 
+async def test_put_many_leaves_the_callers_list_as_it_was(anyio_backend: Any) -> None:
+    """The queue cuts batches off the lists it holds in place: put_many() queues a copy
+    of the caller's list, which stays as it was (here cut into batches of 7)."""
+    items = list(range(100))
+    async with OrderedPipeline(workers=2, batch=7) as pipe:
+        await pipe.put_many(workloads.square, items)
+        pipe.close()
+        results = [r async for chunk in pipe.chunks() for r in chunk]
+    assert results == [i * i for i in range(100)]
+    assert items == list(range(100))
+
+
 async def test_put_many_fails_an_unpicklable_item_in_place_and_refuses_after_close(
     anyio_backend: Any,
 ) -> None:

@@ -86,7 +86,8 @@ class Intake(Protocol):
         """A count that changes whenever the window measures the items' pickled size."""
 
     def accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
-        """Accept consecutive items (their window slots are taken)."""
+        """Accept consecutive items (their window slots are taken); the list becomes the
+        pipeline's."""
 
     def accept_input_error(self, error: BaseException) -> None:
         """Put an input's exception in the next place (a slot is taken) and close."""
@@ -180,11 +181,12 @@ async def _feed_items(intake: Intake, key: Any, shape: int, items: Iterator[Any]
             # extend() keeps what was read if the iterator raises part-way.
             chunk.extend(itertools.islice(items, free))
         finally:
-            if len(chunk) < free:  # the input ended or failed: give back spare slots
-                intake.give_back(free - len(chunk))
+            read = len(chunk)  # the chunk becomes the pipeline's, which cuts it
+            if read < free:  # the input ended or failed: give back spare slots
+                intake.give_back(free - read)
             if chunk:
                 intake.accept_many(key, shape, chunk)
-        if len(chunk) < free:
+        if read < free:
             return
         if ramp is not None:  # the chunk was dispatched if a dispatch slot was free
             done = intake.sizes_measured() != measured or ramp >= window.capacity

@@ -162,8 +162,8 @@ class PendingQueue:
         return seq
 
     def accept_many(self, key: Any, shape: int, payloads: list[Any]) -> None:
-        """Queue consecutive items (``payloads`` becomes the queue's when it starts a
-        segment)."""
+        """Queue consecutive items. ``payloads`` becomes the queue's, which changes it
+        as batches are cut: the caller must not use it again."""
         self.close_lane()
         tail = self._tail(key, shape)
         seq = self.accepted
@@ -241,9 +241,9 @@ class PendingQueue:
             else:
                 # The segment keeps only what is still queued: a producer that stays
                 # ahead appends to it for ever, so what it handed out must not stay.
-                # (A new list: map() may have handed over its own.)
+                # Deleted in place (the queue owns its lists): no copy of the rest.
                 payloads = segment.payloads[:take]
-                segment.payloads = segment.payloads[take:]
+                del segment.payloads[:take]
             start = segment.start
             segment.start += take
             parts.append(Part(segment.key, segment.shape, payloads))

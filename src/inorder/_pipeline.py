@@ -518,7 +518,7 @@ class OrderedPipeline:
         key = self._codec.key(fn)  # an unpicklable function fails here
         if key is not self._measured:
             self._expect_function(key)
-        await self._accept_chunk(key, items if isinstance(items, list) else list(items))
+        await self._accept_chunk(key, list(items))  # a list of its own: the queue changes it
 
     def map(
         self, fn: Callable[..., Any], /, *iterables: Iterable[Any] | AsyncIterable[Any]
@@ -1173,10 +1173,11 @@ class OrderedPipeline:
         """Accept a list of one-argument items as the window makes room for them."""
         window = self._window
         offset = 0
-        while offset < len(chunk):
+        total = len(chunk)  # handed over whole, the chunk is the queue's, which cuts it
+        while offset < total:
             if self._state is not _State.OPEN:
                 raise self._closed_error("put_many()")
-            wanted = len(chunk) - offset
+            wanted = total - offset
             free = window.try_acquire_many(wanted)
             if not free:
                 await self._wait_for_slot()
