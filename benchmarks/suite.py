@@ -6,7 +6,8 @@ created and warmed before the clock starts (except ``inorder.map (cold)`` and
 ``inorder.imap (cold)``, which include start-up). Every peer's results go through the
 same Python consumer loop, which checks each value and its order. The parent's RSS is
 sampled (every 2 ms, by a thread) only in the workloads that report it: elsewhere the
-sampler would only take CPU from the peers. Medians of ``--runs`` (at least 9 for the
+sampler would only take CPU from the peers. The garbage collector runs once just before
+the clock starts. Medians of ``--runs`` (at least 9 for the
 latency workload, whose runs give one sample each).
 
     python -m benchmarks suite                      # everything, writes docs/performance.md
@@ -23,6 +24,7 @@ import collections
 import concurrent.futures
 import contextlib
 import fnmatch
+import gc
 import json
 import multiprocessing
 import os
@@ -348,6 +350,9 @@ def measure(workload: str, peer: str) -> dict[str, Any]:
             state["peak"] = max(state["peak"], me.memory_info().rss)
 
     def mark() -> None:
+        # Garbage left by the set-up (imports, the warm-up) is collected now, so that a
+        # collection it would trigger does not land in a peer's first milliseconds.
+        gc.collect()
         state["baseline"] = me.memory_info().rss
         state["peak"] = state["baseline"]
         state["t0"] = time.perf_counter()
@@ -570,7 +575,8 @@ def write_report(saved: dict[str, Any], output: Path) -> None:
         f"figures across tables. {WORKERS} workers everywhere; medians of the runs counted "
         "under each table, each run in a fresh process, the peers taking turns run after "
         "run; pools created and warmed before timing, except `inorder.map (cold)` and "
-        "`inorder.imap (cold)`, which include start-up; every peer's results go through the "
+        "`inorder.imap (cold)`, which include start-up; the garbage collector runs once just "
+        "before the clock starts; every peer's results go through the "
         "same Python loop, which checks each value and its order. inorder runs at its "
         "defaults. Each row gives the median of its runs and the lowest and highest of them: "
         "one peer's figure can vary severalfold from run to run on this VM. "
