@@ -795,6 +795,36 @@ async def test_map_queues_only_what_the_dispatch_slots_take_next(anyio_backend: 
         release.set()
 
 
+async def test_close_ends_a_feeder_waiting_for_a_dispatch(anyio_backend: Any) -> None:
+    """close() while map()'s feeder waits for a dispatch (every item out blocks, so
+    none comes): the feeder stops at once and closes its input; what it accepted is
+    delivered."""
+    release = threading.Event()
+    input_closed = threading.Event()
+
+    def blocked(x: int) -> int:  # runs in a thread of this process
+        release.wait(10)
+        return x
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(3000)
+        finally:
+            input_closed.set()
+
+    try:
+        async with OrderedPipeline(workers=2, executor="thread") as pipe:
+            results = pipe.map(blocked, numbers())
+            await wait_until(lambda: pipe.statistics().queued >= READ_AHEAD_ROUNDS)
+            pipe.close()
+            await wait_until(input_closed.is_set, limit=5)
+            accepted = pipe.statistics().accepted
+            release.set()
+            assert [r async for r in results] == list(range(accepted))
+    finally:
+        release.set()
+
+
 async def test_a_fixed_window_stays_as_given(anyio_backend: Any) -> None:
     async with OrderedPipeline(workers=2, window=100) as pipe:
         assert [r async for r in pipe.map(workloads.square, range(5000))][-1] == 4999**2

@@ -731,8 +731,6 @@ class OrderedPipeline:
     def _wake_feeder_for_room(self) -> None:
         if self._room is not None:
             self._room.set()
-        if self._dispatched is not None:
-            self._dispatched.set()
 
     async def _wait_for_outcomes(self) -> None:
         if self._consumer_event is not None:
@@ -801,7 +799,10 @@ class OrderedPipeline:
         for waiter in self._window.drain():
             waiter.refused = True
             waiter.event.set()
-        self._wake_feeder_for_room()  # it sees the state and stops
+        # The map() feeder, whatever it waits for, sees the state and stops.
+        self._wake_feeder_for_room()
+        if self._dispatched is not None:
+            self._dispatched.set()
 
     @staticmethod
     def _wake(waiter: _Waiter | None) -> None:
