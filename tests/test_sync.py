@@ -248,10 +248,14 @@ def test_a_sync_pipeline_is_used_inside_its_with_block() -> None:
     pipe = inorder.SyncPipeline(workers=1)
     with pytest.raises(RuntimeError, match=r"not entered: use 'with inorder\.SyncPipeline"):
         pipe.put(workloads.square, 1)
+    with pytest.raises(RuntimeError, match=r"not entered: use 'with inorder\.SyncPipeline"):
+        pipe.chunks()
     with pipe:
         pipe.put(workloads.square, 1)
     with pytest.raises(inorder.PipelineClosedError, match="'with' block has ended"):
         pipe.put(workloads.square, 2)
+    with pytest.raises(inorder.PipelineClosedError, match="'with' block has ended"):
+        pipe.chunks()
     with pytest.raises(RuntimeError, match="already entered"):
         pipe.__enter__()
     with pytest.raises(ValueError, match="window"):

@@ -28,7 +28,7 @@ import anyio.from_thread
 
 from ._errors import PipelineClosedError
 from ._feeding import check_map_arguments
-from ._options import Options, PipelineOptions
+from ._options import Options, PipelineOptions, check_positive_int
 from ._pipeline import OrderedPipeline
 from ._stats import PipelineStatistics
 from ._workerpool import WorkerPool
@@ -226,8 +226,13 @@ class SyncPipeline:
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the pipeline's loop (awaited if a coroutine function)."""
+        self._check_open()
+        return self._portal.call(fn, *args)
+
+    def _check_open(self) -> None:
+        """Refuse a call outside the ``with`` block."""
         if self._state == "open":
-            return self._portal.call(fn, *args)
+            return
         if self._state == "new":
             raise RuntimeError(
                 "this SyncPipeline was not entered: use 'with inorder.SyncPipeline(...) as pipe:'"
@@ -306,7 +311,9 @@ class SyncPipeline:
         """The results, in order, as lists of the results that are ready (at most
         ``max_items``): the fastest way to take many small results. An item's error
         (``on_error="raise"``) is raised at its position; iterating again goes on."""
-        self._call(self._pipe.chunks, max_items)  # checks max_items
+        self._check_open()
+        if max_items is not None:
+            check_positive_int("max_items", max_items)  # as the pipeline's chunks() does
         return _Chunks(self, max_items)
 
     async def _next_list(self, max_items: int | None) -> list[Any] | None:
