@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from inorder import OrderedPipeline
 from inorder._batching import (
+    END_SHARE_SECONDS,
     GROWTH,
     MAX_BATCH_SIZE,
     MAX_GROWTH,
@@ -132,6 +134,28 @@ def test_growth_beyond_doubling_needs_items_far_cheaper_than_the_target(
     assert sizer_size <= int(items * MAX_GROWTH)
 
 
+@given(
+    queued=st.integers(1, 1_000_000),
+    workers=st.integers(1, 64),
+    per_item=st.none() | st.just(0.0) | st.floats(1e-9, 10.0),
+)
+def test_a_share_at_the_end_is_fair_and_worth_its_round_trip(
+    queued: int, workers: int, per_item: float | None
+) -> None:
+    sizer = BatchSizer(limit=1_000_000)
+    if per_item is not None:
+        sizer.observe(100, 100 * per_item)
+    share = sizer.share_at_end(queued, workers)
+    equal = -(-queued // workers)
+    assert equal <= share <= max(equal, queued)
+    if per_item is None or per_item >= END_SHARE_SECONDS:
+        assert share == equal  # unmeasured or costly items: the equal share
+    elif per_item == 0.0 or queued * per_item <= END_SHARE_SECONDS:
+        assert share == queued  # all that is left is less work than a round trip
+    else:  # no piece below END_SHARE_SECONDS of work
+        assert share * per_item >= END_SHARE_SECONDS * (1 - 1e-9) or share == equal
+
+
 def test_fixed_size_ignores_measurements() -> None:
     sizer = BatchSizer(7)
     sizer.observe(7, 10.0)
@@ -244,13 +268,15 @@ class _BatchRecorder(concurrent.futures.ThreadPoolExecutor):
 
 
 class _Gate:
-    """Holds items run in threads until it is opened."""
+    """Holds items run in threads until it is opened; each then takes ``pause`` seconds."""
 
     def __init__(self) -> None:
         self.open = threading.Event()
+        self.pause = 0.0
 
     def held(self, x: int) -> int:
         self.open.wait(10)
+        time.sleep(self.pause)
         return x
 
 
@@ -533,6 +559,7 @@ async def test_once_input_ends_what_is_queued_is_shared_among_the_workers() -> N
             gate.open.set()
             await _grow_batches(pipe, gate.held, lambda i: i)
             gate.open.clear()
+            gate.pause = 10 * END_SHARE_SECONDS  # costly items from now on
             before = len(executor.calls)
             for i in range(24):  # 4 calls of one item fill the dispatch slots
                 await pipe.put(gate.held, i)
@@ -544,6 +571,25 @@ async def test_once_input_ends_what_is_queued_is_shared_among_the_workers() -> N
     assert sum(sizes[4:]) == 20
     # Without the sharing the first free worker would take all 20 while the other idles.
     assert max(sizes[4:]) <= 10
+
+
+@pytest.mark.anyio
+async def test_once_input_ends_cheap_items_left_are_not_cut_into_pieces() -> None:
+    gate = _Gate()
+    with _BatchRecorder() as executor:
+        async with OrderedPipeline(workers=2, window=4096, executor=executor) as pipe:
+            await _grow_batches(pipe, workloads.square, _square)  # microseconds an item
+            for i in range(4):  # fill the dispatch slots, so what follows queues
+                await pipe.put(gate.held, i)
+            for i in range(20):
+                await pipe.put(workloads.square, i)
+            pipe.close()  # 20 items queued, and no more to come
+            gate.open.set()
+            assert [r async for r in pipe] == [0, 1, 2, 3] + [i * i for i in range(20)]
+    squares = [count for function, count in executor.calls if function is workloads.square]
+    # Halving what is left as each dispatch slot frees would send 10, 5, 3, 1, 1: a
+    # round trip each for microseconds of work.
+    assert squares[-1] == 20
 
 
 @pytest.mark.anyio

@@ -17,7 +17,11 @@ and a big batch delays every result in it. The controller aims each batch at
   current size, so the ramp is not held to one step per round of the batches in flight
   (cut before the last growth, each reports less);
 * it shrinks at once when items get slower, so a change to expensive items costs at most
-  one oversized batch.
+  one oversized batch;
+* once the input has ended, a batch takes an equal share of what is left for each
+  worker (``share_at_end``), so none idles while another works through a full batch,
+  but never less than ``END_SHARE_SECONDS`` of work: smaller pieces cost more in round
+  trips than they save.
 
 The pipeline never waits for a batch to fill: when a worker is free it takes what is
 queued, up to the current size. Nothing here needs to know the length of the input.
@@ -39,6 +43,12 @@ TARGET_BATCH_SECONDS = 0.05
 GROWTH = 2.0
 MAX_GROWTH = 4.0
 
+# The least work a batch cut from what is left at the end of the input carries: about
+# twice a call's round trip. A share is recomputed from what is left as each dispatch
+# slot frees, so without a floor the last few thousand tiny items would go out in
+# halves down to single items, a round trip each (docs/decisions/0020).
+END_SHARE_SECONDS = 0.001
+
 # An upper bound whatever the measurements say: caps the memory and latency of a batch.
 # Large enough that the fixed cost of a call is spread thin on tiny items. A batch is
 # also at most window / (2 * workers) items, so it reaches this size only when the
@@ -49,7 +59,7 @@ MAX_BATCH_SIZE = 32768
 class BatchSizer:
     """Chooses the size of the next batch from the measured cost of finished ones."""
 
-    __slots__ = ("_fixed", "_limit", "_size", "_target")
+    __slots__ = ("_fixed", "_item_seconds", "_limit", "_size", "_target")
 
     def __init__(
         self,
@@ -65,11 +75,24 @@ class BatchSizer:
         self._target = TARGET_BATCH_SECONDS if target_seconds is None else target_seconds
         self._limit = max(1, limit)
         self._size = fixed if fixed is not None else 1
+        self._item_seconds: float | None = None  # per item, in the last batch measured
 
     @property
     def size(self) -> int:
         """How many items the next batch may take (fewer if fewer are queued)."""
         return self._size
+
+    def share_at_end(self, queued: int, workers: int) -> int:
+        """How many of the ``queued`` items left once the input has ended the next batch
+        may take: an equal share for each of ``workers``, or as many as make
+        ``END_SHARE_SECONDS`` of work at the cost measured last if that is more (all of
+        them when that cost was below the clock's resolution). Before any measurement,
+        the equal share."""
+        share = -(-queued // max(1, workers))
+        if self._item_seconds is None:
+            return share
+        worth = END_SHARE_SECONDS / self._item_seconds if self._item_seconds > 0.0 else queued
+        return max(share, queued if worth >= queued else int(worth))
 
     def limit_to(self, limit: int) -> None:
         """Lower the ceiling (the window may be smaller than the default ceiling)."""
@@ -85,6 +108,7 @@ class BatchSizer:
         """
         if self._fixed is not None or items < 1:
             return
+        self._item_seconds = seconds / items
         # Work below the clock's resolution is as cheap as it gets: aim at the ceiling.
         ideal = self._target * items / seconds if seconds > 0.0 else float(self._limit)
         size = self._size

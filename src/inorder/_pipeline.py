@@ -855,8 +855,8 @@ class OrderedPipeline:
         # No more input: share what is left among the workers, so that none idles at
         # the end while another works through one full-size batch (adaptive sizes only).
         share = None
-        if self._state is _State.CLOSED and self._sizers.adaptive:
-            share = -(-queue.queued // self._workers)
+        if self._state is _State.CLOSED and self._sizers.adaptive and queue.queued:
+            share = self._sizers.of(queue.head.key).share_at_end(queue.queued, self._workers)
         while queue.queued and self._dispatches < self._max_dispatches:
             # With nothing in flight someone may be waiting for the next result: it goes
             # alone, so it is not held up by batch-mates; the other workers take full
