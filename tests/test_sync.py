@@ -6,6 +6,7 @@ running however the program ends)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import signal
 import subprocess
@@ -345,6 +346,52 @@ def test_imaps_and_sync_pipelines_on_a_pool_share_its_warm_workers() -> None:
         assert len(first) == 2
     assert alive(first) == set()
     assert imap_threads() == []
+
+
+ABANDONED_ON_A_POOL_SCRIPT = """
+import gc
+import inorder
+from tests import workloads
+
+gc.disable()  # objects in a reference cycle stay until a collection: none comes
+with inorder.WorkerPool(workers=2) as pool:
+    for result in inorder.imap(workloads.sleep_then_pid, range(1000), executor=pool):
+        break  # the iterator goes with the loop, not closed
+    pipe = inorder.SyncPipeline(executor=pool).__enter__()
+    pipe.map(workloads.sleep_then_pid, range(1000))
+    next(pipe)  # an iterated SyncPipeline is in a reference cycle
+    del pipe
+print("left the pool", flush=True)
+"""
+
+
+def test_leaving_a_pool_ends_the_pipelines_its_programs_abandoned_on_it() -> None:
+    program = subprocess.run(
+        [sys.executable, "-c", ABANDONED_ON_A_POOL_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,  # it hangs for good if leaving the pool waits for them
+    )
+    assert (program.returncode, program.stdout) == (0, "left the pool\n"), program.stderr
+
+
+def test_an_imap_on_a_pool_dropped_without_closing_stops_its_pipeline() -> None:
+    from inorder._sync import pipelines_on  # what runs on the pool's loop
+
+    with inorder.WorkerPool(workers=2) as pool:
+        results = inorder.imap(workloads.sleep_then_pid, range(1000), executor=pool)
+        next(results)
+        (running,) = pipelines_on(pool)
+        gc.disable()  # its last reference going is enough: no cycle waits for a collection
+        try:
+            del results
+            concurrent.futures.wait([running], timeout=30)
+            assert running.done()  # stopped while the pool goes on
+        finally:
+            gc.enable()
+        assert pipelines_on(pool) == []
+        assert len(set(inorder.imap(workloads.sleep_then_pid, range(8), executor=pool))) >= 1
 
 
 def test_a_pool_entered_with_async_with_is_refused_by_a_sync_pipeline() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import sys
@@ -61,11 +62,48 @@ def _refuse_inside_a_loop(what: str, instead: str) -> None:
 
 
 class _LoopThread:
-    """An event loop in a thread of its own: calls into it, and its end."""
+    """An event loop in a thread of its own: calls into it, the pipelines running on it,
+    and its end."""
 
     def __init__(self, name: str) -> None:
         self._portal_cm = anyio.from_thread.start_blocking_portal(name=name)
         self.portal = self._portal_cm.__enter__()
+        self._loop: asyncio.AbstractEventLoop = self.portal.call(asyncio.get_running_loop)
+        # Each pipeline running here: the event that ends it, and its end. Only events
+        # and futures: an owner dropped by its program is not kept alive by its entry.
+        self.pipelines: dict[anyio.Event, concurrent.futures.Future[None]] = {}
+
+    def run_pipeline(
+        self,
+        pipe: OrderedPipeline,
+        feed: tuple[Callable[..., Any], tuple[Iterable[Any], ...]] | None,
+    ) -> tuple[concurrent.futures.Future[None], anyio.Event]:
+        """Start ``pipe`` here (``map()``ped with ``feed``): its end, and the event that
+        ends it."""
+        future, stopping = self.portal.start_task(_run_pipeline, pipe, feed)
+        pipelines = self.pipelines  # not self: the loop's side must not keep this object
+        pipelines[stopping] = future
+        future.add_done_callback(lambda _: pipelines.pop(stopping, None))
+        return future, stopping
+
+    def end_pipeline(self, future: concurrent.futures.Future[None], stopping: anyio.Event) -> None:
+        """End that pipeline and wait until it has stopped its workers (its error, if
+        it failed, is raised)."""
+        self.portal.call(stopping.set)
+        future.result()
+
+    def end_pipeline_soon(self, stopping: anyio.Event) -> None:
+        """End that pipeline without waiting: from any thread, this loop's own included
+        (a finalizer may run in any of them)."""
+        with contextlib.suppress(RuntimeError):  # the loop has ended: so has the pipeline
+            self._loop.call_soon_threadsafe(stopping.set)
+
+    def end_pipelines(self) -> None:
+        """End every pipeline still running here, whatever its owner did, and wait for
+        them: a pool's pipelines cannot outlive the pool."""
+        for stopping, future in list(self.pipelines.items()):
+            self.portal.call(stopping.set)
+            concurrent.futures.wait([future])  # an abandoned pipeline's error has no one to go to
 
     def close(self, error: BaseException | None = None) -> None:
         """End the loop and its thread; with ``error``, tasks still running are cancelled."""
@@ -92,14 +130,23 @@ def enter_pool(pool: WorkerPool) -> None:
 
 
 def exit_pool(pool: WorkerPool, error: BaseException | None) -> None:
-    """Stop ``pool``'s workers and its thread (``with pool:`` ends)."""
+    """Stop ``pool``'s workers and its thread (``with pool:`` ends). Pipelines still
+    running on it (their programs left neither ``with`` nor dropped them, or dropped
+    them in a reference cycle not collected yet) end first."""
     thread = _POOL_THREADS.pop(pool, None)
     if thread is None:
         return
     try:
+        thread.end_pipelines()
         thread.portal.call(pool.aclose)
     finally:
         thread.close(error)
+
+
+def pipelines_on(pool: WorkerPool) -> list[concurrent.futures.Future[None]]:
+    """The pipelines running on ``pool``'s thread (entered with ``with``), by their ends."""
+    thread = _POOL_THREADS.get(pool)
+    return [] if thread is None else list(thread.pipelines.values())
 
 
 async def _run_pipeline(
@@ -150,9 +197,13 @@ class SyncPipeline:
         self._pipe = OrderedPipeline(options, **kwargs)  # checks the options now
         self._state: Literal["new", "open", "stopped"] = "new"
         self._thread: _LoopThread | None = None  # its own; None on a pool's
+        self._host: _LoopThread | None = None  # where the pipeline runs: its own, a pool's
         self._portal: Any = None
-        # _run_pipeline's future, and the event that ends it; None unless it started.
+        # The pipeline's end, and the event that ends it; None unless it started.
         self._running: tuple[concurrent.futures.Future[None], anyio.Event] | None = None
+        # On a pool's thread, which outlives this object: ends the pipeline if the
+        # program drops this object without leaving ``with``.
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._stream: _Stream | None = None  # what ``for result in pipe`` reads
 
     @property
@@ -190,16 +241,19 @@ class SyncPipeline:
                     "inorder.WorkerPool(...) as pool:' (one entered with 'async with' "
                     "serves its own event loop: use inorder.map or OrderedPipeline there)"
                 )
-            self._portal = shared.portal
+            host = shared
         else:
-            self._thread = _LoopThread("inorder-pipeline")
-            self._portal = self._thread.portal
+            self._thread = host = _LoopThread("inorder-pipeline")
+        self._host = host
+        self._portal = host.portal
         self._state = "open"
         try:
-            self._running = self._portal.start_task(_run_pipeline, self._pipe, feed)
+            self._running = host.run_pipeline(self._pipe, feed)
         except BaseException as error:
             self._stop(error)
             raise
+        if self._thread is None:
+            self._finalizer = weakref.finalize(self, host.end_pipeline_soon, self._running[1])
 
     def __exit__(
         self,
@@ -215,11 +269,12 @@ class SyncPipeline:
         self._state = "stopped"
         running, self._running = self._running, None
         thread, self._thread = self._thread, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
         try:
             if running is not None:
-                future, stopping = running
-                self._portal.call(stopping.set)
-                future.result()  # the pipeline has stopped its workers
+                assert self._host is not None
+                self._host.end_pipeline(*running)  # the pipeline has stopped its workers
         finally:
             if thread is not None:
                 thread.close(error)

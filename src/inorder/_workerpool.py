@@ -58,6 +58,11 @@ class WorkerPool:
             for path in paths:
                 for row in inorder.imap(parse, open(path), executor=pool):
                     ...
+
+    An ``imap`` (or ``SyncPipeline``) on the pool that the program drops without
+    closing stops its pipeline when it is collected; leaving the pool's block stops
+    any still running (one dropped in a reference cycle not collected yet) before the
+    workers.
     """
 
     def __init__(
