@@ -68,7 +68,8 @@ class _LoopThread:
     def __init__(self, name: str) -> None:
         self._portal_cm = anyio.from_thread.start_blocking_portal(name=name)
         self.portal = self._portal_cm.__enter__()
-        self._loop: asyncio.AbstractEventLoop = self.portal.call(asyncio.get_running_loop)
+        # Known where a pipeline may be ended from a finalizer: a pool's thread.
+        self.loop: asyncio.AbstractEventLoop | None = None
         # Each pipeline running here: the event that ends it, and its end. Only events
         # and futures: an owner dropped by its program is not kept alive by its entry.
         self.pipelines: dict[anyio.Event, concurrent.futures.Future[None]] = {}
@@ -95,8 +96,9 @@ class _LoopThread:
     def end_pipeline_soon(self, stopping: anyio.Event) -> None:
         """End that pipeline without waiting: from any thread, this loop's own included
         (a finalizer may run in any of them)."""
+        assert self.loop is not None
         with contextlib.suppress(RuntimeError):  # the loop has ended: so has the pipeline
-            self._loop.call_soon_threadsafe(stopping.set)
+            self.loop.call_soon_threadsafe(stopping.set)
 
     def end_pipelines(self) -> None:
         """End every pipeline still running here, whatever its owner did, and wait for
@@ -122,11 +124,16 @@ def enter_pool(pool: WorkerPool) -> None:
     _refuse_inside_a_loop("'with inorder.WorkerPool()'", "'async with inorder.WorkerPool()'")
     thread = _LoopThread("inorder-pool-loop")
     try:
-        thread.portal.call(pool.__aenter__)
+        thread.loop = thread.portal.call(_enter_pool_here, pool)
     except BaseException as error:
         thread.close(error)
         raise
     _POOL_THREADS[pool] = thread
+
+
+async def _enter_pool_here(pool: WorkerPool) -> asyncio.AbstractEventLoop:
+    await pool.__aenter__()
+    return asyncio.get_running_loop()
 
 
 def exit_pool(pool: WorkerPool, error: BaseException | None) -> None:
