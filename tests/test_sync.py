@@ -20,7 +20,7 @@ import pytest
 import trio
 
 import inorder
-from inorder import TaskTimeoutError, WorkerCrashedError
+from inorder import PipelineClosedError, TaskTimeoutError, WorkerCrashedError
 
 from . import workloads
 from .helpers import alive, worker_processes
@@ -392,6 +392,16 @@ def test_an_imap_on_a_pool_dropped_without_closing_stops_its_pipeline() -> None:
             gc.enable()
         assert pipelines_on(pool) == []
         assert len(set(inorder.imap(workloads.sleep_then_pid, range(8), executor=pool))) >= 1
+
+
+def test_a_sync_pipeline_used_after_its_pools_block_says_so() -> None:
+    with inorder.WorkerPool(workers=1) as pool:
+        pipe = inorder.SyncPipeline(executor=pool).__enter__()
+        assert pipe.put(workloads.square, 3) == 0
+    with pytest.raises(PipelineClosedError, match="WorkerPool this SyncPipeline runs on"):
+        pipe.put(workloads.square, 4)
+    pipe.__exit__(None, None, None)  # leaving its block afterwards is quiet
+    assert imap_threads() == []
 
 
 def test_a_pool_entered_with_async_with_is_refused_by_a_sync_pipeline() -> None:

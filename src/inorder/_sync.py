@@ -89,8 +89,10 @@ class _LoopThread:
 
     def end_pipeline(self, future: concurrent.futures.Future[None], stopping: anyio.Event) -> None:
         """End that pipeline and wait until it has stopped its workers (its error, if
-        it failed, is raised)."""
-        self.portal.call(stopping.set)
+        it failed, is raised). A pipeline that already ended (its pool's block ended
+        it) needs no call."""
+        if not future.done():
+            self.portal.call(stopping.set)
         future.result()
 
     def end_pipeline_soon(self, stopping: anyio.Event) -> None:
@@ -205,6 +207,7 @@ class SyncPipeline:
         self._state: Literal["new", "open", "stopped"] = "new"
         self._thread: _LoopThread | None = None  # its own; None on a pool's
         self._host: _LoopThread | None = None  # where the pipeline runs: its own, a pool's
+        self._pool: WorkerPool | None = None  # the pool it runs on, if any
         self._portal: Any = None
         # The pipeline's end, and the event that ends it; None unless it started.
         self._running: tuple[concurrent.futures.Future[None], anyio.Event] | None = None
@@ -249,6 +252,7 @@ class SyncPipeline:
                     "serves its own event loop: use inorder.map or OrderedPipeline there)"
                 )
             host = shared
+            self._pool = executor
         else:
             self._thread = host = _LoopThread("inorder-pipeline")
         self._host = host
@@ -292,8 +296,14 @@ class SyncPipeline:
         return self._portal.call(fn, *args)
 
     def _check_open(self) -> None:
-        """Refuse a call outside the ``with`` block."""
+        """Refuse a call outside the ``with`` block, or after the block of the pool it
+        runs on."""
         if self._state == "open":
+            if self._pool is not None and _POOL_THREADS.get(self._pool) is not self._host:
+                raise PipelineClosedError(
+                    "the WorkerPool this SyncPipeline runs on has left its 'with' block, "
+                    "which ended the pipeline: leave the pipeline's block before the pool's"
+                )
             return
         if self._state == "new":
             raise RuntimeError(
