@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from inorder import OrderedPipeline
@@ -139,6 +139,7 @@ def test_growth_beyond_doubling_needs_items_far_cheaper_than_the_target(
     workers=st.integers(1, 64),
     per_item=st.none() | st.just(0.0) | st.floats(1e-9, 10.0),
 )
+@example(queued=1000, workers=64, per_item=3e-5)  # 33 items: 0.99 ms, the floor of 33.3
 def test_a_share_at_the_end_is_fair_and_worth_its_round_trip(
     queued: int, workers: int, per_item: float | None
 ) -> None:
@@ -150,10 +151,11 @@ def test_a_share_at_the_end_is_fair_and_worth_its_round_trip(
     assert equal <= share <= max(equal, queued)
     if per_item is None or per_item >= END_SHARE_SECONDS:
         assert share == equal  # unmeasured or costly items: the equal share
-    elif per_item == 0.0 or queued * per_item <= END_SHARE_SECONDS:
+    elif per_item == 0.0 or queued * per_item <= END_SHARE_SECONDS * (1 - 1e-9):
         assert share == queued  # all that is left is less work than a round trip
-    else:  # no piece below END_SHARE_SECONDS of work
-        assert share * per_item >= END_SHARE_SECONDS * (1 - 1e-9) or share == equal
+    elif share not in (equal, queued):  # a piece of END_SHARE_SECONDS, to the item
+        assert share * per_item <= END_SHARE_SECONDS * (1 + 1e-9)
+        assert (share + 1) * per_item > END_SHARE_SECONDS * (1 - 1e-9)
 
 
 def test_fixed_size_ignores_measurements() -> None:

@@ -205,10 +205,9 @@ class SyncPipeline:
     ) -> None:
         self._pipe = OrderedPipeline(options, **kwargs)  # checks the options now
         self._state: Literal["new", "open", "stopped"] = "new"
-        self._thread: _LoopThread | None = None  # its own; None on a pool's
-        self._host: _LoopThread | None = None  # where the pipeline runs: its own, a pool's
-        self._pool: WorkerPool | None = None  # the pool it runs on, if any
-        self._portal: Any = None
+        # Where the pipeline runs: a thread of its own, or the pool's it runs on.
+        self._host: _LoopThread | None = None
+        self._pool: WorkerPool | None = None
         # The pipeline's end, and the event that ends it; None unless it started.
         self._running: tuple[concurrent.futures.Future[None], anyio.Event] | None = None
         # On a pool's thread, which outlives this object: ends the pipeline if the
@@ -254,16 +253,15 @@ class SyncPipeline:
             host = shared
             self._pool = executor
         else:
-            self._thread = host = _LoopThread("inorder-pipeline")
+            host = _LoopThread("inorder-pipeline")
         self._host = host
-        self._portal = host.portal
         self._state = "open"
         try:
             self._running = host.run_pipeline(self._pipe, feed)
         except BaseException as error:
             self._stop(error)
             raise
-        if self._thread is None:
+        if self._pool is not None:
             self._finalizer = weakref.finalize(self, host.end_pipeline_soon, self._running[1])
 
     def __exit__(
@@ -279,21 +277,22 @@ class SyncPipeline:
             return
         self._state = "stopped"
         running, self._running = self._running, None
-        thread, self._thread = self._thread, None
+        host = self._host
+        assert host is not None
         if self._finalizer is not None:
             self._finalizer.detach()
         try:
             if running is not None:
-                assert self._host is not None
-                self._host.end_pipeline(*running)  # the pipeline has stopped its workers
+                host.end_pipeline(*running)  # the pipeline has stopped its workers
         finally:
-            if thread is not None:
-                thread.close(error)
+            if self._pool is None:
+                host.close(error)  # its own thread
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the pipeline's loop (awaited if a coroutine function)."""
         self._check_open()
-        return self._portal.call(fn, *args)
+        assert self._host is not None
+        return self._host.portal.call(fn, *args)
 
     def _check_open(self) -> None:
         """Refuse a call outside the ``with`` block, or after the block of the pool it
