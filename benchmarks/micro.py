@@ -9,14 +9,21 @@ call) instead of a function.
 iterates (the window holds them all), then one pass over them is timed: ``async for``,
 ``chunks()`` with a plain ``for`` over each list, and, for scale, an ``async for`` over
 an async generator and a plain ``for`` over a generator (what ``Pool.imap``'s consumer
-pays per item: it flattens chunks with a generator). Medians of ``--rounds``, in ns::
+pays per item: it flattens chunks with a generator). Medians of ``--rounds``, in ns.
 
-    python -m benchmarks micro [put|consume] [--rounds 9] [--window 16384] [--items 500000]
+``workers``: what a run of ``pipe.map(inc, range(--runs-of)).chunks()`` on a warmed,
+shared ``WorkerPool`` of 2 costs the worker processes and the parent: CPU time (all
+threads, from ``/proc/PID/schedstat``) and minor page faults, medians of ``--rounds``
+runs (Linux only)::
+
+    python -m benchmarks micro [put|consume|workers] [--rounds 9] [--window 16384]
+                               [--items 500000] [--runs-of 200000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,7 +36,7 @@ import inorder
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import Offset, inc
+from workloads import Offset, inc, warm_up_every_worker
 
 OFFSET = Offset(1)
 
@@ -135,18 +142,65 @@ async def consume_costs(rounds: int, items: int) -> None:
         print(f"  {name:36} {statistics.median(seconds) / items * 1e9:5.0f} ns per item")
 
 
+def _cpu_ms_and_faults(pid: int) -> tuple[float, int]:
+    """A process's CPU time so far (all its threads, ms) and its minor page faults."""
+    cpu_ns = 0
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{thread}/schedstat") as f:
+            cpu_ns += int(f.read().split()[0])
+    with open(f"/proc/{pid}/stat") as f:
+        faults = int(f.read().rsplit(")", 1)[1].split()[7])
+    return cpu_ns / 1e6, faults
+
+
+async def worker_costs(rounds: int, items: int) -> None:
+    import psutil
+
+    print(f"pipe.map(inc, range({items})).chunks() on a shared pool, median of {rounds} runs")
+    rows: dict[str, list[float]] = {
+        "workers: CPU ms": [],
+        "workers: minor page faults": [],
+        "parent: CPU ms": [],
+        "parent: minor page faults": [],
+    }
+    async with inorder.WorkerPool(2) as pool:
+        async with inorder.OrderedPipeline(executor=pool) as pipe:
+            await warm_up_every_worker(pipe, 2)
+        me = os.getpid()
+        for _ in range(rounds):
+            # The pool's processes: its fork server and the workers it started.
+            pids = [p.pid for p in psutil.Process(me).children(recursive=True)]
+            before = {pid: _cpu_ms_and_faults(pid) for pid in [me, *pids]}
+            async with inorder.OrderedPipeline(executor=pool) as pipe:
+                async for results in pipe.map(inc, range(items)).chunks():
+                    for _ in results:
+                        pass
+            after = {pid: _cpu_ms_and_faults(pid) for pid in before}
+            spent = {
+                pid: (after[pid][0] - cpu, after[pid][1] - faults)
+                for pid, (cpu, faults) in before.items()
+            }
+            rows["parent: CPU ms"].append(spent[me][0])
+            rows["parent: minor page faults"].append(spent[me][1])
+            rows["workers: CPU ms"].append(sum(spent[pid][0] for pid in pids))
+            rows["workers: minor page faults"].append(sum(spent[pid][1] for pid in pids))
+    for name, values in rows.items():
+        print(f"  {name:28} {statistics.median(values):8.1f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="*", help="put, consume (default: both)")
+    parser.add_argument("what", nargs="*", help="put, consume, workers (default: all)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--window", type=int, default=16384)
     parser.add_argument("--items", type=int, default=500_000)
+    parser.add_argument("--runs-of", type=int, default=200_000, help="items (workers)")
     parser.add_argument("--executors", default="process,thread")
     parser.add_argument("--bound-method", action="store_true")
     args = parser.parse_args(argv)
-    what = args.what or ["put", "consume"]
-    if set(what) - {"put", "consume"}:
-        parser.error(f"choose from put, consume; got {' '.join(what)}")
+    what = args.what or ["put", "consume", "workers"]
+    if set(what) - {"put", "consume", "workers"}:
+        parser.error(f"choose from put, consume, workers; got {' '.join(what)}")
     print(f"Python {sys.version.split()[0]}")
     if "put" in what:
         anyio.run(
@@ -154,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "consume" in what:
         anyio.run(consume_costs, args.rounds, args.items)
+    if "workers" in what:
+        anyio.run(worker_costs, args.rounds, args.runs_of)
 
 
 if __name__ == "__main__":

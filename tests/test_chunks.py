@@ -13,6 +13,7 @@ import inorder
 from inorder import OrderedPipeline, PipelineClosedError
 
 from . import workloads
+from .helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -41,6 +42,22 @@ async def test_chunks_raise_an_error_after_the_results_before_it_then_go_on(
         stats = pipe.statistics()
     assert rest == [5, 6, 7, 8, 9]
     assert (stats.yielded, stats.failed) == (10, 1)
+
+
+async def test_a_list_takes_every_result_ready_across_batches_up_to_its_bound(
+    executor: Any,
+) -> None:
+    async with OrderedPipeline(workers=2, batch=4, executor=executor) as pipe:
+        pipe.map(workloads.fail_if, range(40), [frozenset({28})] * 40)
+        # Every batch done before the consumer comes: ten runs of four wait, ready.
+        await wait_until(lambda: pipe.statistics().buffered == 40)
+        iterator = aiter(pipe.chunks(max_items=25))
+        assert await anext(iterator) == list(range(25))  # seven batches, cut at the bound
+        # The rest of the seventh; the eighth begins with the failed item: the list ends.
+        assert await anext(iterator) == [25, 26, 27]
+        with pytest.raises(ValueError, match="item 28 is bad"):
+            await anext(iterator)
+        assert await anext(iterator) == list(range(29, 40))
 
 
 @pytest.mark.parametrize("on_error", ["return", "skip"])

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import inorder
 from inorder import OrderedPipeline, TaskTimeoutError, WorkerCrashedError
 from inorder._retry import RetryPolicy
+from inorder._worker import SECTION_SIZE
 
 from . import workloads
 from .helpers import alive, wait_until
@@ -34,12 +35,12 @@ ITEMS = 10
 BAD = 5
 
 
-def _exit_code(code: int) -> Any:
+def _exit_code(code: int, seq: int = BAD) -> Any:
     def check(error: object) -> None:
         assert isinstance(error, WorkerCrashedError), error
         assert (error.exitcode, error.signal) == (code, None)
         assert "died while running this item" in str(error)
-        assert f"inorder: item {BAD} failed in" in error.__notes__[-1]
+        assert f"inorder: item {seq} failed in" in error.__notes__[-1]
 
     return check
 
@@ -61,24 +62,29 @@ def _exception(kind: type[BaseException], text: str) -> Any:
     return check
 
 
-# (stage, fault kind, check of the outcome at the bad position, whether a worker dies)
-RUN_FAULTS = [
-    ("running: exception", "raise", _exception(ValueError, f"item {BAD} raised"), False),
-    ("running: sys.exit", "exit", _exception(RuntimeError, "SystemExit"), False),
-    ("running: os._exit", "os_exit", _exit_code(7), True),
-    ("running: SIGKILL", "sigkill", _signal(signal.SIGKILL), True),
-    ("running: segfault", "segfault", _signal(signal.SIGSEGV), True),
-    (
-        "pickling the result: exception",
-        "bad_result",
-        _exception(TypeError, "could not be pickled"),
-        False,
-    ),
-    ("pickling the result: crash", "crash_result", _exit_code(9), True),
-]
+def _run_faults(x: int, seq: int) -> list[tuple[str, str, Any, bool]]:
+    """(stage, fault kind, check of the outcome at the bad position, whether a worker
+    dies), for a fault in item ``x`` (the function's argument) numbered ``seq``."""
+    return [
+        ("running: exception", "raise", _exception(ValueError, f"item {x} raised"), False),
+        ("running: sys.exit", "exit", _exception(RuntimeError, "SystemExit"), False),
+        ("running: os._exit", "os_exit", _exit_code(7, seq), True),
+        ("running: SIGKILL", "sigkill", _signal(signal.SIGKILL), True),
+        ("running: segfault", "segfault", _signal(signal.SIGSEGV), True),
+        (
+            "pickling the result: exception",
+            "bad_result",
+            _exception(TypeError, "could not be pickled"),
+            False,
+        ),
+        ("pickling the result: crash", "crash_result", _exit_code(9, seq), True),
+    ]
 
 
-async def _run_faults(kind: str, batch: Any, via_map: bool) -> tuple[list[Any], Any]:
+RUN_FAULTS = _run_faults(BAD, BAD)
+
+
+async def _run_with_fault(kind: str, batch: Any, via_map: bool) -> tuple[list[Any], Any]:
     kinds = ["ok"] * ITEMS
     kinds[BAD] = kind
     async with OrderedPipeline(workers=2, on_error="return", batch=batch) as pipe:
@@ -100,12 +106,51 @@ async def _run_faults(kind: str, batch: Any, via_map: bool) -> tuple[list[Any], 
 async def test_a_fault_yields_its_error_in_place_and_the_stream_goes_on(
     anyio_backend: Any, stage: str, kind: str, check: Any, dies: bool, batch: Any, via_map: bool
 ) -> None:
-    outcomes, stats = await _run_faults(kind, batch, via_map)
+    outcomes, stats = await _run_with_fault(kind, batch, via_map)
     assert len(outcomes) == ITEMS
     assert [o for i, o in enumerate(outcomes) if i != BAD] == [x for x in range(ITEMS) if x != BAD]
     check(outcomes[BAD])
     assert stats.failed == 1
     assert (stats.restarts >= 1) == dies
+
+
+# A batch of more than SECTION_SIZE items sends its outcomes back in sections, each
+# pickled as it fills: a fault deep in the second section is found at its own position.
+LARGE = 2 * SECTION_SIZE + 100
+DEEP = SECTION_SIZE + 500
+
+
+@pytest.mark.parametrize(
+    ("stage", "kind", "check", "dies"),
+    _run_faults(DEEP, DEEP + 1),
+    ids=[f[0] for f in _run_faults(DEEP, DEEP + 1)],
+)
+async def test_a_fault_deep_in_a_batch_of_several_sections_yields_its_error_in_place(
+    anyio_backend: Any, tmp_path: Path, stage: str, kind: str, check: Any, dies: bool
+) -> None:
+    gate = tmp_path / "open"
+    kinds = ["ok"] * LARGE
+    kinds[DEEP] = kind
+    options: dict[str, Any] = {"batch": LARGE, "window": LARGE + 1}
+    async with OrderedPipeline(workers=1, on_error="return", **options) as pipe:
+        # The one worker waits at the gate while every other item queues, and then
+        # takes at most one item ahead of the rest, which go as a single batch.
+        await pipe.put(workloads.wait_for_file, -1, str(gate))
+        for x, k in enumerate(kinds):
+            await pipe.put(workloads.fault, x, k)
+        pipe.close()
+        gate.touch()
+        outcomes = [outcome async for outcome in pipe]
+        stats = pipe.statistics()
+    assert outcomes[0] == -1
+    assert [o for x, o in enumerate(outcomes[1:]) if x != DEEP] == [
+        x for x in range(LARGE) if x != DEEP
+    ]
+    check(outcomes[1 + DEEP])
+    assert stats.failed == 1
+    assert (stats.restarts >= 1) == dies
+    if not dies:
+        assert stats.batches <= 3  # the gate, maybe one item, and the rest in one
 
 
 LOAD_FAULTS = [

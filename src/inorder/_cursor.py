@@ -93,8 +93,7 @@ class ResultCursor:
         self.clean = clean
         self.length = len(outcomes)
         self.index = self.settled = 0
-        if clean and by_iterator:
-            self.iterator = iter(outcomes)
+        self.iterator = iter(outcomes) if clean and by_iterator else None
 
     def clear(self) -> None:
         """Drop the current run (the pipeline stopped). In place: an iterator over it
@@ -158,11 +157,13 @@ class ResultCursor:
             return outcome
         return self.deliver(self.start + index, outcome)
 
-    def next_chunk(self, limit: int) -> list[Any] | None:
+    def next_chunk(self, limit: int, *, extends: bool = False) -> list[Any] | None:
         """The run's next outcomes as a list of at most ``limit``, up to a failure that
         is to be raised (raised by the next call); ``None`` once the run is handed out.
 
-        The list may be empty (every outcome in it was skipped).
+        The list may be empty (every outcome in it was skipped). ``extends``: the list
+        will extend one that holds outcomes already, so a failure to be raised ends it
+        even when it comes first.
         """
         run = self.iterator
         if run is not None:
@@ -184,7 +185,8 @@ class ResultCursor:
         while index < end:
             outcome = outcomes[index]
             if type(outcome) in SPECIAL_OUTCOMES:
-                if chunk and (self.on_error == "raise" or type(outcome) is InputFailure):
+                stops = self.on_error == "raise" or type(outcome) is InputFailure
+                if stops and (chunk or extends):
                     break  # raised by the next call, after the outcomes before it
                 self.index = index = index + 1
                 outcome = self.deliver(self.start + index - 1, outcome)

@@ -32,9 +32,11 @@ One item, ``await pipe.put(fn, x)``, from the producer to ``async for``:
    keeps its timer on ``_tasks.Clock``). The batch goes to the backend's executor
    (``_backends``) through ``_eventloop.LoopBridge.submit``.
 6. **execution** (``_worker``): in a worker, the segment's function runs on each payload;
-   outcomes (values and exceptions) come back pickled together.
+   outcomes (values and exceptions) come back pickled together, in *sections* of
+   ``SECTION_SIZE`` for a large batch.
 7. **completion**: the future's callback runs on the loop thread and files the batch's
-   outcomes in the reorder buffer as one *run*, dispatches more, wakes the consumer.
+   outcomes in the reorder buffer as one *run* (one per section, cut at markers:
+   ``_serialize.runs_to_file``), dispatches more, wakes the consumer.
    A batch that came back lost (``BatchLost``: a worker died, an item overran its
    timeout) is planned by ``_recovery.plan_loss`` (run again, run alone, or fail with
    the backend's error) and retried under ``_retry.RetryPolicy``, back-offs on the clock.
@@ -98,17 +100,16 @@ from ._serialize import (
     PLAIN_TYPES,
     Codec,
     Outcomes,
-    OutcomeSlice,
     Part,
     Prepared,
     SerializedFunction,
-    pickled_size,
     resolve,
+    runs_to_file,
 )
 from ._stats import PipelineStatistics
 from ._tasks import Clock, OwnedTasks
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
-from ._worker import ONE, Failure, describe
+from ._worker import ONE, SECTION_SIZE, Failure, describe
 from ._workerpool import WorkerPool
 
 logger = logging.getLogger("inorder")
@@ -130,9 +131,9 @@ READ_AHEAD_ROUNDS = 8
 # for a while; a consumer that keeps taking them ends the wait first.
 HOLD_SECONDS = 0.005
 
-# The most results chunks() puts in one list when the caller sets no bound: a batch's
-# worth at most, so a list is never larger than a run already decoded.
-MAX_CHUNK_ITEMS = 1 << 16
+# The most results chunks() puts in one list when the caller sets no bound: a section's
+# worth, so that a consumer holds at once about as many results as a worker does.
+MAX_CHUNK_ITEMS = SECTION_SIZE
 
 # A producer (put() or map()'s feeder) that has waited this long for room while the
 # consumer took no result gets a warning on the "inorder" logger, once per pipeline: a
@@ -591,9 +592,9 @@ class OrderedPipeline:
     def chunks(self, max_items: int | None = None) -> AsyncIterator[list[Any]]:
         """The results, in order, as lists of consecutive results.
 
-        Each list holds the results that are ready (at most ``max_items``), so a consumer
-        that reads many results handles them with a plain ``for`` instead of a step of
-        ``async for`` each::
+        Each list holds the consecutive results that are ready, at most ``max_items``
+        (2048 when not given), so a consumer that reads many results handles them with a
+        plain ``for`` instead of a step of ``async for`` each::
 
             async for results in pipe.chunks():
                 for result in results:
@@ -695,7 +696,7 @@ class OrderedPipeline:
         if run is None:
             await self._wait_for_outcomes()
             return
-        # Unpickles the batch's outcomes in one call.
+        # Unpickles the run's outcomes (a batch's, or a section's) in one call.
         outcomes, clean = resolve(run[1])
         self._cursor.load(run[0], outcomes, clean, by_iterator=by_iterator)
         # One checkpoint per run, not per item: lets the map() feeder refill the window
@@ -703,7 +704,8 @@ class OrderedPipeline:
         await anyio.lowlevel.checkpoint()
 
     async def _next_chunk(self, limit: int) -> list[Any]:
-        """The next outcomes as a list of at most ``limit`` (see ``ResultCursor.next_chunk``)."""
+        """The next outcomes as a list of at most ``limit``: the rest of the current run
+        (see ``ResultCursor.next_chunk``), then those of the runs ready now."""
         cursor = self._cursor
         while True:
             try:
@@ -713,7 +715,27 @@ class OrderedPipeline:
             if chunk is None:
                 await self._next_run(by_iterator=False)
             elif chunk:
+                if len(chunk) < limit:
+                    self._add_ready_runs(chunk, limit)
                 return chunk
+
+    def _add_ready_runs(self, chunk: list[Any], limit: int) -> None:
+        """Extend ``chunk`` (the end of the current run) with the outcomes of the runs
+        ready now, up to ``limit`` in all, and as ``on_error`` says: a list still ends
+        before an error to be raised, which the next step raises."""
+        cursor = self._cursor
+        while len(chunk) < limit and cursor.waiting == 0:
+            run = self._buffer.pop_run()
+            if run is None:
+                return
+            outcomes, clean = resolve(run[1])
+            cursor.load(run[0], outcomes, clean, by_iterator=False)
+            try:
+                more = cursor.next_chunk(limit - len(chunk), extends=True)
+            finally:
+                self._settle()
+            assert more is not None  # a run just loaded is never empty
+            chunk += more
 
     def _settle(self) -> None:
         """Settle what the consumer was handed: free its window slots."""
@@ -1021,7 +1043,7 @@ class OrderedPipeline:
         else:
             payload, seconds, failures = future.result()
             self._sizers.of(parts[0].key).observe(count, seconds, full=full)
-            nbytes = pickled_size(payload)
+            nbytes = self._codec.results_size(payload)
             if self._window_sizer is not None and nbytes is not None:
                 self._window_sizer.observe_results(count, nbytes)
                 self._set_measured(parts[0].key)
@@ -1103,13 +1125,8 @@ class OrderedPipeline:
         self._dispatch()
 
     def _store(self, runs: list[tuple[int, int]], outcomes: Outcomes) -> None:
-        if len(runs) == 1:
-            self._buffer.add(runs[0][0], outcomes)
-        else:  # markers cut the batch's sequence numbers into several runs
-            offset = 0
-            for start, count in runs:
-                self._buffer.add(start, OutcomeSlice(outcomes, offset, count))
-                offset += count
+        for start, run in runs_to_file(outcomes, runs):
+            self._buffer.add(start, run)
         self._wake_consumer()
 
     def _wake_consumer(self) -> None:

@@ -34,6 +34,11 @@ from ._pipeline import OrderedPipeline
 from ._stats import PipelineStatistics
 from ._workerpool import WorkerPool
 
+# The most results one trip from the loop thread carries when the caller sets no bound.
+# A trip costs the program about 0.1 ms, so a list takes every result ready up to this
+# many (a pipeline's chunks() without a bound stops at 2048).
+HANDOVER_ITEMS = 32768
+
 T = TypeVar("T")
 
 
@@ -380,8 +385,8 @@ class SyncPipeline:
 
     def chunks(self, max_items: int | None = None) -> Iterator[list[Any]]:
         """The results, in order, as lists of the results that are ready (at most
-        ``max_items``): the fastest way to take many small results. An item's error
-        (``on_error="raise"``) is raised at its position; iterating again goes on."""
+        ``max_items``, or 32768): the fastest way to take many small results. An item's
+        error (``on_error="raise"``) is raised at its position; iterating again goes on."""
         self._check_open()
         if max_items is not None:
             check_positive_int("max_items", max_items)  # as the pipeline's chunks() does
@@ -390,7 +395,8 @@ class SyncPipeline:
     async def _next_list(self, max_items: int | None) -> list[Any] | None:
         """The next list of ``pipe.chunks(max_items)`` (the pipeline keeps that
         iterator), None at the end: one trip to the loop per list."""
-        return await anext(self._pipe.chunks(max_items), None)
+        bound = HANDOVER_ITEMS if max_items is None else max_items
+        return await anext(self._pipe.chunks(bound), None)
 
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters (see ``PipelineStatistics``)."""
