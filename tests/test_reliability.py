@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 import inorder
 from inorder import OrderedPipeline, TaskTimeoutError, WorkerCrashedError
 from inorder._retry import RetryPolicy
-from inorder._worker import SECTION_SIZE
 
 from . import workloads
 from .helpers import alive, wait_until
@@ -114,10 +113,9 @@ async def test_a_fault_yields_its_error_in_place_and_the_stream_goes_on(
     assert (stats.restarts >= 1) == dies
 
 
-# A batch of more than SECTION_SIZE items sends its outcomes back in sections, each
-# pickled as it fills: a fault deep in the second section is found at its own position.
-LARGE = 2 * SECTION_SIZE + 100
-DEEP = SECTION_SIZE + 500
+# One batch of thousands of items: a fault deep in it is found at its own position.
+LARGE = 4196
+DEEP = 2548
 
 
 @pytest.mark.parametrize(
@@ -125,7 +123,7 @@ DEEP = SECTION_SIZE + 500
     _run_faults(DEEP, DEEP + 1),
     ids=[f[0] for f in _run_faults(DEEP, DEEP + 1)],
 )
-async def test_a_fault_deep_in_a_batch_of_several_sections_yields_its_error_in_place(
+async def test_a_fault_deep_in_a_large_batch_yields_its_error_in_place(
     anyio_backend: Any, tmp_path: Path, stage: str, kind: str, check: Any, dies: bool
 ) -> None:
     gate = tmp_path / "open"

@@ -4,19 +4,13 @@ bytes leave the pickle as out-of-band buffers and arrive intact."""
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import multiprocessing
-import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from inorder import OrderedPipeline
-from inorder._serialize import LazyOutcomes, SectionedOutcomes, resolve, runs_to_file
-from inorder._worker import SECTION_SIZE
 
 from . import workloads
 
@@ -99,65 +93,26 @@ def test_large_bytes_results_leave_the_pickle_and_writable_ones_stay() -> None:
     assert len(blob) > len(big)
 
 
-# -- a large batch's outcomes, pickled in sections ------------------------------------
-
-
-@settings(max_examples=200, deadline=None)
-@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=6), data=st.data())
-def test_a_batch_in_sections_is_filed_as_runs_that_each_stay_in_one_section(
-    sizes: list[int], data: st.DataObject
-) -> None:
-    total = sum(sizes)
-    values = list(range(total))
-    sections, start = [], 0
-    for n in sizes:
-        sections.append(LazyOutcomes(pickle.dumps(values[start : start + n]), n, 0))
-        start += n
-    # Markers cut the batch's sequence numbers into runs, with gaps (the markers) between.
-    cuts = sorted(data.draw(st.sets(st.integers(1, total - 1)))) if total > 1 else []
-    gaps = data.draw(st.lists(st.integers(0, 3), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
-    runs, seq, previous = [], 100, 0
-    for cut, gap in zip([*cuts, total], gaps, strict=True):
-        seq += gap
-        runs.append((seq, cut - previous))
-        seq, previous = seq + cut - previous, cut
-    seq_of = [s + i for s, n in runs for i in range(n)]  # each value's sequence number
-
-    filed = runs_to_file(SectionedOutcomes(sections), runs)
-
-    placed: dict[int, int] = {}
-    ends = set(itertools.accumulate(sizes))
-    for start, run in filed:
-        items, clean = resolve(run)
-        assert clean
-        assert len(items) == len(run) > 0
-        placed.update((start + i, item) for i, item in enumerate(items))
-        # A run never reaches past the end of its section into the next one.
-        assert not any(items[0] < end <= items[-1] for end in ends)
-    assert placed == {seq_of[value]: value for value in values}
-    assert len(filed) <= len(runs) + len(sizes) - 1
-
-
-async def test_outcomes_of_a_batch_of_several_sections_arrive_in_place(
+async def test_outcomes_of_a_large_batch_of_several_segments_arrive_in_place(
     anyio_backend: Any, tmp_path: Path
 ) -> None:
-    # A borrowed process pool: the worker pickles its sections with no state of
-    # inorder's own, and the parent files them with the markers among the items.
+    # A borrowed process pool runs the batch with no state of inorder's own; the parent
+    # files its outcomes around a marker among the items.
     gate = tmp_path / "open"
-    count = 2 * SECTION_SIZE + 100
+    count = 4196
     kinds = ["ok"] * count
-    for x in (3, SECTION_SIZE + 5):
+    for x in (3, 2053):
         kinds[x] = "raise"
-    kinds[2 * SECTION_SIZE + 50] = "unpicklable"  # a segment of its own, in section 3
+    kinds[4146] = "unpicklable"  # a segment of its own, late in the batch
     context = multiprocessing.get_context("forkserver")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
         options: dict[str, Any] = {"batch": count, "window": count + 10}
         async with OrderedPipeline(executor=pool, on_error="return", **options) as pipe:
             await pipe.put(workloads.wait_for_file, -1, str(gate))
             for x, kind in enumerate(kinds):
-                if x == SECTION_SIZE - 1:
+                if x == 2047:
                     await pipe.put("a marker")
-                if SECTION_SIZE + 200 <= x < SECTION_SIZE + 400:
+                if 2248 <= x < 2448:
                     await pipe.put(workloads.identity, x)  # a second segment
                 elif kind == "unpicklable":
                     await pipe.put(workloads.returns_unpicklable, x)
@@ -169,7 +124,7 @@ async def test_outcomes_of_a_batch_of_several_sections_arrive_in_place(
             stats = pipe.statistics()
     outcomes = [outcome for chunk in chunks for outcome in chunk]
     assert outcomes[:2] == [-1, 0]
-    assert outcomes.pop(1 + SECTION_SIZE - 1) == "a marker"  # after the gate and 2047 items
+    assert outcomes.pop(1 + 2047) == "a marker"  # after the gate and 2047 items
     results = outcomes[1:]
     assert len(results) == count
     for x, (kind, outcome) in enumerate(zip(kinds, results, strict=True)):
@@ -184,5 +139,3 @@ async def test_outcomes_of_a_batch_of_several_sections_arrive_in_place(
             assert outcome == x
     assert stats.failed == 3
     assert stats.batches <= 3  # the gate, maybe one item, and the rest in one
-    # The parent unpickles a section at a time: no list holds more than one.
-    assert max(len(chunk) for chunk in chunks) <= SECTION_SIZE

@@ -32,11 +32,9 @@ One item, ``await pipe.put(fn, x)``, from the producer to ``async for``:
    keeps its timer on ``_tasks.Clock``). The batch goes to the backend's executor
    (``_backends``) through ``_eventloop.LoopBridge.submit``.
 6. **execution** (``_worker``): in a worker, the segment's function runs on each payload;
-   outcomes (values and exceptions) come back pickled together, in *sections* of
-   ``SECTION_SIZE`` for a large batch.
+   outcomes (values and exceptions) come back pickled together.
 7. **completion**: the future's callback runs on the loop thread and files the batch's
-   outcomes in the reorder buffer as one *run* (one per section, cut at markers:
-   ``_serialize.runs_to_file``), dispatches more, wakes the consumer.
+   outcomes in the reorder buffer as one *run*, dispatches more, wakes the consumer.
    A batch that came back lost (``BatchLost``: a worker died, an item overran its
    timeout) is planned by ``_recovery.plan_loss`` (run again, run alone, or fail with
    the backend's error) and retried under ``_retry.RetryPolicy``, back-offs on the clock.
@@ -100,16 +98,16 @@ from ._serialize import (
     PLAIN_TYPES,
     Codec,
     Outcomes,
+    OutcomeSlice,
     Part,
     Prepared,
     SerializedFunction,
     resolve,
-    runs_to_file,
 )
 from ._stats import PipelineStatistics
 from ._tasks import Clock, OwnedTasks
 from ._window import AUTO_WINDOW_START, Window, WindowSizer
-from ._worker import ONE, SECTION_SIZE, Failure, describe
+from ._worker import ONE, Failure, describe
 from ._workerpool import WorkerPool
 
 logger = logging.getLogger("inorder")
@@ -131,9 +129,9 @@ READ_AHEAD_ROUNDS = 8
 # for a while; a consumer that keeps taking them ends the wait first.
 HOLD_SECONDS = 0.005
 
-# The most results chunks() puts in one list when the caller sets no bound: a section's
-# worth, so that a consumer holds at once about as many results as a worker does.
-MAX_CHUNK_ITEMS = SECTION_SIZE
+# The most results chunks() puts in one list when the caller sets no bound: a batch's
+# worth at most, so a list is never larger than the largest run already decoded.
+MAX_CHUNK_ITEMS = MAX_BATCH_SIZE
 
 # A producer (put() or map()'s feeder) that has waited this long for room while the
 # consumer took no result gets a warning on the "inorder" logger, once per pipeline: a
@@ -593,7 +591,7 @@ class OrderedPipeline:
         """The results, in order, as lists of consecutive results.
 
         Each list holds the consecutive results that are ready, at most ``max_items``
-        (2048 when not given), so a consumer that reads many results handles them with a
+        (32768 when not given), so a consumer that reads many results handles them with a
         plain ``for`` instead of a step of ``async for`` each::
 
             async for results in pipe.chunks():
@@ -696,7 +694,7 @@ class OrderedPipeline:
         if run is None:
             await self._wait_for_outcomes()
             return
-        # Unpickles the run's outcomes (a batch's, or a section's) in one call.
+        # Unpickles the batch's outcomes in one call.
         outcomes, clean = resolve(run[1])
         self._cursor.load(run[0], outcomes, clean, by_iterator=by_iterator)
         # One checkpoint per run, not per item: lets the map() feeder refill the window
@@ -1125,8 +1123,13 @@ class OrderedPipeline:
         self._dispatch()
 
     def _store(self, runs: list[tuple[int, int]], outcomes: Outcomes) -> None:
-        for start, run in runs_to_file(outcomes, runs):
-            self._buffer.add(start, run)
+        if len(runs) == 1:
+            self._buffer.add(runs[0][0], outcomes)
+        else:  # markers cut the batch's sequence numbers into several runs
+            offset = 0
+            for start, count in runs:
+                self._buffer.add(start, OutcomeSlice(outcomes, offset, count))
+                offset += count
         self._wake_consumer()
 
     def _wake_consumer(self) -> None:

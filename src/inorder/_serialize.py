@@ -226,21 +226,11 @@ class PickleCodec:
         return Job(_worker.run_pickled, (functions, segments, runs), nbytes)
 
     def outcomes(
-        self,
-        payload: bytes | tuple[bytes, list[Any]] | list[tuple[int, int, bytes]],
-        count: int,
-        failures: int,
+        self, payload: bytes | tuple[bytes, list[Any]], count: int, failures: int
     ) -> Outcomes:
-        if isinstance(payload, list):  # a large batch's outcomes, pickled in sections
-            sections = [LazyOutcomes(blob, n, failed) for n, failed, blob in payload]
-            return SectionedOutcomes(sections)
         return LazyOutcomes(payload, count, failures)
 
-    def results_size(
-        self, payload: bytes | tuple[bytes, list[Any]] | list[tuple[int, int, bytes]]
-    ) -> int:
-        if isinstance(payload, list):
-            return sum(len(blob) for _, _, blob in payload)
+    def results_size(self, payload: bytes | tuple[bytes, list[Any]]) -> int:
         if isinstance(payload, tuple):
             return _wire.nbytes(*payload)
         return len(payload)
@@ -529,51 +519,6 @@ class OutcomeSlice(Outcomes):
         items = self._source.resolve()[self._offset : self._offset + self._count]
         self.failures = self._source.failures  # conservative: any failure in the batch
         return items
-
-
-class SectionedOutcomes(Outcomes):
-    """A large batch's outcomes as the worker pickled them: in sections (``LazyOutcomes``),
-    each filed as a run of its own (``runs_to_file``), so that the parent unpickles one
-    section at a time as the consumer reaches it."""
-
-    __slots__ = ("sections",)
-
-    def __init__(self, sections: list[LazyOutcomes]) -> None:
-        super().__init__(None, max((section.failures for section in sections), default=0))
-        self._count = sum(len(section) for section in sections)
-        self.sections = sections
-
-    def resolve(self) -> list[Any]:
-        items = self._items
-        if items is None:
-            items = self._items = [item for section in self.sections for item in section.resolve()]
-            self.failures = sum(section.failures for section in self.sections)
-        return items
-
-
-def runs_to_file(outcomes: Outcomes, runs: list[tuple[int, int]]) -> list[tuple[int, Outcomes]]:
-    """A batch's outcomes cut into the runs the reorder buffer holds, as ``(start,
-    outcomes)``: where markers cut its sequence numbers (``runs``, as ``(start,
-    count)``), and between the sections a worker pickled separately."""
-    pieces: Sequence[Outcomes] = (
-        outcomes.sections if isinstance(outcomes, SectionedOutcomes) else [outcomes]
-    )
-    if len(runs) == 1 and len(pieces) == 1:
-        return [(runs[0][0], outcomes)]
-    filed: list[tuple[int, Outcomes]] = []
-    piece = iter(pieces)
-    current, offset = next(piece), 0
-    for start, count in runs:
-        while count:
-            if offset == len(current):
-                current, offset = next(piece), 0
-            n = min(count, len(current) - offset)
-            whole = offset == 0 and n == len(current)
-            filed.append((start, current if whole else OutcomeSlice(current, offset, n)))
-            start += n
-            count -= n
-            offset += n
-    return filed
 
 
 def resolve(outcomes: Sequence[Any]) -> tuple[list[Any], bool]:

@@ -34,11 +34,6 @@ from ._pipeline import OrderedPipeline
 from ._stats import PipelineStatistics
 from ._workerpool import WorkerPool
 
-# The most results one trip from the loop thread carries when the caller sets no bound.
-# A trip costs the program about 0.1 ms, so a list takes every result ready up to this
-# many (a pipeline's chunks() without a bound stops at 2048).
-HANDOVER_ITEMS = 32768
-
 T = TypeVar("T")
 
 
@@ -395,8 +390,7 @@ class SyncPipeline:
     async def _next_list(self, max_items: int | None) -> list[Any] | None:
         """The next list of ``pipe.chunks(max_items)`` (the pipeline keeps that
         iterator), None at the end: one trip to the loop per list."""
-        bound = HANDOVER_ITEMS if max_items is None else max_items
-        return await anext(self._pipe.chunks(bound), None)
+        return await anext(self._pipe.chunks(max_items), None)
 
     def statistics(self) -> PipelineStatistics:
         """A frozen snapshot of the pipeline's counters (see ``PipelineStatistics``)."""

@@ -38,7 +38,7 @@ import pickle
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from . import _wire
 from ._slots import INDEX, NOT_IN_ITEM, STARTED
@@ -169,17 +169,15 @@ def run_pickled(
     functions: dict[bytes, bytes],
     segments: list[WireSegment],
     runs: list[tuple[int, int]] | None = None,
-) -> tuple[Any, float, int]:
+) -> tuple[bytes, float, int]:
     """Run a batch that crossed a process boundary.
 
     Returns its pickled outcomes, the seconds of work, and how many outcomes are
     failures (a batch without any is handed out by the parent without per-item checks).
-    The outcomes are one pickle of their list, or, for a batch of more than
-    ``SECTION_SIZE`` items, a list of sections in order, each ``(count, failures among them,
-    pickle of count outcomes)``. Raises ``BatchLost`` (started, no item running) when
-    the arguments of a batch of several items cannot be unpickled as one: each item is
-    then sent again alone, so that only the bad one fails. ``runs``: the items' sequence
-    numbers, for the log records they emit.
+    Raises ``BatchLost`` (started, no item running) when the arguments of a batch of
+    several items cannot be unpickled as one: each item is then sent again alone, so
+    that only the bad one fails. ``runs``: the items' sequence numbers, for the log
+    records they emit.
     """
     started = time.perf_counter()
     pid = os.getpid()
@@ -192,146 +190,52 @@ def run_pickled(
             raise Retire
         state.items_run += count
     fields = None if state is None else state.fields
-    # In inorder's own workers large bytes results cross the pipe raw (see _wire); a
-    # borrowed executor pickles with protocols that cannot carry them.
-    raw_bytes = state is not None and state.large_results
-    outcomes = _PickledOutcomes(whole=raw_bytes, fields=fields)
+    outcomes: list[Any] = []
+    failures = 0
+    # Where each segment's outcomes end, and its function's name: an outcome that
+    # cannot be pickled is reported as its function's (see dump_outcomes).
+    ends: list[tuple[int, str]] = []
     for digest, shape, count, blob, flagged, buffers in segments:
-        outcomes.segment(count, "<a function that could not be loaded>")
+        ends.append((len(outcomes) + count, "<a function that could not be loaded>"))
         if fields is not None:
             # Loading the function and the arguments is no item's own work: a crash
             # here makes every item of the batch a suspect, to be re-run alone.
             fields[INDEX] = NOT_IN_ITEM
         fn = _load_function(digest, functions[digest], pid)
         if isinstance(fn, Failure):
-            outcomes.extend([fn] * count, failures=count)
+            outcomes.extend([fn] * count)
+            failures += count
             continue
-        outcomes.name_segment(describe(fn))
+        ends[-1] = (ends[-1][0], describe(fn))
         try:
             payloads = pickle.loads(blob, buffers=buffers)
         except BaseException as exc:  # noqa: BLE001 - reported for each item of the segment
-            if state is not None and outcomes.made + count > 1:
+            if state is not None and len(outcomes) + count > 1:
                 raise BatchLost(True, None, exc) from None
-            failure = Failure(exc, describe(fn), _format(exc), pid)
-            outcomes.extend([failure] * count, failures=count)
+            outcomes.extend([Failure(exc, describe(fn), _format(exc), pid)] * count)
+            failures += count
             continue
-        for section in outcomes.sections_of(payloads):
-            done = outcomes.made  # the batch index of section[0]
-            if flagged:
-                failed = _call_flagged(fn, shape, section, outcomes.list, pid, state, done)
-            elif state is not None:
-                failed = _call_tracked(fn, shape, section, outcomes.list, pid, state, done)
-            else:
-                failed = _call_all(fn, shape, section, outcomes.list, pid)
-            outcomes.added(failed)
+        if flagged:
+            failures += _call_flagged(fn, shape, payloads, outcomes, pid, state)
+        elif state is not None:
+            failures += _call_tracked(fn, shape, payloads, outcomes, pid, state)
+        else:
+            failures += _call_all(fn, shape, payloads, outcomes, pid)
     if fields is not None:
         fields[INDEX] = NOT_IN_ITEM  # a crash from here on is nobody's in particular
-    payload, failures, buffers = outcomes.dump()
+    # In inorder's own workers a large blob, and large bytes results, cross the pipe raw
+    # (see _wire); a borrowed executor pickles with protocols that cannot carry them.
+    blob, unpicklable, buffers = dump_outcomes(
+        outcomes, raw_bytes=state is not None and state.large_results, functions=ends
+    )
     if state is None:
-        return payload, time.perf_counter() - started, failures
+        return blob, time.perf_counter() - started, failures + unpicklable
     # Looking for large results costs a check per item: only once they are large.
-    if isinstance(payload, list):
-        size = sum(len(blob) for _, _, blob in payload)
-        result: Any = [(n, failed, _wire.out_of_band(blob)) for n, failed, blob in payload]
-    else:
-        size = _wire.nbytes(payload, buffers)
-        result = (_wire.out_of_band(payload), buffers) if buffers else _wire.out_of_band(payload)
-    state.large_results = size >= _wire.OUT_OF_BAND_BYTES * max(1, outcomes.made)
-    return result, time.perf_counter() - started, failures
-
-
-# Outcomes per pickle in a large batch. A batch's results are pickled a section at a time as
-# they come, and the parent unpickles one section at a time as they are handed out, so only
-# a section's worth of result objects lives at once on either side. Python's small-object
-# allocator returns an empty arena (1 MiB) to the system and faults a new one in for the
-# next batch: with a whole 32,768-item batch alive at once, each batch of small results
-# costs a worker hundreds of page faults (docs/decisions/0021).
-SECTION_SIZE = 2048
-
-
-class _PickledOutcomes:
-    """A batch's outcomes, pickled ``SECTION_SIZE`` at a time as they are made.
-
-    ``whole``: pickle them as one list at the end (large ``bytes`` results, which leave
-    the pickle to travel raw, and are no small objects). ``fields``: the worker's slot
-    of shared memory, which says while a section is pickled that no item is running.
-    """
-
-    __slots__ = ("_ends", "_fields", "_whole", "count", "failed", "failures", "list", "sections")
-
-    def __init__(self, *, whole: bool, fields: Any) -> None:
-        self._whole = whole
-        self._fields = fields
-        self.list: list[Any] = []  # outcomes not pickled yet
-        # (count, failures among them, pickle of count outcomes)
-        self.sections: list[tuple[int, int, bytes]] = []
-        self.count = 0  # outcomes in sections
-        self.failures = 0  # Failures among all outcomes
-        self.failed = 0  # Failures in self.list
-        # Where each segment's outcomes end in the batch, and its function's name: an
-        # outcome that cannot be pickled is reported as its function's.
-        self._ends: list[tuple[int, str]] = []
-
-    @property
-    def made(self) -> int:
-        """Outcomes so far: the batch index of the next one."""
-        return self.count + len(self.list)
-
-    def segment(self, count: int, name: str) -> None:
-        """The next ``count`` outcomes come from a function called ``name``."""
-        self._ends.append((self.made + count, name))
-
-    def name_segment(self, name: str) -> None:
-        self._ends[-1] = (self._ends[-1][0], name)
-
-    def extend(self, outcomes: list[Any], *, failures: int) -> None:
-        self.list.extend(outcomes)
-        self.added(failures)
-
-    def sections_of(self, payloads: list[Any]) -> Iterator[list[Any]]:
-        """``payloads`` cut where a section of the outcomes will be full."""
-        if self._whole:
-            yield payloads
-            return
-        start = 0
-        while start < len(payloads):
-            end = start + SECTION_SIZE - len(self.list)
-            yield payloads if start == 0 and end >= len(payloads) else payloads[start:end]
-            start = end
-
-    def added(self, failures: int) -> None:
-        """Outcomes were added, ``failures`` of them Failures: pickle the outcomes not
-        pickled yet if they make a section."""
-        self.failed += failures
-        self.failures += failures
-        if len(self.list) >= SECTION_SIZE and not self._whole:
-            self._pickle_section()
-
-    def dump(
-        self,
-    ) -> tuple[bytes | list[tuple[int, int, bytes]], int, list[pickle.PickleBuffer]]:
-        """The outcomes pickled: one pickle (and the large bytes left out of it), or a
-        list of sections; and how many are Failures (a result that could not be pickled
-        is replaced by one)."""
-        if not self.sections:
-            blob, replaced, buffers = dump_outcomes(
-                self.list, raw_bytes=self._whole, functions=self._ends
-            )
-            return blob, self.failures + replaced, buffers
-        if self.list:
-            self._pickle_section()
-        return self.sections, self.failures, []
-
-    def _pickle_section(self) -> None:
-        if self._fields is not None:
-            self._fields[INDEX] = NOT_IN_ITEM  # a crash here is no item's own
-        outcomes = self.list
-        blob, replaced, _ = dump_outcomes(outcomes, functions=self._ends, start=self.count)
-        self.sections.append((len(outcomes), self.failed + replaced, blob))
-        self.failures += replaced
-        self.failed = 0
-        self.count += len(outcomes)
-        outcomes.clear()
+    state.large_results = _wire.nbytes(blob, buffers) >= _wire.OUT_OF_BAND_BYTES * max(
+        1, len(outcomes)
+    )
+    result = (_wire.out_of_band(blob), buffers) if buffers else _wire.out_of_band(blob)
+    return result, time.perf_counter() - started, failures + unpicklable  # type: ignore[return-value]
 
 
 def current_seq() -> int | None:
@@ -406,17 +310,13 @@ def _call_tracked(
     outcomes: list[Any],
     pid: int,
     state: WorkerState,
-    start: int,
 ) -> int:
-    """``_call_all`` that marks each item's index (and start time) in shared memory.
-
-    ``start``: the batch index of ``payloads[0]``.
-    """
+    """``_call_all`` that marks each item's index (and start time) in shared memory."""
     progress = state.fields
     clock = time.monotonic if state.timed else None
     # A float: the slot holds doubles, and a float is stored without a conversion
-    # (9 ns of the ~66 ns a tracked item costs, on Python 3.11).
-    index = float(start)
+    # (docs/decisions/0021).
+    index = float(len(outcomes))  # the batch index of payloads[0]
     append = outcomes.append
     failures = 0
     if shape == ONE and clock is None:  # the common case, without per-item branches
@@ -457,15 +357,14 @@ def _call_flagged(
     outcomes: list[Any],
     pid: int,
     state: WorkerState | None,
-    start: int,
 ) -> int:
     failures = 0
-    for index, payload in enumerate(payloads, start):
+    for payload in payloads:
         if type(payload) is BadArgument:
             outcomes.append(Failure(TypeError(payload.message), describe(fn)))
             failures += 1
         elif state is not None:
-            failures += _call_tracked(fn, shape, [payload], outcomes, pid, state, index)
+            failures += _call_tracked(fn, shape, [payload], outcomes, pid, state)
         else:
             failures += _call_all(fn, shape, [payload], outcomes, pid)
     return failures
@@ -482,14 +381,12 @@ def dump_outcomes(
     *,
     raw_bytes: bool = False,
     functions: list[tuple[int, str]] | None = None,
-    start: int = 0,
 ) -> tuple[bytes, int, list[pickle.PickleBuffer]]:
     """Pickle a batch of outcomes; one that cannot be pickled becomes that item's error.
 
     Returns the pickle, how many results had to be replaced by a failure, and (with
     ``raw_bytes``) the large ``bytes`` results left out of the pickle. ``functions``:
-    for each segment of the batch, where its outcomes end and its function's name;
-    ``start``: the batch index of ``outcomes[0]``.
+    for each segment of the batch, where its outcomes end and its function's name.
     """
     buffers: list[pickle.PickleBuffer] = []
     try:
@@ -503,12 +400,11 @@ def dump_outcomes(
     except Exception:  # noqa: BLE001 - find which outcome is to blame, below
         buffers.clear()
     names = iter(functions or [])
-    last = start + len(outcomes)
-    end, name = next(names, (last, "<unknown function>"))
+    end, name = next(names, (len(outcomes), "<unknown function>"))
     checked = []
-    for index, outcome in enumerate(outcomes, start):
+    for index, outcome in enumerate(outcomes):
         while index >= end:
-            end, name = next(names, (last, "<unknown function>"))
+            end, name = next(names, (len(outcomes), "<unknown function>"))
         checked.append(_picklable(outcome, name))
     replaced = sum(
         type(c) is Failure and type(o) is not Failure
