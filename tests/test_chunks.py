@@ -44,20 +44,29 @@ async def test_chunks_raise_an_error_after_the_results_before_it_then_go_on(
     assert (stats.yielded, stats.failed) == (10, 1)
 
 
+@pytest.mark.parametrize("on_error", ["raise", "return", "skip"])
 async def test_a_list_takes_every_result_ready_across_batches_up_to_its_bound(
-    executor: Any,
+    executor: Any, on_error: str
 ) -> None:
-    async with OrderedPipeline(workers=2, batch=4, executor=executor) as pipe:
+    options: dict[str, Any] = {"on_error": on_error}
+    async with OrderedPipeline(workers=2, batch=4, executor=executor, **options) as pipe:
         pipe.map(workloads.fail_if, range(40), [frozenset({28})] * 40)
         # Every batch done before the consumer comes: ten runs of four wait, ready.
         await wait_until(lambda: pipe.statistics().buffered == 40)
         iterator = aiter(pipe.chunks(max_items=25))
         assert await anext(iterator) == list(range(25))  # seven batches, cut at the bound
-        # The rest of the seventh; the eighth begins with the failed item: the list ends.
-        assert await anext(iterator) == [25, 26, 27]
-        with pytest.raises(ValueError, match="item 28 is bad"):
-            await anext(iterator)
-        assert await anext(iterator) == list(range(29, 40))
+        if on_error == "raise":
+            # The rest of the seventh; the eighth begins with the failed item: it ends.
+            assert await anext(iterator) == [25, 26, 27]
+            with pytest.raises(ValueError, match="item 28 is bad"):
+                await anext(iterator)
+            assert await anext(iterator) == list(range(29, 40))
+        else:  # the failure is taken in its place, and the list goes on past it
+            rest = await anext(iterator)
+            kept = [type(r) if isinstance(r, Exception) else r for r in rest]
+            failed = [ValueError] if on_error == "return" else []
+            assert kept == [25, 26, 27, *failed, *range(29, 40)]
+        assert [r async for chunk in iterator for r in chunk] == []
 
 
 @pytest.mark.parametrize("on_error", ["return", "skip"])

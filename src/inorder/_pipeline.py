@@ -690,16 +690,23 @@ class OrderedPipeline:
         step per item); else by index (``chunks()`` slices it).
         """
         self._settle()
-        run = self._buffer.pop_run()
-        if run is None:
+        if not self._load_ready_run(by_iterator=by_iterator):
             await self._wait_for_outcomes()
             return
-        # Unpickles the batch's outcomes in one call.
-        outcomes, clean = resolve(run[1])
-        self._cursor.load(run[0], outcomes, clean, by_iterator=by_iterator)
         # One checkpoint per run, not per item: lets the map() feeder refill the window
         # just settled and completions come in while this run is handed out.
         await anyio.lowlevel.checkpoint()
+
+    def _load_ready_run(self, *, by_iterator: bool) -> bool:
+        """Make the next run the cursor's if it is ready (the last one is settled);
+        whether it was."""
+        run = self._buffer.pop_run()
+        if run is None:
+            return False
+        # Unpickles the batch's outcomes in one call.
+        outcomes, clean = resolve(run[1])
+        self._cursor.load(run[0], outcomes, clean, by_iterator=by_iterator)
+        return True
 
     async def _next_chunk(self, limit: int) -> list[Any]:
         """The next outcomes as a list of at most ``limit``: the rest of the current run
@@ -723,11 +730,8 @@ class OrderedPipeline:
         before an error to be raised, which the next step raises."""
         cursor = self._cursor
         while len(chunk) < limit and cursor.waiting == 0:
-            run = self._buffer.pop_run()
-            if run is None:
+            if not self._load_ready_run(by_iterator=False):
                 return
-            outcomes, clean = resolve(run[1])
-            cursor.load(run[0], outcomes, clean, by_iterator=False)
             try:
                 more = cursor.next_chunk(limit - len(chunk), extends=True)
             finally:

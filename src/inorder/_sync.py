@@ -104,10 +104,12 @@ class _LoopThread:
 
     def end_pipelines(self) -> None:
         """End every pipeline still running here, whatever its owner did, and wait for
-        them: a pool's pipelines cannot outlive the pool."""
-        for stopping, future in list(self.pipelines.items()):
+        them: a pool's pipelines cannot outlive the pool. They stop together."""
+        running = list(self.pipelines.items())
+        for stopping, _ in running:
             self.portal.call(stopping.set)
-            concurrent.futures.wait([future])  # an abandoned pipeline's error has no one to go to
+        # An abandoned pipeline's error has no one to go to: wait, do not raise.
+        concurrent.futures.wait([future for _, future in running])
 
     def close(self, error: BaseException | None = None) -> None:
         """End the loop and its thread; with ``error``, tasks still running are cancelled."""
