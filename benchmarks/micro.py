@@ -13,8 +13,10 @@ pays per item: it flattens chunks with a generator). Medians of ``--rounds``, in
 
 ``workers``: what a run of ``pipe.map(inc, range(--runs-of)).chunks()`` on a warmed,
 shared ``WorkerPool`` of 2 costs the worker processes and the parent: CPU time (all
-threads, from ``/proc/PID/schedstat``) and minor page faults, medians of ``--rounds``
-runs (Linux only)::
+threads, from ``/proc/PID/schedstat``) and minor page faults; and the run's wall time
+against the CPU time of the parent's main thread (the event loop's and the consumer's),
+whose difference is the time that thread did not run: waiting for results, or
+preempted. Medians of ``--rounds`` runs (Linux only)::
 
     python -m benchmarks micro [put|consume|workers] [--rounds 9] [--window 16384]
                                [--items 500000] [--runs-of 200000]
@@ -162,6 +164,9 @@ async def worker_costs(rounds: int, items: int) -> None:
         "workers: minor page faults": [],
         "parent: CPU ms": [],
         "parent: minor page faults": [],
+        "run: wall ms": [],
+        "parent's main thread: CPU ms": [],
+        "parent's main thread: not running ms": [],
     }
     async with inorder.WorkerPool(2) as pool:
         async with inorder.OrderedPipeline(executor=pool) as pipe:
@@ -171,10 +176,15 @@ async def worker_costs(rounds: int, items: int) -> None:
             # The pool's processes: its fork server and the workers it started.
             pids = [p.pid for p in psutil.Process(me).children(recursive=True)]
             before = {pid: _cpu_ms_and_faults(pid) for pid in [me, *pids]}
+            wall, thread = time.perf_counter(), time.thread_time()
             async with inorder.OrderedPipeline(executor=pool) as pipe:
                 async for results in pipe.map(inc, range(items)).chunks():
                     for _ in results:
                         pass
+            wall, thread = (time.perf_counter() - wall) * 1e3, (time.thread_time() - thread) * 1e3
+            rows["run: wall ms"].append(wall)
+            rows["parent's main thread: CPU ms"].append(thread)
+            rows["parent's main thread: not running ms"].append(wall - thread)
             after = {pid: _cpu_ms_and_faults(pid) for pid in before}
             spent = {
                 pid: (after[pid][0] - cpu, after[pid][1] - faults)
@@ -185,7 +195,7 @@ async def worker_costs(rounds: int, items: int) -> None:
             rows["workers: CPU ms"].append(sum(spent[pid][0] for pid in pids))
             rows["workers: minor page faults"].append(sum(spent[pid][1] for pid in pids))
     for name, values in rows.items():
-        print(f"  {name:28} {statistics.median(values):8.1f}")
+        print(f"  {name:38} {statistics.median(values):8.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:
