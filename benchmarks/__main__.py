@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 
 COMMANDS = {
     "suite": "inorder against its peers on every workload; writes docs/performance.md",
-    "micro": "per-item costs alone: put() and the consumer's step",
+    "micro": "per-item costs alone: put(), the consumer's step, a run's cost to the workers",
     "startup": "cold start: from async with to the first result, fresh interpreters",
     "cli": "inorder map against a plain loop and GNU parallel",
     "server": "a pipeline per connection: workers of its own or a shared WorkerPool",

@@ -1,4 +1,4 @@
-"""Per-item costs, each measured alone: the producer's ``put()`` and the consumer's step.
+"""Costs measured alone: the producer's ``put()``, the consumer's step, a run's workers.
 
 ``put``: a window of ``--window`` slots is filled by ``put()`` calls that never wait (the
 consumer does not run meanwhile) and only those calls are timed; the results are then
@@ -176,12 +176,13 @@ async def worker_costs(rounds: int, items: int) -> None:
             # The pool's processes: its fork server and the workers it started.
             pids = [p.pid for p in psutil.Process(me).children(recursive=True)]
             before = {pid: _cpu_ms_and_faults(pid) for pid in [me, *pids]}
-            wall, thread = time.perf_counter(), time.thread_time()
+            wall_started, thread_started = time.perf_counter(), time.thread_time()
             async with inorder.OrderedPipeline(executor=pool) as pipe:
                 async for results in pipe.map(inc, range(items)).chunks():
                     for _ in results:
                         pass
-            wall, thread = (time.perf_counter() - wall) * 1e3, (time.thread_time() - thread) * 1e3
+            wall = (time.perf_counter() - wall_started) * 1e3
+            thread = (time.thread_time() - thread_started) * 1e3
             rows["run: wall ms"].append(wall)
             rows["parent's main thread: CPU ms"].append(thread)
             rows["parent's main thread: not running ms"].append(wall - thread)
