@@ -42,15 +42,21 @@ ALLOWED_FAILURES = 1
 
 @pytest.fixture(scope="module")
 def local_client() -> Iterator[Any]:
-    with dask.config.set(
-        {
-            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-            "distributed.scheduler.worker-saturation": 1.0,
-        }
-    ):
-        cluster = local_cluster(2)
-    with cluster, distributed.Client(cluster) as client:
-        yield client
+    # The cluster object checks `lost-worker-timeout` (15 s by default) after each
+    # worker's loss: if no worker of that name is registered at that moment, it closes
+    # the nanny for good. These tests kill the same workers again and again, so a check
+    # could land while a worker restarts and leave the cluster one worker short. It is
+    # read when a worker is lost, in this process: set for the cluster's whole life.
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"}):
+        with dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
+        ):
+            cluster = local_cluster(2)
+        with cluster, distributed.Client(cluster) as client:
+            yield client
 
 
 def local_cluster(workers: int, **options: Any) -> Any:
